@@ -1,0 +1,12 @@
+//! vmdep measures the communication dependencies between virtual machines in a data center
+//! with P4 switches: hosts sample VM traffic (sFlow), the controller picks the VM pairs worth
+//! an exact count and installs one counting entry per pair on the least-loaded switch of its
+//! path (P4Runtime), and the counts and DPI labels become a dependency graph.
+//!
+//! Data flow, module by module (see ARCHITECTURE.md in the project's shared notes):
+//!
+//! ```text
+//! p4/vmdep.p4 ──compiler──► bmv2 JSON + P4Info ──(P4Runtime, p4rt)──► switch
+//! ```
+
+pub mod compiler;
