@@ -5,6 +5,7 @@
 //! Must not touch: the switch, the controller or any network; it uses only `p4rt` (P4Info types).
 
 pub mod ast;
+pub mod control_plane;
 pub mod diag;
 
 pub use diag::{Diagnostic, Diagnostics, Span};
