@@ -7,7 +7,8 @@ DESCRIPTOR_SET is a serialized google.protobuf.FileDescriptorSet of vmdep's prot
 official definitions come from the `p4runtime` package on PyPI (and googleapis-common-protos for
 google.rpc). Every message, field, enum, enum value, oneof and service method must agree in both
 directions: names, numbers, types, type names, labels, oneof membership and streaming flags.
-Prints each mismatch and exits 1 if there is any; exits 2 if the official package is missing.
+Prints each mismatch and exits 1 if there is any; exits 2 if the official package is missing,
+64 on a usage error.
 """
 
 import os
@@ -94,8 +95,8 @@ def compare_message(where, ours, theirs, errors):
 
 def compare_children(where, ours, theirs, errors):
     """Compares the nested (or, for a file, top-level) messages and enums."""
-    ours_msgs = {m.name: m for m in getattr(ours, "nested_type", None) or ours_message_list(ours)}
-    theirs_msgs = {m.name: m for m in getattr(theirs, "nested_type", None) or ours_message_list(theirs)}
+    ours_msgs = {m.name: m for m in messages_of(ours)}
+    theirs_msgs = {m.name: m for m in messages_of(theirs)}
     for name in compare_keys("message", where, ours_msgs, theirs_msgs, errors):
         compare_message(f"{where}.{name}", ours_msgs[name], theirs_msgs[name], errors)
     ours_enums = {e.name: e for e in ours.enum_type}
@@ -104,9 +105,11 @@ def compare_children(where, ours, theirs, errors):
         compare_enum(f"{where}.{name}", ours_enums[name], theirs_enums[name], errors)
 
 
-def ours_message_list(container):
-    # A FileDescriptorProto keeps its top-level messages in message_type, a message in nested_type.
-    return getattr(container, "message_type", [])
+def messages_of(container):
+    # A file keeps its top-level messages in message_type, a message its nested ones in nested_type.
+    if isinstance(container, descriptor_pb2.FileDescriptorProto):
+        return container.message_type
+    return container.nested_type
 
 
 def compare_services(where, ours, theirs, errors):
@@ -127,7 +130,7 @@ def compare_services(where, ours, theirs, errors):
 def main():
     if len(sys.argv) != 2:
         print(__doc__, file=sys.stderr)
-        return 2
+        return 64
     ours_set = descriptor_pb2.FileDescriptorSet()
     with open(sys.argv[1], "rb") as f:
         ours_set.ParseFromString(f.read())
