@@ -140,7 +140,7 @@ impl KindIndex {
                         }
                     }
                 }
-                _ => {
+                None => {
                     index
                         .by_name
                         .entry(alias.to_string())
