@@ -362,7 +362,7 @@ mod tests {
 
     fn reference(name: &str) -> P4InfoIndex {
         let path = format!(
-            "{}/tests/p4c-reference/p4c-out/{name}.p4info.txtpb",
+            "{}/tests/fixtures/p4c-reference/p4c-out/{name}.p4info.txtpb",
             env!("CARGO_MANIFEST_DIR")
         );
         let text = std::fs::read_to_string(&path).unwrap();

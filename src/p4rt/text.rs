@@ -286,7 +286,7 @@ mod reference_tests {
     /// parses back equal.
     #[test]
     fn p4c_reference_p4infos_round_trip() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/p4c-reference/p4c-out");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/p4c-reference/p4c-out");
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -323,7 +323,7 @@ mod snapshot_tests {
     fn prints_like_protobuf_text_format() {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/tests/p4c-reference/p4c-out/ref2_ternary_counters.p4info.txtpb"
+            "/tests/fixtures/p4c-reference/p4c-out/ref2_ternary_counters.p4info.txtpb"
         ))
         .unwrap();
         insta::assert_snapshot!(p4info_to_text(&p4info_from_text(&text).unwrap()));
