@@ -36,11 +36,12 @@ use super::control_plane::{
 };
 use crate::p4rt::config::{
     action, action_ref, counter_spec, match_field, p4_bitstring_like_type_spec, p4_data_type_spec,
-    p4_ids, p4_struct_type_spec, table, table_action_call, Action, ActionRef, Counter, CounterSpec,
-    Digest, DirectCounter, Documentation, MatchField, P4BitTypeSpec, P4BitstringLikeTypeSpec,
+    p4_struct_type_spec, table, table_action_call, Action, ActionRef, Counter, CounterSpec, Digest,
+    DirectCounter, Documentation, MatchField, P4BitTypeSpec, P4BitstringLikeTypeSpec,
     P4DataTypeSpec, P4Info, P4NamedType, P4StructTypeSpec, P4TypeInfo, PkgInfo, Preamble, Register,
     Table, TableActionCall,
 };
+use crate::p4rt::{bytestring, ids};
 
 /// The kinds of P4Info object that carry an id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,16 +57,14 @@ pub enum EntityKind {
 impl EntityKind {
     /// The id prefix (top byte) of this kind, from the P4Runtime `P4Ids.Prefix` enum.
     pub fn prefix(self) -> u8 {
-        let prefix = match self {
-            EntityKind::Action => p4_ids::Prefix::Action,
-            EntityKind::Table => p4_ids::Prefix::Table,
-            EntityKind::Counter => p4_ids::Prefix::Counter,
-            EntityKind::DirectCounter => p4_ids::Prefix::DirectCounter,
-            EntityKind::Register => p4_ids::Prefix::Register,
-            EntityKind::Digest => p4_ids::Prefix::Digest,
-        };
-        // Every P4Ids prefix fits in a byte (MAX = 0xff).
-        prefix as i32 as u8
+        match self {
+            EntityKind::Action => ids::ACTION,
+            EntityKind::Table => ids::TABLE,
+            EntityKind::Counter => ids::COUNTER,
+            EntityKind::DirectCounter => ids::DIRECT_COUNTER,
+            EntityKind::Register => ids::REGISTER,
+            EntityKind::Digest => ids::DIGEST,
+        }
     }
 }
 
@@ -694,31 +693,20 @@ fn default_arguments(
         .zip(args)
         .zip(1u32..)
         .map(|((param, &value), param_id)| {
-            let fits = param.bitwidth >= 128 || value >> param.bitwidth == 0;
-            if !fits {
-                return Err(P4InfoError::ArgumentTooWide {
-                    table: t.preamble.name.clone(),
-                    action: action.preamble.name.clone(),
-                    param: param.name.clone(),
-                    value,
-                    bitwidth: param.bitwidth,
-                });
-            }
+            let too_wide = || P4InfoError::ArgumentTooWide {
+                table: t.preamble.name.clone(),
+                action: action.preamble.name.clone(),
+                param: param.name.clone(),
+                value,
+                bitwidth: param.bitwidth,
+            };
+            let canonical = bytestring::encode(value, param.bitwidth).map_err(|_| too_wide())?;
             Ok(table_action_call::Argument {
                 param_id,
-                value: padded_bytes(value, param.bitwidth),
+                value: bytestring::to_padded(&canonical, param.bitwidth).map_err(|_| too_wide())?,
             })
         })
         .collect()
-}
-
-/// `value` big-endian in exactly ceil(bitwidth / 8) bytes; the caller checked that it fits.
-fn padded_bytes(value: u128, bitwidth: u32) -> Vec<u8> {
-    let len = bitwidth.div_ceil(8) as usize;
-    let be = value.to_be_bytes();
-    let mut out = vec![0u8; len.saturating_sub(be.len())];
-    out.extend_from_slice(&be[be.len().saturating_sub(len)..]);
-    out
 }
 
 fn counter_spec(unit: CpCounterUnit) -> CounterSpec {
@@ -767,9 +755,13 @@ fn size_i64(what: &str, size: u64) -> Result<i64, P4InfoError> {
     })
 }
 
-/// The P4Info as protobuf text, with the two header lines p4c writes.
+/// The P4Info as protobuf text, byte for byte as p4c writes it: its two header comment lines,
+/// a blank line, then the message.
 pub fn p4info_text(p4info: &P4Info) -> String {
-    crate::p4rt::p4info_to_text(p4info)
+    format!(
+        "# proto-file: p4/config/v1/p4info.proto\n# proto-message: p4.config.v1.P4Info\n\n{}",
+        crate::p4rt::p4info_to_text(p4info)
+    )
 }
 
 /// The P4Info in the protobuf binary encoding (p4c's `.p4info.bin`).
@@ -893,15 +885,6 @@ mod tests {
         .unwrap();
         assert_eq!(table.alias("Ing.t"), Some("Ing.t"));
         assert_eq!(table.alias("Eg.t"), Some("Eg.t"));
-    }
-
-    #[test]
-    fn padded_bytes_cover_whole_bytes() {
-        assert_eq!(padded_bytes(1, 1), [1]);
-        assert_eq!(padded_bytes(0x1ff, 9), [1, 0xff]);
-        assert_eq!(padded_bytes(0, 0), Vec::<u8>::new());
-        assert_eq!(padded_bytes(5, 136).len(), 17);
-        assert_eq!(padded_bytes(5, 136)[16], 5);
     }
 
     fn kind() -> impl Strategy<Value = EntityKind> {
