@@ -25,6 +25,12 @@
 //! p4c emits actions, tables and indexed externs in the order it meets them in the program, which
 //! is the order the model lists them in. The one exception: p4c emits a direct counter when it
 //! emits the table that owns it, so direct counters come out in the order of their tables.
+//!
+//! ## Not covered
+//!
+//! What the model does not carry is not written: `@description` (doc.description), structured
+//! annotations, annotation source locations, `type_name`/`index_type_name` for user-defined
+//! types, meters, action profiles, value sets and controller headers.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -389,7 +395,8 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// Ids of symbols that `symbols_of` registered; absent only if the model changed under us.
+    /// The id of a registered symbol: every preamble was registered by `symbols_of`, and a
+    /// referenced name is looked up only after its referent was found in the model.
     fn id(&self, kind: EntityKind, name: &str) -> u32 {
         self.symbols
             .id(kind, name)
