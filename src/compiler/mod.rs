@@ -7,5 +7,6 @@
 pub mod ast;
 pub mod control_plane;
 pub mod diag;
+pub mod p4info;
 
 pub use diag::{Diagnostic, Diagnostics, Span};
