@@ -6,5 +6,8 @@
 
 pub mod ast;
 pub mod diag;
+pub mod lexer;
+pub mod parser;
 
 pub use diag::{Diagnostic, Diagnostics, Span};
+pub use parser::parse;
