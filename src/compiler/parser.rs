@@ -85,8 +85,34 @@ const DECL_KEYWORDS: &[&str] = &[
     "package",
 ];
 
+/// The parser thread's stack. Nesting up to [`MAX_DEPTH`] takes a few MiB in a debug build
+/// (far less optimized), more than the 2 MiB a spawned thread gets by default.
+const PARSER_STACK_BYTES: usize = 64 << 20;
+
 /// Parses a whole P4_16 program.
+///
+/// The work runs on a thread of its own so that the stack it needs does not depend on the
+/// caller's (rustc does the same for itself); the stack is reserved, not committed, memory.
 pub fn parse(source: &str) -> Result<Program, Diagnostics> {
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("p4-parser".to_string())
+            .stack_size(PARSER_STACK_BYTES)
+            .spawn_scoped(scope, || parse_here(source))
+            .map_err(|e| {
+                Diagnostic::error(
+                    Span::default(),
+                    format!("cannot start the parser thread: {e}"),
+                )
+            })?;
+        // A panic in the parser is a bug: let it reach the caller (and the fuzzer) unchanged.
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+fn parse_here(source: &str) -> Result<Program, Diagnostics> {
     let lexed = lex(source).map_err(Diagnostics)?;
     let budget = 64 * lexed.tokens.len() as u64 + 100_000;
     let mut p = Parser {
@@ -249,14 +275,18 @@ impl Parser {
         }
     }
 
-    /// Expects the `;` that ends `what`, pointing just after the previous token when missing.
+    /// Expects the `;` that ends `what`; when it is missing, points at the token it should
+    /// follow (the next token may be lines away).
     fn expect_semi(&mut self, what: &str) -> PResult<()> {
         if self.eat_p(Punct::Semi) {
             return Ok(());
         }
-        let at = self.prev_hi();
+        let prev = self
+            .pos
+            .checked_sub(1)
+            .map_or(self.span(), |i| self.toks[i].span);
         Err(Diagnostic::error(
-            Span { lo: at, hi: at },
+            prev,
             format!("expected `;` after {what}, found {}", self.found()),
         ))
     }
@@ -1884,6 +1914,728 @@ mod tests {
             include_str!("../../tests/fixtures/p4c-reference/ref4_parser_range.p4"),
         ),
     ];
+
+    /// The program's diagnostics as `LINE:COL: MESSAGE` lines, for compact assertions.
+    fn errors(src: &str) -> Vec<String> {
+        parse(src)
+            .expect_err("should not parse")
+            .0
+            .iter()
+            .map(|d| {
+                let (line, col, _) = super::super::diag::line_col(src, d.span.lo);
+                format!("{line}:{col}: {}", d.message)
+            })
+            .collect()
+    }
+
+    fn first_error(src: &str) -> String {
+        errors(src).remove(0)
+    }
+
+    fn decls(src: &str) -> Vec<DeclKind> {
+        let prog = parse(src).unwrap_or_else(|d| panic!("{}", d.render("test.p4", src)));
+        prog.decls.into_iter().map(|d| d.kind).collect()
+    }
+
+    fn one_decl(src: &str) -> DeclKind {
+        let mut d = decls(src);
+        assert_eq!(d.len(), 1);
+        d.remove(0)
+    }
+
+    /// The initializer of `const T X = EXPR;` in the program `const bit<8> X = {src};`.
+    fn expr(src: &str) -> Expr {
+        match one_decl(&format!("const bit<8> X = {src};")) {
+            DeclKind::Const(c) => c.value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// An S-expression rendering so precedence tests read like the trees they check.
+    fn sx(e: &Expr) -> String {
+        match &e.kind {
+            ExprKind::Int {
+                value,
+                width,
+                signed,
+            } => match width {
+                Some(w) => format!("{w}{}{value}", if *signed { "s" } else { "w" }),
+                None => value.to_string(),
+            },
+            ExprKind::Bool(b) => b.to_string(),
+            ExprKind::String(s) => format!("{s:?}"),
+            ExprKind::Name(n) => n.name.clone(),
+            ExprKind::Member { base, member } => format!("{}.{}", sx(base), member.name),
+            ExprKind::Index { base, index } => format!("{}[{}]", sx(base), sx(index)),
+            ExprKind::Slice { base, hi, lo } => format!("{}[{}:{}]", sx(base), sx(hi), sx(lo)),
+            ExprKind::Call {
+                callee,
+                type_args,
+                args,
+            } => {
+                let targs = if type_args.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "<{}>",
+                        type_args.iter().map(tx).collect::<Vec<_>>().join(",")
+                    )
+                };
+                let args: Vec<_> = args
+                    .iter()
+                    .map(|a| match a {
+                        Argument::Positional(e) => sx(e),
+                        Argument::Named(n, e) => format!("{}={}", n.name, sx(e)),
+                    })
+                    .collect();
+                format!("{}{targs}({})", sx(callee), args.join(","))
+            }
+            ExprKind::Unary { op, expr } => format!("({op:?} {})", sx(expr)),
+            ExprKind::Binary { op, lhs, rhs } => format!("({op:?} {} {})", sx(lhs), sx(rhs)),
+            ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => format!("(? {} {} {})", sx(cond), sx(then), sx(otherwise)),
+            ExprKind::Cast { ty, expr } => format!("(cast {} {})", tx(ty), sx(expr)),
+            ExprKind::List(items) => {
+                format!("{{{}}}", items.iter().map(sx).collect::<Vec<_>>().join(","))
+            }
+            ExprKind::DontCare => "_".into(),
+        }
+    }
+
+    fn wx(w: &Width) -> String {
+        match w {
+            Width::Lit(n) => n.to_string(),
+            Width::Expr(e) => format!("({})", sx(e)),
+        }
+    }
+
+    fn tx(t: &TypeRef) -> String {
+        match &t.kind {
+            TypeKind::Bool => "bool".into(),
+            TypeKind::Bit(w) => format!("bit<{}>", wx(w)),
+            TypeKind::SignedInt(w) => format!("int<{}>", wx(w)),
+            TypeKind::Varbit(w) => format!("varbit<{}>", wx(w)),
+            TypeKind::Int => "int".into(),
+            TypeKind::String => "string".into(),
+            TypeKind::Error => "error".into(),
+            TypeKind::MatchKind => "match_kind".into(),
+            TypeKind::Void => "void".into(),
+            TypeKind::DontCare => "_".into(),
+            TypeKind::Named { name, args } if args.is_empty() => name.name.clone(),
+            TypeKind::Named { name, args } => format!(
+                "{}<{}>",
+                name.name,
+                args.iter().map(tx).collect::<Vec<_>>().join(",")
+            ),
+            TypeKind::Stack { elem, size } => format!("{}[{}]", tx(elem), sx(size)),
+            TypeKind::Tuple(ts) => {
+                format!("tuple<{}>", ts.iter().map(tx).collect::<Vec<_>>().join(","))
+            }
+        }
+    }
+
+    fn sexpr(src: &str) -> String {
+        sx(&expr(src))
+    }
+
+    #[test]
+    fn binary_precedence_follows_the_p4_grammar() {
+        assert_eq!(sexpr("a + b * c"), "(Add a (Mul b c))");
+        assert_eq!(sexpr("a - b - c"), "(Sub (Sub a b) c)");
+        // Unlike C, `&`, `^` and `|` bind tighter than comparisons.
+        assert_eq!(sexpr("a & b == c"), "(Eq (BitAnd a b) c)");
+        assert_eq!(sexpr("a | b ^ c & d"), "(BitOr a (BitXor b (BitAnd c d)))");
+        assert_eq!(sexpr("a < b | c"), "(Lt a (BitOr b c))");
+        assert_eq!(sexpr("a == b < c"), "(Eq a (Lt b c))");
+        assert_eq!(sexpr("a << 1 + 2"), "(Shl a (Add 1 2))");
+        assert_eq!(sexpr("a & b << 2"), "(BitAnd a (Shl b 2))");
+        assert_eq!(sexpr("a ++ b + c"), "(Add (Concat a b) c)");
+        assert_eq!(
+            sexpr("a |+| b |-| c * d"),
+            "(SubSat (AddSat a b) (Mul c d))"
+        );
+        assert_eq!(sexpr("a || b && c"), "(Or a (And b c))");
+        assert_eq!(sexpr("a && b == c || d"), "(Or (And a (Eq b c)) d)");
+        assert_eq!(sexpr("a / b % c"), "(Mod (Div a b) c)");
+        assert_eq!(sexpr("a != b >= c"), "(Ne a (Ge b c))");
+    }
+
+    #[test]
+    fn shift_right_is_two_adjacent_greater_thans() {
+        assert_eq!(sexpr("a >> 2"), "(Shr a 2)");
+        assert_eq!(sexpr("a >> 2 > b"), "(Gt (Shr a 2) b)");
+        assert_eq!(sexpr("a > b"), "(Gt a b)");
+        assert!(first_error("const bit<8> X = a > > 2;").contains("expected an expression"));
+    }
+
+    #[test]
+    fn unary_ternary_and_cast() {
+        assert_eq!(sexpr("-a * b"), "(Mul (Neg a) b)");
+        assert_eq!(sexpr("!a == b"), "(Eq (Not a) b)");
+        assert_eq!(sexpr("~~a"), "(BitNot (BitNot a))");
+        assert_eq!(sexpr("+a"), "a");
+        assert_eq!(sexpr("c ? x : y ? z : w"), "(? c x (? y z w))");
+        assert_eq!(sexpr("a == 1 ? x + 1 : y"), "(? (Eq a 1) (Add x 1) y)");
+        assert_eq!(sexpr("(bit<16>) a + b"), "(Add (cast bit<16> a) b)");
+        assert_eq!(sexpr("(bit<16>) -a"), "(cast bit<16> (Neg a))");
+        assert_eq!(sexpr("(int<8>) (a + b)"), "(cast int<8> (Add a b))");
+        assert_eq!(sexpr("(port_t) x"), "(cast port_t x)");
+        assert_eq!(sexpr("(x) + y"), "(Add x y)");
+        assert_eq!(sexpr("(x) - y"), "(Sub x y)");
+        assert_eq!(sexpr("(bit<8>) h.f[3:0]"), "(cast bit<8> h.f[3:0])");
+    }
+
+    #[test]
+    fn postfix_calls_and_generic_calls() {
+        assert_eq!(sexpr("h.ip.ttl"), "h.ip.ttl");
+        assert_eq!(sexpr("s[3].f"), "s[3].f");
+        assert_eq!(sexpr("x[7:0]"), "x[7:0]");
+        assert_eq!(sexpr("f(a, n = b, _)"), "f(a,n=b,_)");
+        assert_eq!(sexpr("t.apply().hit"), "t.apply().hit");
+        assert_eq!(
+            sexpr("hash<bit<16>, tuple<bit<8>, bool>>(a)"),
+            "hash<bit<16>,tuple<bit<8>,bool>>(a)"
+        );
+        assert_eq!(sexpr("r.read<bit<32>>(x)"), "r.read<bit<32>>(x)");
+        // Without a following `(` the `<` is a comparison.
+        assert_eq!(sexpr("a < b && c > d"), "(And (Lt a b) (Gt c d))");
+        assert_eq!(sexpr("a < b"), "(Lt a b)");
+    }
+
+    #[test]
+    fn literals_lists_and_dont_care() {
+        assert_eq!(sexpr("8w5 + 16s3 - 0x10"), "(Sub (Add 8w5 16s3) 16)");
+        assert_eq!(sexpr("true && false"), "(And true false)");
+        assert_eq!(sexpr("{a, b.c, 1,}"), "{a,b.c,1}");
+        assert_eq!(sexpr("{}"), "{}");
+        assert_eq!(sexpr("\"s\""), "\"s\"");
+        assert_eq!(sexpr("error.NoError"), "error.NoError");
+        assert!(first_error("const bit<8> X = { f = 1 };").contains(
+            "struct initializers `{ field = value }` are not supported by vmdep's compiler"
+        ));
+    }
+
+    #[test]
+    fn spans_cover_the_source_text() {
+        let src = "const bit<8> X = (a + b) * c;";
+        let e = expr("(a + b) * c");
+        assert_eq!(&src[e.span.lo as usize..e.span.hi as usize], "(a + b) * c");
+        let ExprKind::Binary { lhs, .. } = &e.kind else {
+            panic!()
+        };
+        assert_eq!(&src[lhs.span.lo as usize..lhs.span.hi as usize], "(a + b)");
+        let src = "header h_t { bit<8> x; }";
+        let DeclKind::Header(h) = one_decl(src) else {
+            panic!()
+        };
+        let f = &h.fields[0];
+        assert_eq!(&src[f.span.lo as usize..f.span.hi as usize], "bit<8> x;");
+        assert_eq!(&src[f.ty.span.lo as usize..f.ty.span.hi as usize], "bit<8>");
+        let prog = parse(src).unwrap();
+        assert_eq!(prog.decls[0].span, Span::new(0, src.len()));
+    }
+
+    fn const_type(src: &str) -> String {
+        match one_decl(&format!("const {src} X = 0;")) {
+            DeclKind::Const(c) => tx(&c.ty),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn types() {
+        for (src, want) in [
+            ("bit", "bit<1>"),
+            ("bit<8>", "bit<8>"),
+            ("bit<(W + 1)>", "bit<((Add W 1))>"),
+            ("int<8>", "int<8>"),
+            ("int", "int"),
+            ("varbit<32>", "varbit<32>"),
+            ("bool", "bool"),
+            ("string", "string"),
+            ("error", "error"),
+            ("register<bit<32>>", "register<bit<32>>"),
+            ("h_t[4]", "h_t[4]"),
+            ("tuple<bit<8>, bool>", "tuple<bit<8>,bool>"),
+            ("my_t<_, bit<(8)>>", "my_t<_,bit<(8)>>"),
+        ] {
+            assert_eq!(const_type(src), want, "{src}");
+        }
+        assert!(first_error("const bit<W> X = 0;").contains("the width of `bit`"));
+        assert!(first_error("const bit<99999999999> X = 0;").contains("too large"));
+        assert!(first_error("const bit<8 X = 0;").contains("expected `>` to close `bit<...>`"));
+    }
+
+    #[test]
+    fn type_level_declarations() {
+        let d = decls(
+            "typedef bit<9> port_t;\n\
+             type bit<32> id_t;\n\
+             @name(\"hdr\") header h_t { @foo bit<8> a; bit<16> b; }\n\
+             struct s_t { h_t h; h_t[2] stack; }\n\
+             enum Color { Red, Green, }\n\
+             enum bit<8> Proto { Tcp = 6, Udp = 17 }\n\
+             error { BadThing, Other }\n\
+             match_kind { fancy }\n",
+        );
+        assert!(
+            matches!(&d[0], DeclKind::Typedef { newtype: false, name, .. } if name.name == "port_t")
+        );
+        assert!(
+            matches!(&d[1], DeclKind::Typedef { newtype: true, name, .. } if name.name == "id_t")
+        );
+        let DeclKind::Header(h) = &d[2] else { panic!() };
+        assert_eq!(h.annotations[0].string_arg(), Some("hdr"));
+        assert_eq!(h.fields.len(), 2);
+        assert_eq!(h.fields[0].annotations[0].name.name, "foo");
+        let DeclKind::Struct(s) = &d[3] else { panic!() };
+        assert_eq!(tx(&s.fields[1].ty), "h_t[2]");
+        let DeclKind::Enum {
+            underlying: None,
+            members,
+            ..
+        } = &d[4]
+        else {
+            panic!()
+        };
+        assert_eq!(members.len(), 2);
+        let DeclKind::Enum {
+            underlying: Some(u),
+            members,
+            ..
+        } = &d[5]
+        else {
+            panic!()
+        };
+        assert_eq!(tx(u), "bit<8>");
+        assert_eq!(sx(members[1].1.as_ref().unwrap()), "17");
+        let DeclKind::Error { members } = &d[6] else {
+            panic!()
+        };
+        assert_eq!(members[1].name, "Other");
+        let DeclKind::MatchKind { members } = &d[7] else {
+            panic!()
+        };
+        assert_eq!(members[0].name, "fancy");
+    }
+
+    #[test]
+    fn instantiations_and_top_level_actions() {
+        let d = decls(
+            "V1Switch(P(), VC(), I()) main;\n\
+             counter(1024, CounterType.packets) c;\n\
+             register<bit<32>>(16) r;\n\
+             action a(bit<8> x) { }\n",
+        );
+        let DeclKind::Instantiation(i) = &d[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (tx(&i.ty).as_str(), i.name.name.as_str(), i.args.len()),
+            ("V1Switch", "main", 3)
+        );
+        assert_eq!(sx(i.args[0].expr()), "P()");
+        let DeclKind::Instantiation(i) = &d[1] else {
+            panic!()
+        };
+        assert_eq!(sx(i.args[1].expr()), "CounterType.packets");
+        let DeclKind::Instantiation(i) = &d[2] else {
+            panic!()
+        };
+        assert_eq!(tx(&i.ty), "register<bit<32>>");
+        let DeclKind::Action(a) = &d[3] else { panic!() };
+        assert_eq!(
+            (a.params[0].direction, a.params[0].name.name.as_str()),
+            (None, "x")
+        );
+    }
+
+    #[test]
+    fn parser_declaration() {
+        let DeclKind::Parser(p) = one_decl(
+            "parser P(packet_in pkt, out headers_t h, inout meta_t m) {\n\
+               bit<8> tmp = 0;\n\
+               Checksum16() ck;\n\
+               state start {\n\
+                 pkt.extract(h.eth);\n\
+                 transition select(h.eth.t, m.x) {\n\
+                   (0x0800, _): parse_ip;\n\
+                   (0x8100 &&& 0xefff, 1 .. 5): parse_vlan;\n\
+                   (default, 3): accept;\n\
+                   default: reject;\n\
+                 }\n\
+               }\n\
+               state parse_ip { transition accept; }\n\
+               state parse_vlan { }\n\
+             }",
+        ) else {
+            panic!()
+        };
+        assert_eq!(p.params[1].direction, Some(Direction::Out));
+        assert!(matches!(&p.locals[0].kind, LocalKind::Var(v) if v.init.is_some()));
+        assert!(matches!(&p.locals[1].kind, LocalKind::Instantiation(i) if i.name.name == "ck"));
+        assert_eq!(p.states.len(), 3);
+        let Transition::Select { exprs, cases, .. } = &p.states[0].transition else {
+            panic!()
+        };
+        assert_eq!(exprs.len(), 2);
+        assert!(matches!(
+            cases[0].keysets.as_slice(),
+            [Keyset::Expr(_), Keyset::DontCare(_)]
+        ));
+        assert!(matches!(
+            cases[1].keysets.as_slice(),
+            [Keyset::Mask(_, _), Keyset::Range(_, _)]
+        ));
+        assert!(matches!(
+            cases[2].keysets.as_slice(),
+            [Keyset::Default(_), Keyset::Expr(_)]
+        ));
+        assert!(matches!(cases[3].keysets.as_slice(), [Keyset::Default(_)]));
+        assert_eq!(cases[3].next.name, "reject");
+        assert!(matches!(&p.states[1].transition, Transition::Direct(n) if n.name == "accept"));
+        // A state without `transition` goes to `reject`.
+        assert!(matches!(&p.states[2].transition, Transition::Direct(n) if n.name == "reject"));
+    }
+
+    #[test]
+    fn control_with_tables() {
+        let DeclKind::Control(c) = one_decl(
+            "control C(inout headers_t h, inout standard_metadata_t sm) {\n\
+               const bit<8> K = 3;\n\
+               bit<8> v;\n\
+               direct_counter(CounterType.packets) dc;\n\
+               action set(bit<9> port) { sm.egress_spec = port; }\n\
+               table t {\n\
+                 key = { h.ip.dst : lpm @name(\"dst\"); h.x : ternary; }\n\
+                 actions = { set; @defaultonly NoAction; }\n\
+                 const default_action = set(1);\n\
+                 const entries = {\n\
+                   priority = 10: (0x0a000000 &&& 0xff000000, _) : set(2);\n\
+                   (1, 2) : set(3) @name(\"e\");\n\
+                 }\n\
+                 size = 1024;\n\
+                 counters = dc;\n\
+                 support_timeout = true;\n\
+               }\n\
+               apply { t.apply(); }\n\
+             }",
+        ) else {
+            panic!()
+        };
+        assert_eq!(c.locals.len(), 5);
+        let LocalKind::Table(t) = &c.locals[4].kind else {
+            panic!()
+        };
+        let kinds: Vec<_> = t.props.iter().map(|p| &p.kind).collect();
+        let TablePropertyKind::Key(keys) = kinds[0] else {
+            panic!()
+        };
+        assert_eq!(keys[0].match_kind.name, "lpm");
+        assert_eq!(keys[0].annotations[0].string_arg(), Some("dst"));
+        let TablePropertyKind::Actions(acts) = kinds[1] else {
+            panic!()
+        };
+        assert_eq!(acts[1].annotations[0].name.name, "defaultonly");
+        assert!(acts[0].args.is_none());
+        let TablePropertyKind::DefaultAction {
+            is_const: true,
+            action,
+        } = kinds[2]
+        else {
+            panic!()
+        };
+        assert_eq!(action.args.as_ref().map(Vec::len), Some(1));
+        let TablePropertyKind::Entries {
+            is_const: true,
+            entries,
+        } = kinds[3]
+        else {
+            panic!()
+        };
+        assert_eq!(sx(entries[0].priority.as_ref().unwrap()), "10");
+        assert!(matches!(
+            entries[0].keysets.as_slice(),
+            [Keyset::Mask(..), Keyset::DontCare(_)]
+        ));
+        assert_eq!(entries[1].annotations[0].string_arg(), Some("e"));
+        assert!(entries[1].priority.is_none());
+        let names: Vec<_> = kinds[4..]
+            .iter()
+            .map(|k| match k {
+                TablePropertyKind::Other { name, value, .. } => {
+                    format!("{}={}", name.name, sx(value))
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["size=1024", "counters=dc", "support_timeout=true"]);
+    }
+
+    fn apply_stmts(body: &str) -> Vec<StmtKind> {
+        let DeclKind::Control(c) = one_decl(&format!("control C() {{ apply {{ {body} }} }}"))
+        else {
+            panic!()
+        };
+        c.apply.stmts.into_iter().map(|s| s.kind).collect()
+    }
+
+    #[test]
+    fn statements() {
+        let s = apply_stmts(
+            "x = 1; f(x); ; { y = 2; } return; return 3; exit;\n\
+             bit<8> v = 3; my_t w; h_t[2] hs; const bool B = true; error e = error.NoError;\n\
+             s[0].f = 1;",
+        );
+        assert!(matches!(&s[0], StmtKind::Assign { lhs, rhs } if sx(lhs) == "x" && sx(rhs) == "1"));
+        assert!(matches!(&s[1], StmtKind::Call(e) if sx(e) == "f(x)"));
+        assert!(matches!(&s[2], StmtKind::Empty));
+        assert!(matches!(&s[3], StmtKind::Block(b) if b.stmts.len() == 1));
+        assert!(matches!(&s[4], StmtKind::Return(None)));
+        assert!(matches!(&s[5], StmtKind::Return(Some(_))));
+        assert!(matches!(&s[6], StmtKind::Exit));
+        assert!(matches!(&s[7], StmtKind::Var(v) if tx(&v.ty) == "bit<8>" && v.init.is_some()));
+        assert!(matches!(&s[8], StmtKind::Var(v) if tx(&v.ty) == "my_t" && v.init.is_none()));
+        assert!(matches!(&s[9], StmtKind::Var(v) if tx(&v.ty) == "h_t[2]"));
+        assert!(matches!(&s[10], StmtKind::Const(c) if c.name.name == "B"));
+        assert!(matches!(&s[11], StmtKind::Var(v) if tx(&v.ty) == "error"));
+        assert!(matches!(&s[12], StmtKind::Assign { lhs, .. } if sx(lhs) == "s[0].f"));
+    }
+
+    #[test]
+    fn if_else_chains() {
+        let s = apply_stmts("if (a) { x(); } else if (b) y = 1; else { z(); }");
+        let StmtKind::If {
+            cond,
+            then,
+            otherwise: Some(other),
+        } = &s[0]
+        else {
+            panic!()
+        };
+        assert_eq!(sx(cond), "a");
+        assert_eq!(then.stmts.len(), 1);
+        let StmtKind::If {
+            then,
+            otherwise: Some(last),
+            ..
+        } = &other.kind
+        else {
+            panic!()
+        };
+        // A single statement body becomes a block of one.
+        assert!(matches!(&then.stmts[0].kind, StmtKind::Assign { .. }));
+        assert!(matches!(&last.kind, StmtKind::Block(_)));
+    }
+
+    #[test]
+    fn switch_with_fallthrough_and_default() {
+        let s = apply_stmts(
+            "switch (t.apply().action_run) { a: b: { x(); } c: { } default: { } }\n\
+             switch (v) { 1: { } 2 + 1: { } }",
+        );
+        let StmtKind::Switch { expr, cases } = &s[0] else {
+            panic!()
+        };
+        assert_eq!(sx(expr), "t.apply().action_run");
+        assert!(matches!(&cases[0].label, SwitchLabel::Name(n) if n.name == "a"));
+        assert!(cases[0].body.is_none());
+        assert!(cases[1].body.is_some());
+        assert!(matches!(&cases[3].label, SwitchLabel::Default(_)));
+        let StmtKind::Switch { cases, .. } = &s[1] else {
+            panic!()
+        };
+        assert!(matches!(&cases[1].label, SwitchLabel::Expr(e) if sx(e) == "(Add 2 1)"));
+        assert!(first_error("control C() { apply { switch (x) { a: } } }")
+            .contains("the last `switch` case needs a block"));
+    }
+
+    #[test]
+    fn annotations_keep_expression_arguments_only() {
+        let DeclKind::Header(h) = one_decl(
+            "@name(\"a\", 3) @hidden @pkginfo(name = \"x\", version = 1) @p[k = 1] header h {}",
+        ) else {
+            panic!()
+        };
+        let a = &h.annotations;
+        assert_eq!(a.len(), 4);
+        assert_eq!(a[0].args.len(), 2);
+        assert!(a[1].args.is_empty() && a[2].args.is_empty() && a[3].args.is_empty());
+        assert_eq!(a[2].name.name, "pkginfo");
+        assert!(first_error("@name(\"a\" header h {}").contains("unclosed `(` in annotation"));
+    }
+
+    #[test]
+    fn unsupported_constructs_are_named() {
+        for (src, what) in [
+            ("header_union U { h1 a; }", "`header_union` is"),
+            ("extern E { E(); }", "`extern` declarations are"),
+            ("package P(int x);", "`package` declarations are"),
+            (
+                "bit<8> f(in bit<8> x) { return x; }",
+                "function declarations are",
+            ),
+            (
+                "parser P<T>(in T x) { state start { transition accept; } }",
+                "generic parsers",
+            ),
+            ("parser P(packet_in p);", "parser type declarations are"),
+            (
+                "control C(inout bit<8> x);",
+                "control type declarations are",
+            ),
+            (
+                "control C()(bit<8> k) { apply { } }",
+                "control constructor parameters are",
+            ),
+            (
+                "parser P() { value_set<bit<8>>(4) vs; state start { transition accept; } }",
+                "`value_set` is",
+            ),
+            (
+                "control C() { apply { for (bit<8> i = 0; i < 4; i = i + 1) { } } }",
+                "`for` loops are",
+            ),
+            ("struct S<T> { T x; }", "generic struct types are"),
+            ("action a(bit<8> x = 1) { }", "default parameter values are"),
+            ("const bit<8> X = this;", "`this` is"),
+            ("const list<bit<8>> X = 0;", "`list` is"),
+            (
+                "control C() { apply { .x = 1; } }",
+                "names prefixed with `.`",
+            ),
+        ] {
+            let e = first_error(src);
+            assert!(
+                e.contains(what) && e.contains("not supported by vmdep's compiler"),
+                "{src}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn syntax_errors_name_what_was_expected() {
+        assert_eq!(
+            first_error("header h { bit<8> x }"),
+            "1:19: expected `;` after field `x`, found `}`"
+        );
+        assert_eq!(
+            first_error("const bit<8> X = 1\nheader h {}"),
+            "1:18: expected `;` after the constant declaration, found keyword `header`"
+        );
+        assert_eq!(
+            first_error("control C() { apply { x = 1; }"),
+            "1:31: expected `}` to close control `C`: the `apply` block must come last, found end of file"
+        );
+        assert_eq!(first_error("}"), "1:1: expected a declaration, found `}`");
+        assert_eq!(
+            first_error("control C() { apply { if (x) { } "),
+            "1:21: unclosed `{`: the block has no matching `}`"
+        );
+        assert!(first_error("control C() { }").contains("expected `apply` block in control `C`"));
+        assert!(first_error("control C() { apply { x + 1; } }").contains("not a statement"));
+        assert!(first_error("control C() { apply { transition accept; } }")
+            .contains("only allowed as the last statement of a parser state"));
+        assert!(
+            first_error("parser P() { state s { transition accept; x(); } }")
+                .contains("`transition` must be its last statement")
+        );
+        assert!(first_error("header table { }").contains("found keyword `table`"));
+        assert!(first_error("bit<8> x;").contains("variables are not allowed at top level"));
+    }
+
+    #[test]
+    fn errors_are_reported_once_per_declaration() {
+        let errs = errors(
+            "header a { bit<8> x }\n\
+             header b { bit<8> y; }\n\
+             struct c { bit<8> z }\n\
+             const bit<8> K = ;\n\
+             header d { }\n",
+        );
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].starts_with("1:"));
+        assert!(errs[1].starts_with("3:"));
+        assert!(errs[2].starts_with("4:"));
+    }
+
+    #[test]
+    fn lexical_errors_come_through() {
+        assert_eq!(
+            first_error("/* x\nheader h {}"),
+            "1:1: unterminated comment: `/*` has no closing `*/`"
+        );
+    }
+
+    /// Runs `f` on a thread with the default 2 MiB stack of test threads and spawned threads,
+    /// so deep-nesting tests prove `parse` works whatever stack its caller has.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .expect("parser overflowed a 2 MiB stack");
+    }
+
+    #[test]
+    fn nesting_is_limited_whatever_the_callers_stack() {
+        on_small_stack(|| {
+            let ok = MAX_DEPTH as usize - 8;
+            let src = format!("const bit<8> X = {}a{};", "(".repeat(ok), ")".repeat(ok));
+            assert!(parse(&src).is_ok());
+            for deep in [
+                format!(
+                    "const bit<8> X = {}a{};",
+                    "(".repeat(100_000),
+                    ")".repeat(100_000)
+                ),
+                format!("const bit<8> X = {}a;", "-".repeat(100_000)),
+                format!(
+                    "const bit<8> X = {}a{};",
+                    "{".repeat(100_000),
+                    "}".repeat(100_000)
+                ),
+                format!("const bit<8> X = a{};", " + a".repeat(100_000)),
+                format!("const bit<8> X = a{};", ".b".repeat(100_000)),
+                format!("const bit<8> X = a{};", "[0]".repeat(100_000)),
+                format!(
+                    "const {}bit<8>{} X = 0;",
+                    "t<".repeat(100_000),
+                    ">".repeat(100_000)
+                ),
+                format!(
+                    "control C() {{ apply {{ {}{} }} }}",
+                    "{".repeat(100_000),
+                    "}".repeat(100_000)
+                ),
+                format!(
+                    "control C() {{ apply {{ {} x(); }} }}",
+                    "if (a) x(); else ".repeat(100_000)
+                ),
+            ] {
+                let errs = parse(&deep).unwrap_err();
+                assert!(
+                    errs.0[0].message.starts_with("nesting too deep"),
+                    "{:?}",
+                    errs.0[0]
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn speculation_is_bounded() {
+        // Every `<` could open type arguments; the failure memo and the work budget keep this
+        // linear instead of exponential.
+        let src = format!("const bit<8> X = {}0;", "a < (b) < bit<(c < ".repeat(120));
+        let started = std::time::Instant::now();
+        assert!(parse(&src).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
 
     #[test]
     fn reference_programs_parse() {
