@@ -7,6 +7,9 @@
 pub mod ast;
 pub mod control_plane;
 pub mod diag;
+pub mod lexer;
 pub mod p4info;
+pub mod parser;
 
 pub use diag::{Diagnostic, Diagnostics, Span};
+pub use parser::parse;
