@@ -1166,21 +1166,29 @@ impl<'a> Compiler<'a> {
                 _ => Err(invalid("jump target must be a constant", ctx)),
             }
         };
+        let assign_header = || -> Result<Primitive, LoadError> {
+            let (dst, src) = (header_arg(0)?, header_arg(1)?);
+            let widths = |h: u32| {
+                self.headers[h as usize]
+                    .fields
+                    .iter()
+                    .map(|f| f.width)
+                    .collect::<Vec<_>>()
+            };
+            if widths(dst) != widths(src) {
+                return Err(invalid("assigning a header of another type", ctx));
+            }
+            Ok(Primitive::AssignHeader { dst, src })
+        };
         Ok(Some(match p.op.as_str() {
             "assign" | "modify_field" => match arg(0)? {
-                Operand::Header(_) => Primitive::AssignHeader {
-                    dst: header_arg(0)?,
-                    src: header_arg(1)?,
-                },
+                Operand::Header(_) => assign_header()?,
                 _ => Primitive::Assign {
                     dst: lvalue(0)?,
                     src: value(1)?,
                 },
             },
-            "assign_header" | "copy_header" => Primitive::AssignHeader {
-                dst: header_arg(0)?,
-                src: header_arg(1)?,
-            },
+            "assign_header" | "copy_header" => assign_header()?,
             "add_header" => Primitive::SetValid(header_arg(0)?),
             "remove_header" => Primitive::SetInvalid(header_arg(0)?),
             "mark_to_drop" | "drop" => Primitive::MarkToDrop,
