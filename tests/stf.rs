@@ -41,13 +41,16 @@ fn pattern_text(pattern: &[Option<u8>]) -> String {
         .collect()
 }
 
+/// An `expect` line: its line number and nibble pattern.
+type ExpectedFrame = (usize, Vec<Option<u8>>);
+
 /// Runs one STF script against a switch; returns the failures found (empty = pass).
 fn run_stf(json: &str, script: &str) -> Vec<String> {
     let mut sw = Switch::from_json_str(json).expect("pipeline loads");
     let lines = stf::parse(script).expect("STF parses");
     let mut failures = Vec::new();
     let mut labels: HashMap<String, (usize, EntryKey)> = HashMap::new();
-    let mut expected: BTreeMap<u32, VecDeque<(usize, Vec<Option<u8>>)>> = BTreeMap::new();
+    let mut expected: BTreeMap<u32, VecDeque<ExpectedFrame>> = BTreeMap::new();
     let mut received: BTreeMap<u32, VecDeque<Vec<u8>>> = BTreeMap::new();
     let mut out = Outputs::new();
 
