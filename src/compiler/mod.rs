@@ -5,7 +5,11 @@
 //! Must not touch: the switch, the controller or any network; it uses only `p4rt` (P4Info types).
 
 pub mod ast;
+pub mod bmv2;
+pub mod builtins;
+pub mod check;
 pub mod control_plane;
 pub mod diag;
+pub mod hir;
 
 pub use diag::{Diagnostic, Diagnostics, Span};
