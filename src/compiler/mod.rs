@@ -11,5 +11,8 @@ pub mod check;
 pub mod control_plane;
 pub mod diag;
 pub mod hir;
+pub mod lexer;
+pub mod parser;
 
 pub use diag::{Diagnostic, Diagnostics, Span};
+pub use parser::parse;
