@@ -188,7 +188,8 @@ impl<'a> Lowering<'a> {
         } else {
             first.to_string()
         };
-        json!({"filename": self.file_name, "line": line, "column": col, "source_fragment": fragment})
+        // p4c counts columns from 0.
+        json!({"filename": self.file_name, "line": line, "column": col - 1, "source_fragment": fragment})
     }
 
     // ----- storage ------------------------------------------------------------------------
