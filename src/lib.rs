@@ -10,3 +10,4 @@
 //! ```
 
 pub mod compiler;
+pub mod p4rt;
