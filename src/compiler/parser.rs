@@ -291,6 +291,15 @@ impl Parser {
         ))
     }
 
+    /// The end of the file came before the `}` closing `what`, which opened at `open`.
+    fn unclosed(&self, open: Span, what: &str) -> Diagnostic {
+        Diagnostic::error(
+            self.span(),
+            format!("unexpected end of file: {what} is not closed (missing `}}`)"),
+        )
+        .with_note(open, format!("{what} opens here"))
+    }
+
     fn expect_kw(&mut self, kw: &str, context: &str) -> PResult<Span> {
         if self.at_kw(kw) {
             Ok(self.bump().span)
@@ -609,11 +618,11 @@ impl Parser {
         if self.at_p(Punct::Lt) {
             return Err(unsupported(self.span(), &format!("generic {kw} types are")));
         }
-        self.expect_p(Punct::LBrace, &format!("to open the {kw} body"))?;
+        let open = self.expect_p(Punct::LBrace, &format!("to open the {kw} body"))?;
         let mut fields = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected(&format!("`}}` to close {kw} `{}`", name.name)));
+                return Err(self.unclosed(open, &format!("{kw} `{}`", name.name)));
             }
             let lo = self.span().lo;
             let annotations = self.annotations()?;
@@ -719,7 +728,7 @@ impl Parser {
 
     /// The part shared by parsers and controls: name, parameters, and the rejections of the
     /// forms the subset lacks.
-    fn block_header(&mut self, kw: &str) -> PResult<(Ident, Vec<Param>)> {
+    fn block_header(&mut self, kw: &str) -> PResult<(Ident, Vec<Param>, Span)> {
         self.bump();
         let name = self.ident(&format!("a name for the {kw}"))?;
         if self.at_p(Punct::Lt) {
@@ -744,20 +753,20 @@ impl Parser {
                 &format!("{kw} constructor parameters are"),
             ));
         }
-        self.expect_p(
+        let open = self.expect_p(
             Punct::LBrace,
             &format!("to open the body of {kw} `{}`", name.name),
         )?;
-        Ok((name, params))
+        Ok((name, params, open))
     }
 
     fn parser_decl(&mut self, annotations: Vec<Annotation>) -> PResult<ParserDecl> {
-        let (name, params) = self.block_header("parser")?;
+        let (name, params, open) = self.block_header("parser")?;
         let mut locals = Vec::new();
         let mut states = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected(&format!("`}}` to close parser `{}`", name.name)));
+                return Err(self.unclosed(open, &format!("parser `{}`", name.name)));
             }
             let lo = self.span().lo;
             let anns = self.annotations()?;
@@ -785,7 +794,7 @@ impl Parser {
     fn state(&mut self, annotations: Vec<Annotation>, lo: u32) -> PResult<ParserState> {
         self.bump();
         let name = self.ident("a state name")?;
-        self.expect_p(Punct::LBrace, &format!("to open state `{}`", name.name))?;
+        let open = self.expect_p(Punct::LBrace, &format!("to open state `{}`", name.name))?;
         let mut stmts = Vec::new();
         let transition = loop {
             if self.at_kw("transition") {
@@ -808,7 +817,7 @@ impl Parser {
                 });
             }
             if self.at_eof() {
-                return Err(self.expected(&format!("`}}` to close state `{}`", name.name)));
+                return Err(self.unclosed(open, &format!("state `{}`", name.name)));
             }
             stmts.push(self.stmt()?);
         };
@@ -838,11 +847,11 @@ impl Parser {
             }
         }
         self.expect_p(Punct::RParen, "to close the `select` expressions")?;
-        self.expect_p(Punct::LBrace, "to open the `select` cases")?;
+        let open = self.expect_p(Punct::LBrace, "to open the `select` cases")?;
         let mut cases = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected("`}` to close the `select` cases"));
+                return Err(self.unclosed(open, "the `select` case list"));
             }
             let case_lo = self.span().lo;
             let keysets = self.keysets()?;
@@ -908,10 +917,13 @@ impl Parser {
     }
 
     fn control_decl(&mut self, annotations: Vec<Annotation>) -> PResult<ControlDecl> {
-        let (name, params) = self.block_header("control")?;
+        let (name, params, open) = self.block_header("control")?;
         let mut locals = Vec::new();
         let apply = loop {
-            if self.at_eof() || self.at_p(Punct::RBrace) {
+            if self.at_eof() {
+                return Err(self.unclosed(open, &format!("control `{}`", name.name)));
+            }
+            if self.at_p(Punct::RBrace) {
                 return Err(self.expected(&format!("`apply` block in control `{}`", name.name)));
             }
             let lo = self.span().lo;
@@ -927,6 +939,9 @@ impl Parser {
                 span: self.span_from(lo),
             });
         };
+        if self.at_eof() {
+            return Err(self.unclosed(open, &format!("control `{}`", name.name)));
+        }
         self.expect_p(
             Punct::RBrace,
             &format!(
@@ -1013,11 +1028,11 @@ impl Parser {
     fn table_decl(&mut self, annotations: Vec<Annotation>) -> PResult<TableDecl> {
         let lo = self.bump().span.lo;
         let name = self.ident("a name for the table")?;
-        self.expect_p(Punct::LBrace, &format!("to open table `{}`", name.name))?;
+        let open = self.expect_p(Punct::LBrace, &format!("to open table `{}`", name.name))?;
         let mut props = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected(&format!("`}}` to close table `{}`", name.name)));
+                return Err(self.unclosed(open, &format!("table `{}`", name.name)));
             }
             props.push(self.table_property()?);
         }
@@ -1074,11 +1089,11 @@ impl Parser {
     }
 
     fn table_key(&mut self) -> PResult<TablePropertyKind> {
-        self.expect_p(Punct::LBrace, "to open the key list")?;
+        let open = self.expect_p(Punct::LBrace, "to open the key list")?;
         let mut elems = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected("`}` to close the key list"));
+                return Err(self.unclosed(open, "the key list"));
             }
             let lo = self.span().lo;
             let expr = self.expr()?;
@@ -1099,11 +1114,11 @@ impl Parser {
     }
 
     fn table_actions(&mut self) -> PResult<TablePropertyKind> {
-        self.expect_p(Punct::LBrace, "to open the action list")?;
+        let open = self.expect_p(Punct::LBrace, "to open the action list")?;
         let mut refs = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected("`}` to close the action list"));
+                return Err(self.unclosed(open, "the action list"));
             }
             refs.push(self.action_ref()?);
             self.expect_semi("the action name")?;
@@ -1131,11 +1146,11 @@ impl Parser {
     }
 
     fn table_entries(&mut self, is_const: bool) -> PResult<TablePropertyKind> {
-        self.expect_p(Punct::LBrace, "to open the entry list")?;
+        let open = self.expect_p(Punct::LBrace, "to open the entry list")?;
         let mut entries = Vec::new();
         while !self.eat_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected("`}` to close the entry list"));
+                return Err(self.unclosed(open, "the entry list"));
             }
             let lo = self.span().lo;
             let mut annotations = self.annotations()?;
@@ -1173,14 +1188,12 @@ impl Parser {
 
     fn block(&mut self) -> PResult<Block> {
         self.nested(|p| {
-            let lo = p.expect_p(Punct::LBrace, "to open a block")?.lo;
+            let open = p.expect_p(Punct::LBrace, "to open a block")?;
+            let lo = open.lo;
             let mut stmts = Vec::new();
             while !p.eat_p(Punct::RBrace) {
                 if p.at_eof() {
-                    return Err(Diagnostic::error(
-                        Span { lo, hi: lo + 1 },
-                        "unclosed `{`: the block has no matching `}`",
-                    ));
+                    return Err(p.unclosed(open, "the block"));
                 }
                 stmts.push(p.stmt()?);
             }
@@ -1282,11 +1295,11 @@ impl Parser {
         self.expect_p(Punct::LParen, "after `switch`")?;
         let expr = self.expr()?;
         self.expect_p(Punct::RParen, "to close the `switch` expression")?;
-        self.expect_p(Punct::LBrace, "to open the `switch` cases")?;
+        let open = self.expect_p(Punct::LBrace, "to open the `switch` cases")?;
         let mut cases: Vec<SwitchCase> = Vec::new();
         while !self.at_p(Punct::RBrace) {
             if self.at_eof() {
-                return Err(self.expected("`}` to close the `switch` cases"));
+                return Err(self.unclosed(open, "the `switch` case list"));
             }
             let lo = self.span().lo;
             let label = if self.at_kw("default") {
@@ -2528,12 +2541,23 @@ mod tests {
         );
         assert_eq!(
             first_error("control C() { apply { x = 1; }"),
-            "1:31: expected `}` to close control `C`: the `apply` block must come last, found end of file"
+            "1:31: unexpected end of file: control `C` is not closed (missing `}`)"
+        );
+        assert_eq!(
+            first_error("control C() { apply { x = 1; } x = 2; }"),
+            "1:32: expected `}` to close control `C`: the `apply` block must come last, found `x`"
         );
         assert_eq!(first_error("}"), "1:1: expected a declaration, found `}`");
+        let src = "control C() { apply { if (x) { } ";
+        let d = &parse(src).unwrap_err().0[0];
         assert_eq!(
-            first_error("control C() { apply { if (x) { } "),
-            "1:21: unclosed `{`: the block has no matching `}`"
+            d.message,
+            "unexpected end of file: the block is not closed (missing `}`)"
+        );
+        assert_eq!(d.span, Span::new(src.len(), src.len()));
+        assert_eq!(
+            d.notes[0],
+            (Span::new(20, 21), "the block opens here".to_string())
         );
         assert!(first_error("control C() { }").contains("expected `apply` block in control `C`"));
         assert!(first_error("control C() { apply { x + 1; } }").contains("not a statement"));
