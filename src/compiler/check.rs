@@ -2130,7 +2130,18 @@ impl Checker {
     }
 
     fn const_value(&mut self, e: &ast::Expr, ty: &Ty) -> Option<u128> {
-        let x = self.expect(e, ty)?;
+        // Sizes, indices and widths (`int` contexts) take constants of any integer type.
+        let x = if *ty == Ty::InfInt {
+            let x = self.expr(e, None)?;
+            if !matches!(x.ty, Ty::InfInt | Ty::Bit(_)) {
+                let tn = self.ty_name(&x.ty);
+                self.err(e.span, format!("expected an integer constant, found {tn}"));
+                return None;
+            }
+            x
+        } else {
+            self.expect(e, ty)?
+        };
         match x.kind {
             ExprKind::Const(v) => Some(v),
             ExprKind::InfInt(v) if v >= 0 => Some(v as u128),
