@@ -54,6 +54,8 @@ enum Local {
     Action(usize),
     Table(usize),
     ExternInst(usize),
+    /// Declared, but its declaration had errors: uses stay quiet instead of cascading.
+    Poisoned,
 }
 
 #[derive(Default)]
@@ -821,6 +823,7 @@ impl Checker {
         };
         let params = self.block_params(&cd.params);
         self.ctx.params = params.clone();
+        let first_extern = self.externs.len();
         let mut apply = Vec::new();
         for l in &cd.locals {
             match &l.kind {
@@ -830,24 +833,29 @@ impl Checker {
                     }
                 }
                 ast::LocalKind::Var(v) => apply.extend(self.var_decl(v, l.span)),
-                ast::LocalKind::Instantiation(inst) => {
-                    if let Some(x) = self.extern_instance(inst) {
-                        self.declare_local(&inst.name, Local::ExternInst(x));
-                    }
-                }
+                ast::LocalKind::Instantiation(inst) => match self.extern_instance(inst) {
+                    Some(x) => self.declare_local(&inst.name, Local::ExternInst(x)),
+                    None => self.declare_local(&inst.name, Local::Poisoned),
+                },
                 ast::LocalKind::Action(ad) => {
                     if let Some(a) = self.action_decl(ad, Some(idx)) {
                         self.declare_local(&ad.name, Local::Action(a));
                     }
                 }
-                ast::LocalKind::Table(td) => {
-                    if let Some(t) = self.table_decl(td) {
-                        self.declare_local(&td.name, Local::Table(t));
-                    }
-                }
+                ast::LocalKind::Table(td) => match self.table_decl(td) {
+                    Some(t) => self.declare_local(&td.name, Local::Table(t)),
+                    None => self.declare_local(&td.name, Local::Poisoned),
+                },
             }
         }
         apply.extend(self.block(&cd.apply));
+        for x in first_extern..self.externs.len() {
+            let e = &self.externs[x];
+            if matches!(e.kind, hir::ExternKind::DirectCounter { .. }) && e.bound_table.is_none() {
+                let (span, name) = (e.span, e.name.clone());
+                self.err(span, format!("direct counter `{name}` is not attached to a table; add `counters = ...;` to one"));
+            }
+        }
         self.scopes.clear();
         self.current_control = None;
         self.controls.push(hir::Control {
@@ -1036,6 +1044,7 @@ impl Checker {
     fn lookup_action(&mut self, id: &ast::Ident) -> Option<usize> {
         match self.lookup_local(&id.name) {
             Some(Local::Action(a)) => return Some(a),
+            Some(Local::Poisoned) => return None,
             Some(_) => {
                 self.err(id.span, format!("`{}` is not an action", id.name));
                 return None;
@@ -1372,11 +1381,16 @@ impl Checker {
                 (Some(Sym::Parser(p)), true) => (p, self.parsers[p].params.clone()),
                 (Some(Sym::Control(c)), false) => (c, self.controls[c].params.clone()),
                 (None, _) => {
-                    self.err(id.span, format!("unknown {what} `{}`", id.name));
+                    self.err(id.span, format!("unknown parser or control `{}`", id.name));
                     return None;
                 }
-                _ => {
-                    self.err(id.span, format!("argument {} of V1Switch must be a {what}, and `{}` is not one", i + 1, id.name));
+                (sym, _) => {
+                    let is = match sym {
+                        Some(Sym::Parser(_)) => "a parser",
+                        Some(Sym::Control(_)) => "a control",
+                        _ => "neither a parser nor a control",
+                    };
+                    self.err(id.span, format!("argument {} of V1Switch is the {what}, but `{}` is {is}", i + 1, id.name));
                     return None;
                 }
             };
@@ -1729,9 +1743,13 @@ impl Checker {
                 if let Some(Local::Action(a)) = self.lookup_local(&id.name) {
                     return self.action_call(a, &args, span);
                 }
-                if self.lookup_local(&id.name).is_some() {
-                    self.err(id.span, format!("`{}` is not a function or action", id.name));
-                    return None;
+                match self.lookup_local(&id.name) {
+                    Some(Local::Poisoned) => return None,
+                    Some(_) => {
+                        self.err(id.span, format!("`{}` is not a function or action", id.name));
+                        return None;
+                    }
+                    None => {}
                 }
                 match self.globals.get(&id.name).map(|s| s.0.clone()) {
                     Some(Sym::Action(a)) => self.action_call(a, &args, span),
@@ -2171,6 +2189,7 @@ impl Checker {
                 self.err(span, format!("action `{}` must be called: `{}()`", id.name, id.name));
                 return None;
             }
+            Some(Local::Poisoned) => return None,
             None => {}
         }
         match self.globals.get(&id.name).map(|s| s.0.clone()) {
