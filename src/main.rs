@@ -45,8 +45,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn compile(file: &Path, out_dir: &Path) -> anyhow::Result<()> {
-    let source = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file.display().to_string();
     let file_name = file
         .file_name()

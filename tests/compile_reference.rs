@@ -117,13 +117,34 @@ fn reference_json_has_p4cs_tables_actions_headers_and_arrays() {
         assert_eq!(actions(&ours), actions(&theirs), "{name}: actions");
         // Header types other than the compiler's own scalars (whose temporaries differ).
         let hts = |j: &Value| -> Vec<Value> {
-            j["header_types"].as_array().unwrap().iter().filter(|h| h["name"] != "scalars_0").cloned().collect()
+            j["header_types"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|h| h["name"] != "scalars_0")
+                .cloned()
+                .collect()
         };
         assert_eq!(hts(&ours), hts(&theirs), "{name}: header types");
-        for key in ["headers", "counter_arrays", "register_arrays", "errors", "deparsers", "field_lists", "field_aliases"] {
-            assert_eq!(without_source_info(&ours[key]), without_source_info(&theirs[key]), "{name}: {key}");
+        for key in [
+            "headers",
+            "counter_arrays",
+            "register_arrays",
+            "errors",
+            "deparsers",
+            "field_lists",
+            "field_aliases",
+        ] {
+            assert_eq!(
+                without_source_info(&ours[key]),
+                without_source_info(&theirs[key]),
+                "{name}: {key}"
+            );
         }
-        assert_eq!(ours["__meta__"]["version"], theirs["__meta__"]["version"], "{name}: version");
+        assert_eq!(
+            ours["__meta__"]["version"], theirs["__meta__"]["version"],
+            "{name}: version"
+        );
     }
 }
 
@@ -136,7 +157,13 @@ fn reference_parsers_and_checksums_match_p4c() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|s| (s["name"].clone(), s["transition_key"].clone(), s["transitions"].clone()))
+                .map(|s| {
+                    (
+                        s["name"].clone(),
+                        s["transition_key"].clone(),
+                        s["transitions"].clone(),
+                    )
+                })
                 .collect()
         };
         assert_eq!(states(&ours), states(&theirs), "{name}: parse states");
@@ -153,7 +180,15 @@ fn reference_parsers_and_checksums_match_p4c() {
                         .iter()
                         .find(|x| x["name"] == c["calculation"])
                         .expect("the checksum's calculation exists");
-                    format!("{} v={} u={} if={} algo={} in={}", c["target"], c["verify"], c["update"], c["if_cond"], calc["algo"], calc["input"])
+                    format!(
+                        "{} v={} u={} if={} algo={} in={}",
+                        c["target"],
+                        c["verify"],
+                        c["update"],
+                        c["if_cond"],
+                        calc["algo"],
+                        calc["input"]
+                    )
                 })
                 .collect()
         };
@@ -189,8 +224,19 @@ fn p4info_names(text: &str) -> P4InfoNames {
         if line == "}" {
             let closed = path.pop().unwrap_or_default();
             if closed == "match_fields" || closed == "params" {
-                let get = |k: &str| pending.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap_or_default();
-                let entry = format!("{owner}/{}/{}/{}", get("name"), get("bitwidth"), get("match_type"));
+                let get = |k: &str| {
+                    pending
+                        .iter()
+                        .find(|(a, _)| a == k)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let entry = format!(
+                    "{owner}/{}/{}/{}",
+                    get("name"),
+                    get("bitwidth"),
+                    get("match_type")
+                );
                 if closed == "match_fields" {
                     out.match_fields.insert(entry);
                 } else {
@@ -200,7 +246,9 @@ fn p4info_names(text: &str) -> P4InfoNames {
             pending.clear();
             continue;
         }
-        let Some((k, v)) = line.split_once(": ") else { continue };
+        let Some((k, v)) = line.split_once(": ") else {
+            continue;
+        };
         let v = v.trim_matches('"').to_string();
         let p: Vec<&str> = path.iter().map(String::as_str).collect();
         match (p.as_slice(), k) {
@@ -226,7 +274,9 @@ fn p4info_names(text: &str) -> P4InfoNames {
 fn control_plane_names_match_p4cs_p4info() {
     for name in REFERENCE {
         let out = compile_ok(&format!("tests/fixtures/p4c-reference/{name}.p4"));
-        let theirs = p4info_names(&read(&format!("tests/fixtures/p4c-reference/p4c-out/{name}.p4info.txtpb")));
+        let theirs = p4info_names(&read(&format!(
+            "tests/fixtures/p4c-reference/p4c-out/{name}.p4info.txtpb"
+        )));
         assert!(
             !theirs.actions.is_empty() || !theirs.registers.is_empty(),
             "{name}: read nothing from p4c's P4Info"
@@ -243,18 +293,34 @@ fn control_plane_names_match_p4cs_p4info() {
                     CpMatchKind::Range => "RANGE",
                     CpMatchKind::Optional => "OPTIONAL",
                 };
-                ours.match_fields.insert(format!("{}/{}/{}/{mk}", t.preamble.name, f.name, f.bitwidth));
+                ours.match_fields.insert(format!(
+                    "{}/{}/{}/{mk}",
+                    t.preamble.name, f.name, f.bitwidth
+                ));
             }
         }
         for a in &cp.actions {
             ours.actions.insert(a.preamble.name.clone());
             for p in &a.params {
-                ours.params.insert(format!("{}/{}/{}/", a.preamble.name, p.name, p.bitwidth));
+                ours.params
+                    .insert(format!("{}/{}/{}/", a.preamble.name, p.name, p.bitwidth));
             }
         }
-        ours.counters = cp.counters.iter().map(|c| c.preamble.name.clone()).collect();
-        ours.direct_counters = cp.direct_counters.iter().map(|c| c.preamble.name.clone()).collect();
-        ours.registers = cp.registers.iter().map(|c| c.preamble.name.clone()).collect();
+        ours.counters = cp
+            .counters
+            .iter()
+            .map(|c| c.preamble.name.clone())
+            .collect();
+        ours.direct_counters = cp
+            .direct_counters
+            .iter()
+            .map(|c| c.preamble.name.clone())
+            .collect();
+        ours.registers = cp
+            .registers
+            .iter()
+            .map(|c| c.preamble.name.clone())
+            .collect();
         assert_eq!(ours, theirs, "{name}: P4Info names");
     }
 }
@@ -263,33 +329,84 @@ fn control_plane_names_match_p4cs_p4info() {
 fn control_plane_details_of_ref2() {
     let out = compile_ok("tests/fixtures/p4c-reference/ref2_ternary_counters.p4");
     let cp = &out.control_plane;
-    let acl = cp.tables.iter().find(|t| t.preamble.name == "Ing.acl").unwrap();
+    let acl = cp
+        .tables
+        .iter()
+        .find(|t| t.preamble.name == "Ing.acl")
+        .unwrap();
     assert_eq!(acl.const_default_action.as_deref(), Some("Ing.deny"));
     assert_eq!(acl.direct_counters, vec!["Ing.acl_hits".to_string()]);
     assert_eq!(acl.size, 256);
-    let flows = cp.tables.iter().find(|t| t.preamble.name == "Ing.flows").unwrap();
+    let flows = cp
+        .tables
+        .iter()
+        .find(|t| t.preamble.name == "Ing.flows")
+        .unwrap();
     assert!(flows.support_timeout);
-    assert_eq!(flows.initial_default_action, Some(("NoAction".to_string(), vec![])));
+    assert_eq!(
+        flows.initial_default_action,
+        Some(("NoAction".to_string(), vec![]))
+    );
     assert_eq!(flows.const_default_action, None);
-    let no_action = cp.actions.iter().find(|a| a.preamble.name == "NoAction").unwrap();
-    assert_eq!(no_action.preamble.annotations, vec!["@noWarn(\"unused\")".to_string()]);
-    let per_port = cp.counters.iter().find(|c| c.preamble.name == "Ing.per_port").unwrap();
+    let no_action = cp
+        .actions
+        .iter()
+        .find(|a| a.preamble.name == "NoAction")
+        .unwrap();
+    assert_eq!(
+        no_action.preamble.annotations,
+        vec!["@noWarn(\"unused\")".to_string()]
+    );
+    let per_port = cp
+        .counters
+        .iter()
+        .find(|c| c.preamble.name == "Ing.per_port")
+        .unwrap();
     assert_eq!(per_port.size, 8);
-    assert_eq!(cp.direct_counters.iter().find(|c| c.preamble.name == "Ing.flow_bytes").unwrap().table, "Ing.flows");
+    assert_eq!(
+        cp.direct_counters
+            .iter()
+            .find(|c| c.preamble.name == "Ing.flow_bytes")
+            .unwrap()
+            .table,
+        "Ing.flows"
+    );
 }
 
 #[test]
 fn vmdep_data_plane_exposes_the_names_the_controller_uses() {
     let out = compile_ok("p4/vmdep.p4");
     let cp = &out.control_plane;
-    let vm_pair = cp.tables.iter().find(|t| t.preamble.name == "MyIngress.vm_pair").unwrap();
+    let vm_pair = cp
+        .tables
+        .iter()
+        .find(|t| t.preamble.name == "MyIngress.vm_pair")
+        .unwrap();
     assert!(vm_pair.support_timeout);
     assert_eq!(vm_pair.size, 4096);
-    assert_eq!(vm_pair.direct_counters, vec!["MyIngress.vm_pair_counter".to_string()]);
-    let keys: Vec<(&str, u32)> = vm_pair.match_fields.iter().map(|f| (f.name.as_str(), f.bitwidth)).collect();
-    assert_eq!(keys, vec![("hdr.ipv4.srcAddr", 32), ("hdr.ipv4.dstAddr", 32)]);
-    for a in ["MyIngress.set_next_hop", "MyIngress.count_pair", "MyIngress.drop", "NoAction"] {
+    assert_eq!(
+        vm_pair.direct_counters,
+        vec!["MyIngress.vm_pair_counter".to_string()]
+    );
+    let keys: Vec<(&str, u32)> = vm_pair
+        .match_fields
+        .iter()
+        .map(|f| (f.name.as_str(), f.bitwidth))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("hdr.ipv4.srcAddr", 32), ("hdr.ipv4.dstAddr", 32)]
+    );
+    for a in [
+        "MyIngress.set_next_hop",
+        "MyIngress.count_pair",
+        "MyIngress.drop",
+        "NoAction",
+    ] {
         assert!(cp.actions.iter().any(|x| x.preamble.name == a), "{a}");
     }
-    assert!(cp.tables.iter().any(|t| t.preamble.name == "MyIngress.ipv4_lpm"));
+    assert!(cp
+        .tables
+        .iter()
+        .any(|t| t.preamble.name == "MyIngress.ipv4_lpm"));
 }

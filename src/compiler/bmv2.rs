@@ -126,7 +126,9 @@ impl V {
     /// As an operand inside an expression node (action data becomes `local`).
     fn operand(self) -> Value {
         match self {
-            V::Leaf(v) if v["type"] == "runtime_data" => json!({"type": "local", "value": v["value"]}),
+            V::Leaf(v) if v["type"] == "runtime_data" => {
+                json!({"type": "local", "value": v["value"]})
+            }
             V::Leaf(v) => v,
             V::Op(o) => json!({"type": "expression", "value": o}),
         }
@@ -148,7 +150,10 @@ impl<'a> Lowering<'a> {
             source,
             diags: Vec::new(),
             scalars: Vec::new(),
-            names: ["scalars", "standard_metadata"].iter().map(|s| s.to_string()).collect(),
+            names: ["scalars", "standard_metadata"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             headers: Vec::new(),
             stacks: Vec::new(),
             headers_place: None,
@@ -271,7 +276,11 @@ impl<'a> Lowering<'a> {
                     fields
                         .iter()
                         .map(|(f, t)| {
-                            self.alloc(t, &format!("{scalar_name}.{f}"), &format!("{inst_prefix}{f}"))
+                            self.alloc(
+                                t,
+                                &format!("{scalar_name}.{f}"),
+                                &format!("{inst_prefix}{f}"),
+                            )
                         })
                         .collect(),
                 )
@@ -342,7 +351,10 @@ impl<'a> Lowering<'a> {
     }
 
     fn unsupported(&mut self, span: Span, what: &str) -> Option<V> {
-        self.err(span, format!("{what} is not supported by the bmv2 back end"));
+        self.err(
+            span,
+            format!("{what} is not supported by the bmv2 back end"),
+        );
         None
     }
 
@@ -354,7 +366,11 @@ impl<'a> Lowering<'a> {
                 Some(v.operand()),
                 json!({"type": "hexstr", "value": format!("0x{w:x}")}),
             ),
-            t => op("&", Some(v.operand()), hexstr(mask(t.width().unwrap_or(128)), t.width().unwrap_or(128))),
+            t => op(
+                "&",
+                Some(v.operand()),
+                hexstr(mask(t.width().unwrap_or(128)), t.width().unwrap_or(128)),
+            ),
         }
     }
 
@@ -378,12 +394,21 @@ impl<'a> Lowering<'a> {
             } else {
                 json!({"type": "hexstr", "value": format!("0x{:x}", v)})
             })),
-            ExprKind::ErrorConst(i) => Some(V::Leaf(json!({"type": "hexstr", "value": format!("0x{i:x}")}))),
+            ExprKind::ErrorConst(i) => Some(V::Leaf(
+                json!({"type": "hexstr", "value": format!("0x{i:x}")}),
+            )),
             ExprKind::EnumConst(en, m) => {
                 let en = &self.p.enums[*en];
-                Some(V::Leaf(hexstr(en.members[*m].1, en.underlying.unwrap_or(32))))
+                Some(V::Leaf(hexstr(
+                    en.members[*m].1,
+                    en.underlying.unwrap_or(32),
+                )))
             }
-            ExprKind::Param(_) | ExprKind::Var(_) | ExprKind::ActionParam(_) | ExprKind::Field(..) | ExprKind::StackElem(..) => {
+            ExprKind::Param(_)
+            | ExprKind::Var(_)
+            | ExprKind::ActionParam(_)
+            | ExprKind::Field(..)
+            | ExprKind::StackElem(..) => {
                 let p = self.place(e, env)?;
                 match Self::field_leaf(&p) {
                     Some(l) => Some(V::Leaf(l)),
@@ -416,7 +441,9 @@ impl<'a> Lowering<'a> {
                             ExprKind::Const(c) => V::Leaf(hexstr((mask(w) - c + 1) & mask(w), w)),
                             _ => op(
                                 "-",
-                                Some(json!({"type": "hexstr", "value": format!("0x{:x}", u128::from(w < 128) << w.min(127))})),
+                                Some(
+                                    json!({"type": "hexstr", "value": format!("0x{:x}", u128::from(w < 128) << w.min(127))}),
+                                ),
                                 b.operand(),
                             ),
                         };
@@ -451,7 +478,11 @@ impl<'a> Lowering<'a> {
                 } else {
                     op(">>", Some(a.operand()), hexstr(*lo as u128, 8))
                 };
-                Some(op("&", Some(shifted.operand()), hexstr(mask(hi - lo + 1), hi - lo + 1)))
+                Some(op(
+                    "&",
+                    Some(shifted.operand()),
+                    hexstr(mask(hi - lo + 1), hi - lo + 1),
+                ))
             }
             ExprKind::Concat(a, b) => {
                 let (wa, wb) = (a.ty.width().unwrap_or(0), b.ty.width().unwrap_or(0));
@@ -485,7 +516,9 @@ impl<'a> Lowering<'a> {
                 let cond = self.boolean(c, env)?;
                 let a = self.data(t, env)?;
                 let b = self.data(o, env)?;
-                Some(V::Op(json!({"op": "?", "left": a.operand(), "right": b.operand(), "cond": cond})))
+                Some(V::Op(
+                    json!({"op": "?", "left": a.operand(), "right": b.operand(), "cond": cond}),
+                ))
             }
             ExprKind::Lookahead(_) => self.unsupported(e.span, "lookahead outside a select key"),
             ExprKind::List(_) => self.unsupported(e.span, "a list expression here"),
@@ -564,7 +597,8 @@ impl<'a> Lowering<'a> {
     // ----- primitives ------------------------------------------------------------------------
 
     fn prim(&self, buf: &mut ActionBuf, name: &str, params: Vec<Value>, span: Span) {
-        buf.prims.push(json!({"op": name, "parameters": params, "source_info": self.source_info(span)}));
+        buf.prims
+            .push(json!({"op": name, "parameters": params, "source_info": self.source_info(span)}));
     }
 
     /// A value usable directly as a primitive argument (field, constant or action data);
@@ -582,7 +616,14 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn assign(&mut self, lhs: &hir::Expr, rhs: &hir::Expr, env: &Env, buf: &mut ActionBuf, span: Span) -> Option<()> {
+    fn assign(
+        &mut self,
+        lhs: &hir::Expr,
+        rhs: &hir::Expr,
+        env: &Env,
+        buf: &mut ActionBuf,
+        span: Span,
+    ) -> Option<()> {
         if let ExprKind::Slice(base, hi, lo) = &lhs.kind {
             // base = (base & ~(m << lo)) | ((rhs << lo) & (m << lo))
             let w = base.ty.width().unwrap_or(128);
@@ -605,7 +646,14 @@ impl<'a> Lowering<'a> {
         self.assign_place(dst, rhs, env, buf, span)
     }
 
-    fn assign_place(&mut self, dst: Place, rhs: &hir::Expr, env: &Env, buf: &mut ActionBuf, span: Span) -> Option<()> {
+    fn assign_place(
+        &mut self,
+        dst: Place,
+        rhs: &hir::Expr,
+        env: &Env,
+        buf: &mut ActionBuf,
+        span: Span,
+    ) -> Option<()> {
         match dst {
             Place::Field(..) => {
                 let d = Self::field_leaf(&dst).expect("a field");
@@ -617,7 +665,15 @@ impl<'a> Lowering<'a> {
                     self.unsupported(span, "assigning this expression to a header");
                     return None;
                 };
-                self.prim(buf, "assign_header", vec![json!({"type": "header", "value": h}), json!({"type": "header", "value": src})], span);
+                self.prim(
+                    buf,
+                    "assign_header",
+                    vec![
+                        json!({"type": "header", "value": h}),
+                        json!({"type": "header", "value": src}),
+                    ],
+                    span,
+                );
             }
             Place::Struct(fields) => {
                 let src = self.place(rhs, env);
@@ -644,7 +700,15 @@ impl<'a> Lowering<'a> {
                 self.prim(buf, "assign", vec![d, s], span);
             }
             (Place::Header(d), Place::Header(s)) => {
-                self.prim(buf, "assign_header", vec![json!({"type": "header", "value": d}), json!({"type": "header", "value": s})], span);
+                self.prim(
+                    buf,
+                    "assign_header",
+                    vec![
+                        json!({"type": "header", "value": d}),
+                        json!({"type": "header", "value": s}),
+                    ],
+                    span,
+                );
             }
             (Place::Struct(d), Place::Struct(s)) => {
                 for (a, b) in d.into_iter().zip(s) {
@@ -686,7 +750,12 @@ impl<'a> Lowering<'a> {
     }
 
     /// Calculation inputs for hash and checksum data.
-    fn calc_inputs(&mut self, data: &[hir::Expr], env: &Env, mut buf: Option<&mut ActionBuf>) -> Option<Vec<Value>> {
+    fn calc_inputs(
+        &mut self,
+        data: &[hir::Expr],
+        env: &Env,
+        mut buf: Option<&mut ActionBuf>,
+    ) -> Option<Vec<Value>> {
         let mut out = Vec::new();
         for d in data {
             if let Some(Place::Header(h)) = self.place(d, env) {
@@ -716,7 +785,12 @@ impl<'a> Lowering<'a> {
         Some(out)
     }
 
-    fn add_calculation(&mut self, algo: hir::HashAlgo, input: Vec<Value>, span: Option<Span>) -> String {
+    fn add_calculation(
+        &mut self,
+        algo: hir::HashAlgo,
+        input: Vec<Value>,
+        span: Option<Span>,
+    ) -> String {
         let name = if self.calculations.is_empty() {
             "calc".to_string()
         } else {
@@ -743,33 +817,79 @@ impl<'a> Lowering<'a> {
                 self.prim(buf, "remove_header", vec![a], span);
             }
             hir::Call::MarkToDrop(_) => {
-                self.prim(buf, "mark_to_drop", vec![json!({"type": "header", "value": "standard_metadata"})], span);
+                self.prim(
+                    buf,
+                    "mark_to_drop",
+                    vec![json!({"type": "header", "value": "standard_metadata"})],
+                    span,
+                );
             }
             hir::Call::Count { counter, index } => {
                 let i = self.simple_arg(index, env, buf)?;
                 let name = self.p.externs[*counter].name.clone();
-                self.prim(buf, "count", vec![json!({"type": "counter_array", "value": name}), i], span);
+                self.prim(
+                    buf,
+                    "count",
+                    vec![json!({"type": "counter_array", "value": name}), i],
+                    span,
+                );
             }
             hir::Call::DirectCount(_) => {}
-            hir::Call::RegisterRead { register, dst, index } => {
+            hir::Call::RegisterRead {
+                register,
+                dst,
+                index,
+            } => {
                 let i = self.simple_arg(index, env, buf)?;
                 let d = self.field_dst(dst, env)?;
                 let name = self.p.externs[*register].name.clone();
-                self.prim(buf, "register_read", vec![d, json!({"type": "register_array", "value": name}), i], span);
+                self.prim(
+                    buf,
+                    "register_read",
+                    vec![d, json!({"type": "register_array", "value": name}), i],
+                    span,
+                );
             }
-            hir::Call::RegisterWrite { register, index, value } => {
+            hir::Call::RegisterWrite {
+                register,
+                index,
+                value,
+            } => {
                 let i = self.simple_arg(index, env, buf)?;
                 let v = self.simple_arg(value, env, buf)?;
                 let name = self.p.externs[*register].name.clone();
-                self.prim(buf, "register_write", vec![json!({"type": "register_array", "value": name}), i, v], span);
+                self.prim(
+                    buf,
+                    "register_write",
+                    vec![json!({"type": "register_array", "value": name}), i, v],
+                    span,
+                );
             }
-            hir::Call::Clone { ingress_to_egress, session } => {
+            hir::Call::Clone {
+                ingress_to_egress,
+                session,
+            } => {
                 let s = self.simple_arg(session, env, buf)?;
                 self.need_clone_field_list = true;
-                let opname = if *ingress_to_egress { "clone_ingress_pkt_to_egress" } else { "clone_egress_pkt_to_egress" };
-                self.prim(buf, opname, vec![s, json!({"type": "hexstr", "value": "0x1"})], span);
+                let opname = if *ingress_to_egress {
+                    "clone_ingress_pkt_to_egress"
+                } else {
+                    "clone_egress_pkt_to_egress"
+                };
+                self.prim(
+                    buf,
+                    opname,
+                    vec![s, json!({"type": "hexstr", "value": "0x1"})],
+                    span,
+                );
             }
-            hir::Call::Hash { dst, algo, base, data, max } => {
+            hir::Call::Hash {
+                dst,
+                algo,
+                base,
+                data,
+                max,
+            } => {
                 let input = self.calc_inputs(data, env, Some(buf))?;
                 let b = self.simple_arg(base, env, buf)?;
                 let m = self.simple_arg(max, env, buf)?;
@@ -782,7 +902,11 @@ impl<'a> Lowering<'a> {
                     span,
                 );
             }
-            hir::Call::Digest { receiver, struct_ty, fields } => {
+            hir::Call::Digest {
+                receiver,
+                struct_ty,
+                fields,
+            } => {
                 let (id, temps) = match self.digests.get(struct_ty) {
                     Some(x) => x.clone(),
                     None => {
@@ -791,13 +915,22 @@ impl<'a> Lowering<'a> {
                         let fdefs = st.fields.clone();
                         let temps: Vec<String> = fdefs
                             .iter()
-                            .map(|(f, t)| match self.scalar(&format!("{sname}.{f}"), t.width().unwrap_or(1), false) {
-                                Place::Field(_, n) => n,
-                                _ => unreachable!("scalars are fields"),
+                            .map(|(f, t)| {
+                                match self.scalar(
+                                    &format!("{sname}.{f}"),
+                                    t.width().unwrap_or(1),
+                                    false,
+                                ) {
+                                    Place::Field(_, n) => n,
+                                    _ => unreachable!("scalars are fields"),
+                                }
                             })
                             .collect();
                         let id = self.learn_lists.len() + 1;
-                        let elements: Vec<Value> = temps.iter().map(|t| json!({"type": "field", "value": ["scalars", t]})).collect();
+                        let elements: Vec<Value> = temps
+                            .iter()
+                            .map(|t| json!({"type": "field", "value": ["scalars", t]}))
+                            .collect();
                         self.learn_lists.push(json!({"id": id, "name": sname, "source_info": self.source_info(span), "elements": elements}));
                         self.digests.insert(*struct_ty, (id, temps.clone()));
                         (id, temps)
@@ -805,10 +938,20 @@ impl<'a> Lowering<'a> {
                 };
                 for (f, t) in fields.iter().zip(&temps) {
                     let v = self.data(f, env)?;
-                    self.prim(buf, "assign", vec![json!({"type": "field", "value": ["scalars", t]}), v.param()], f.span);
+                    self.prim(
+                        buf,
+                        "assign",
+                        vec![json!({"type": "field", "value": ["scalars", t]}), v.param()],
+                        f.span,
+                    );
                 }
                 let r = self.simple_arg(receiver, env, buf)?;
-                self.prim(buf, "generate_digest", vec![r, json!({"type": "hexstr", "value": format!("0x{id:x}")})], span);
+                self.prim(
+                    buf,
+                    "generate_digest",
+                    vec![r, json!({"type": "hexstr", "value": format!("0x{id:x}")})],
+                    span,
+                );
             }
             hir::Call::Random { dst, lo, hi } => {
                 let l = self.simple_arg(lo, env, buf)?;
@@ -822,7 +965,10 @@ impl<'a> Lowering<'a> {
             }
             hir::Call::Action { action, args } => {
                 let a = &self.p.actions[*action];
-                let bindings = args.iter().map(|x| Binding::Arg(x.clone(), env.clone())).collect();
+                let bindings = args
+                    .iter()
+                    .map(|x| Binding::Arg(x.clone(), env.clone()))
+                    .collect();
                 let body = a.body.clone();
                 let inner = Env(std::rc::Rc::new(bindings));
                 buf.returns.push(Vec::new());
@@ -836,7 +982,10 @@ impl<'a> Lowering<'a> {
                 self.err(span, "verify_checksum and update_checksum are only supported in V1Switch's checksum controls");
                 return None;
             }
-            hir::Call::Extract(_) | hir::Call::Advance(_) | hir::Call::Emit(_) | hir::Call::Verify { .. } => {
+            hir::Call::Extract(_)
+            | hir::Call::Advance(_)
+            | hir::Call::Emit(_)
+            | hir::Call::Verify { .. } => {
                 self.unsupported(span, "this call outside a parser or deparser");
                 return None;
             }
@@ -895,9 +1044,18 @@ impl<'a> Lowering<'a> {
             return Some(*id);
         }
         let action = &self.p.actions[a];
-        let (name, params, body) = (action.name.clone(), action.params.clone(), action.body.clone());
-        let env = Env(std::rc::Rc::new((0..params.len()).map(Binding::RuntimeData).collect()));
-        let mut buf = ActionBuf { prims: Vec::new(), returns: vec![Vec::new()] };
+        let (name, params, body) = (
+            action.name.clone(),
+            action.params.clone(),
+            action.body.clone(),
+        );
+        let env = Env(std::rc::Rc::new(
+            (0..params.len()).map(Binding::RuntimeData).collect(),
+        ));
+        let mut buf = ActionBuf {
+            prims: Vec::new(),
+            returns: vec![Vec::new()],
+        };
         self.action_stmts(&body, &env, &mut buf)?;
         let prims = Self::finish_buf(buf);
         let id = self.actions.len();
@@ -905,7 +1063,9 @@ impl<'a> Lowering<'a> {
             .iter()
             .map(|p| json!({"name": p.name, "bitwidth": p.ty.width().unwrap_or(1)}))
             .collect();
-        self.actions.push(json!({"name": name, "id": id, "runtime_data": runtime_data, "primitives": prims}));
+        self.actions.push(
+            json!({"name": name, "id": id, "runtime_data": runtime_data, "primitives": prims}),
+        );
         self.action_ids.insert(a, id);
         Some(id)
     }
@@ -916,11 +1076,9 @@ impl<'a> Lowering<'a> {
             buf.prims[j]["parameters"][0] = hexstr(end as u128, 32);
         }
         // A trailing jump to the end is a no-op.
-        while buf
-            .prims
-            .last()
-            .is_some_and(|p| p["op"] == "_jump" && p["parameters"][0] == hexstr(buf.prims.len() as u128 - 1, 32))
-        {
+        while buf.prims.last().is_some_and(|p| {
+            p["op"] == "_jump" && p["parameters"][0] == hexstr(buf.prims.len() as u128, 32)
+        }) {
             buf.prims.pop();
         }
         buf.prims
@@ -931,7 +1089,9 @@ impl<'a> Lowering<'a> {
     fn stem(&self) -> String {
         let base = self.file_name.rsplit('/').next().unwrap_or(self.file_name);
         let base = base.strip_suffix(".p4").unwrap_or(base);
-        base.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+        base.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
     }
 
     fn node_name(&mut self) -> String {
@@ -949,7 +1109,11 @@ impl<'a> Lowering<'a> {
         let first = stmts[0];
         let span = stmts.iter().fold(first.span, |s, x| s.to(x.span));
         // A single call of an action with constant arguments keeps the action's name.
-        if let [hir::Stmt { kind: hir::StmtKind::Call(hir::Call::Action { action, args }), .. }] = stmts {
+        if let [hir::Stmt {
+            kind: hir::StmtKind::Call(hir::Call::Action { action, args }),
+            ..
+        }] = stmts
+        {
             let a = &self.p.actions[*action];
             let consts: Option<Vec<u128>> = args
                 .iter()
@@ -962,8 +1126,13 @@ impl<'a> Lowering<'a> {
             if let (Some(vals), true) = (consts, a.params.iter().all(|p| p.direction.is_none())) {
                 let short = a.name.rsplit('.').next().unwrap_or(&a.name).to_string();
                 let (name, params, body) = (a.name.clone(), a.params.clone(), a.body.clone());
-                let env = Env(std::rc::Rc::new((0..params.len()).map(Binding::RuntimeData).collect()));
-                let mut buf = ActionBuf { prims: Vec::new(), returns: vec![Vec::new()] };
+                let env = Env(std::rc::Rc::new(
+                    (0..params.len()).map(Binding::RuntimeData).collect(),
+                ));
+                let mut buf = ActionBuf {
+                    prims: Vec::new(),
+                    returns: vec![Vec::new()],
+                };
                 self.action_stmts(&body, &env, &mut buf)?;
                 let prims = Self::finish_buf(buf);
                 let id = self.actions.len();
@@ -977,23 +1146,42 @@ impl<'a> Lowering<'a> {
                     .zip(&params)
                     .map(|(v, p)| json!(hex(*v, p.ty.width().unwrap_or(1))))
                     .collect();
-                return Some(self.const_table(&format!("tbl_{short}"), &name, id, data, next, first.span));
+                return Some(self.const_table(
+                    &format!("tbl_{short}"),
+                    &name,
+                    id,
+                    data,
+                    next,
+                    first.span,
+                ));
             }
         }
         let (line, _, _) = line_col(self.source, first.span.lo);
         let aname = format!("{}{line}", self.stem());
-        let mut buf = ActionBuf { prims: Vec::new(), returns: vec![Vec::new()] };
+        let mut buf = ActionBuf {
+            prims: Vec::new(),
+            returns: vec![Vec::new()],
+        };
         let env = Env::default();
         for s in stmts {
             self.action_stmts(std::slice::from_ref(*s), &env, &mut buf)?;
         }
         let prims = Self::finish_buf(buf);
         let id = self.actions.len();
-        self.actions.push(json!({"name": aname, "id": id, "runtime_data": [], "primitives": prims}));
+        self.actions
+            .push(json!({"name": aname, "id": id, "runtime_data": [], "primitives": prims}));
         Some(self.const_table(&format!("tbl_{aname}"), &aname, id, Vec::new(), next, span))
     }
 
-    fn const_table(&mut self, name: &str, action: &str, id: usize, data: Vec<Value>, next: Option<String>, span: Span) -> String {
+    fn const_table(
+        &mut self,
+        name: &str,
+        action: &str,
+        id: usize,
+        data: Vec<Value>,
+        next: Option<String>,
+        span: Span,
+    ) -> String {
         let name = self.unique(name);
         self.table_names.insert(name.clone());
         let tid = self.tables.len();
@@ -1024,28 +1212,54 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    fn key_value(kv: &hir::KeyValue, mk: hir::MatchKind, w: u32, span: Span, diags: &mut Vec<Diagnostic>) -> Value {
+    fn key_value(
+        kv: &hir::KeyValue,
+        mk: hir::MatchKind,
+        w: u32,
+        span: Span,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Value {
         use hir::KeyValue as K;
         use hir::MatchKind as M;
         match (mk, kv) {
             (M::Exact, K::Value(v)) => json!({"match_type": "exact", "key": hex(*v, w)}),
-            (M::Lpm, K::Value(v)) => json!({"match_type": "lpm", "key": hex(*v, w), "prefix_length": w}),
+            (M::Lpm, K::Value(v)) => {
+                json!({"match_type": "lpm", "key": hex(*v, w), "prefix_length": w})
+            }
             (M::Lpm, K::Any) => json!({"match_type": "lpm", "key": hex(0, w), "prefix_length": 0}),
             (M::Lpm, K::Mask(v, m)) => {
                 let len = m.count_ones();
                 if *m != (mask(len) << (w - len)) & mask(w) {
-                    diags.push(Diagnostic::error(span, "an lpm key's mask must be a prefix (leading ones)"));
+                    diags.push(Diagnostic::error(
+                        span,
+                        "an lpm key's mask must be a prefix (leading ones)",
+                    ));
                 }
                 json!({"match_type": "lpm", "key": hex(v & m, w), "prefix_length": len})
             }
-            (M::Ternary | M::Optional, K::Value(v)) => json!({"match_type": "ternary", "key": hex(*v, w), "mask": hex(mask(w), w)}),
-            (M::Ternary | M::Optional, K::Any) => json!({"match_type": "ternary", "key": hex(0, w), "mask": hex(0, w)}),
-            (M::Ternary, K::Mask(v, m)) => json!({"match_type": "ternary", "key": hex(v & m, w), "mask": hex(*m, w)}),
-            (M::Range, K::Value(v)) => json!({"match_type": "range", "start": hex(*v, w), "end": hex(*v, w)}),
-            (M::Range, K::Range(lo, hi)) => json!({"match_type": "range", "start": hex(*lo, w), "end": hex(*hi, w)}),
-            (M::Range, K::Any) => json!({"match_type": "range", "start": hex(0, w), "end": hex(mask(w), w)}),
+            (M::Ternary | M::Optional, K::Value(v)) => {
+                json!({"match_type": "ternary", "key": hex(*v, w), "mask": hex(mask(w), w)})
+            }
+            (M::Ternary | M::Optional, K::Any) => {
+                json!({"match_type": "ternary", "key": hex(0, w), "mask": hex(0, w)})
+            }
+            (M::Ternary, K::Mask(v, m)) => {
+                json!({"match_type": "ternary", "key": hex(v & m, w), "mask": hex(*m, w)})
+            }
+            (M::Range, K::Value(v)) => {
+                json!({"match_type": "range", "start": hex(*v, w), "end": hex(*v, w)})
+            }
+            (M::Range, K::Range(lo, hi)) => {
+                json!({"match_type": "range", "start": hex(*lo, w), "end": hex(*hi, w)})
+            }
+            (M::Range, K::Any) => {
+                json!({"match_type": "range", "start": hex(0, w), "end": hex(mask(w), w)})
+            }
             _ => {
-                diags.push(Diagnostic::error(span, "this keyset does not fit the key's match kind"));
+                diags.push(Diagnostic::error(
+                    span,
+                    "this keyset does not fit the key's match kind",
+                ));
                 Value::Null
             }
         }
@@ -1055,7 +1269,13 @@ impl<'a> Lowering<'a> {
     fn user_table(&mut self, t: usize, next: NextMap, span: Span) -> Option<String> {
         let table = &self.p.tables[t];
         if !self.placed.insert(t) {
-            self.err(span, format!("table `{}` is applied more than once; bmv2 allows one application per table", table.name));
+            self.err(
+                span,
+                format!(
+                    "table `{}` is applied more than once; bmv2 allows one application per table",
+                    table.name
+                ),
+            );
             return None;
         }
         let name = table.name.clone();
@@ -1072,7 +1292,10 @@ impl<'a> Lowering<'a> {
         let kinds: Vec<hir::MatchKind> = table.keys.iter().map(|k| k.match_kind).collect();
         let match_type = if kinds.contains(&hir::MatchKind::Range) {
             "range"
-        } else if kinds.iter().any(|k| matches!(k, hir::MatchKind::Ternary | hir::MatchKind::Optional)) {
+        } else if kinds
+            .iter()
+            .any(|k| matches!(k, hir::MatchKind::Ternary | hir::MatchKind::Optional))
+        {
             "ternary"
         } else if kinds.contains(&hir::MatchKind::Lpm) {
             "lpm"
@@ -1089,9 +1312,19 @@ impl<'a> Lowering<'a> {
             NextMap::Actions(per_action, _) => table
                 .actions
                 .iter()
-                .map(|a| (self.p.actions[a.action].name.clone(), json!(per_action.get(&a.action).cloned().flatten())))
+                .map(|a| {
+                    (
+                        self.p.actions[a.action].name.clone(),
+                        json!(per_action.get(&a.action).cloned().flatten()),
+                    )
+                })
                 .collect(),
-            NextMap::HitMiss(hit, miss) => [("__HIT__".to_string(), json!(hit)), ("__MISS__".to_string(), json!(miss))].into_iter().collect(),
+            NextMap::HitMiss(hit, miss) => [
+                ("__HIT__".to_string(), json!(hit)),
+                ("__MISS__".to_string(), json!(miss)),
+            ]
+            .into_iter()
+            .collect(),
         };
         let base_default_next = match &next {
             NextMap::Actions(_, d) => d.clone(),
@@ -1125,7 +1358,13 @@ impl<'a> Lowering<'a> {
                 let mut mk = Vec::new();
                 for (kv, k) in e.keys.iter().zip(&table.keys) {
                     let w = k.expr.ty.width().unwrap_or(32);
-                    mk.push(Self::key_value(kv, k.match_kind, w, e.span, &mut self.diags));
+                    mk.push(Self::key_value(
+                        kv,
+                        k.match_kind,
+                        w,
+                        e.span,
+                        &mut self.diags,
+                    ));
                 }
                 let id = self.table_action(e.action)?;
                 let data: Vec<Value> = e
@@ -1154,7 +1393,11 @@ impl<'a> Lowering<'a> {
     }
 
     /// Lowers control statements into pipeline nodes, returning the entry node.
-    fn control_stmts(&mut self, stmts: &[hir::Stmt], next: Option<String>) -> Option<Option<String>> {
+    fn control_stmts(
+        &mut self,
+        stmts: &[hir::Stmt],
+        next: Option<String>,
+    ) -> Option<Option<String>> {
         // Flatten blocks; cut at return/exit (what follows is unreachable).
         let mut flat: Vec<&hir::Stmt> = Vec::new();
         let mut next = next;
@@ -1182,9 +1425,24 @@ impl<'a> Lowering<'a> {
         // Group straight-line statements.
         let mut items: Vec<Vec<&hir::Stmt>> = Vec::new();
         for s in flat {
-            let simple = matches!(s.kind, hir::StmtKind::Assign(..) | hir::StmtKind::Call(_) | hir::StmtKind::Exit);
+            let simple = matches!(
+                s.kind,
+                hir::StmtKind::Assign(..) | hir::StmtKind::Call(_) | hir::StmtKind::Exit
+            );
             match items.last_mut() {
-                Some(run) if simple && run.iter().all(|x| matches!(x.kind, hir::StmtKind::Assign(..) | hir::StmtKind::Call(_) | hir::StmtKind::Exit)) => run.push(s),
+                Some(run)
+                    if simple
+                        && run.iter().all(|x| {
+                            matches!(
+                                x.kind,
+                                hir::StmtKind::Assign(..)
+                                    | hir::StmtKind::Call(_)
+                                    | hir::StmtKind::Exit
+                            )
+                        }) =>
+                {
+                    run.push(s)
+                }
                 _ => items.push(vec![s]),
             }
         }
@@ -1194,7 +1452,13 @@ impl<'a> Lowering<'a> {
             next = match &s.kind {
                 hir::StmtKind::Assign(..) | hir::StmtKind::Call(_) | hir::StmtKind::Exit => {
                     // Direct-counter counts outside actions lower to nothing; skip empty runs.
-                    let run: Vec<&hir::Stmt> = item.iter().copied().filter(|x| !matches!(x.kind, hir::StmtKind::Call(hir::Call::DirectCount(_)))).collect();
+                    let run: Vec<&hir::Stmt> = item
+                        .iter()
+                        .copied()
+                        .filter(|x| {
+                            !matches!(x.kind, hir::StmtKind::Call(hir::Call::DirectCount(_)))
+                        })
+                        .collect();
                     if run.is_empty() {
                         next
                     } else {
@@ -1202,7 +1466,11 @@ impl<'a> Lowering<'a> {
                     }
                 }
                 hir::StmtKind::Apply(t) => {
-                    let per = self.p.tables[*t].actions.iter().map(|a| (a.action, next.clone())).collect();
+                    let per = self.p.tables[*t]
+                        .actions
+                        .iter()
+                        .map(|a| (a.action, next.clone()))
+                        .collect();
                     Some(self.user_table(*t, NextMap::Actions(per, next.clone()), s.span)?)
                 }
                 hir::StmtKind::SwitchActionRun { table, cases } => {
@@ -1309,7 +1577,9 @@ impl<'a> Lowering<'a> {
             let (key, transitions) = match &st.transition {
                 hir::Transition::Direct(n) => (
                     Vec::new(),
-                    vec![json!({"type": "default", "value": null, "mask": null, "next_state": name_of(n)})],
+                    vec![
+                        json!({"type": "default", "value": null, "mask": null, "next_state": name_of(n)}),
+                    ],
                 ),
                 hir::Transition::Select { keys, cases } => {
                     let mut key = Vec::new();
@@ -1379,7 +1649,9 @@ impl<'a> Lowering<'a> {
     fn parser_stmt(&mut self, s: &hir::Stmt, env: &Env, ops: &mut Vec<Value>) -> Option<()> {
         match &s.kind {
             hir::StmtKind::Call(hir::Call::Extract(h)) => match self.place(h, env) {
-                Some(Place::Header(inst)) => ops.push(json!({"parameters": [{"type": "regular", "value": inst}], "op": "extract"})),
+                Some(Place::Header(inst)) => ops.push(
+                    json!({"parameters": [{"type": "regular", "value": inst}], "op": "extract"}),
+                ),
                 _ => {
                     self.unsupported(h.span, "extracting into this expression");
                     return None;
@@ -1391,12 +1663,19 @@ impl<'a> Lowering<'a> {
             }
             hir::StmtKind::Call(hir::Call::Verify { cond, error }) => {
                 let c = self.boolean(cond, env)?;
-                let c = if c["type"] == "expression" { c["value"].clone() } else { op("d2b", None, op("b2d", None, c).operand()).operand()["value"].clone() };
+                let c = if c["type"] == "expression" {
+                    c["value"].clone()
+                } else {
+                    op("d2b", None, op("b2d", None, c).operand()).operand()["value"].clone()
+                };
                 let e = self.data(error, env)?;
                 ops.push(json!({"parameters": [{"type": "expression", "value": c}, e.param()], "op": "verify"}));
             }
             hir::StmtKind::Assign(l, r) => {
-                let mut buf = ActionBuf { prims: Vec::new(), returns: vec![Vec::new()] };
+                let mut buf = ActionBuf {
+                    prims: Vec::new(),
+                    returns: vec![Vec::new()],
+                };
                 self.assign(l, r, env, &mut buf, s.span)?;
                 for p in buf.prims {
                     match p["op"].as_str() {
@@ -1434,14 +1713,36 @@ impl<'a> Lowering<'a> {
         }
         flat(&apply, &mut stmts);
         for s in stmts {
-            let hir::StmtKind::Call(hir::Call::Checksum { verify: v, with_payload, cond, data, checksum, algo }) = &s.kind else {
-                let what = if verify { "verify_checksum" } else { "update_checksum" };
-                self.err(s.span, format!("only {what} calls are supported in this checksum control"));
+            let hir::StmtKind::Call(hir::Call::Checksum {
+                verify: v,
+                with_payload,
+                cond,
+                data,
+                checksum,
+                algo,
+            }) = &s.kind
+            else {
+                let what = if verify {
+                    "verify_checksum"
+                } else {
+                    "update_checksum"
+                };
+                self.err(
+                    s.span,
+                    format!("only {what} calls are supported in this checksum control"),
+                );
                 return None;
             };
             if *v != verify {
-                let what = if verify { "verify_checksum" } else { "update_checksum" };
-                self.err(s.span, format!("only {what} calls are supported in this checksum control"));
+                let what = if verify {
+                    "verify_checksum"
+                } else {
+                    "update_checksum"
+                };
+                self.err(
+                    s.span,
+                    format!("only {what} calls are supported in this checksum control"),
+                );
                 return None;
             }
             let mut input = self.calc_inputs(data, &env, None)?;
@@ -1460,10 +1761,18 @@ impl<'a> Lowering<'a> {
                 ExprKind::Bool(true) => Value::Null,
                 _ => {
                     let b = self.boolean(cond, &env)?;
-                    if b["type"] == "expression" { b } else { op("d2b", None, op("b2d", None, b).operand()).operand() }
+                    if b["type"] == "expression" {
+                        b
+                    } else {
+                        op("d2b", None, op("b2d", None, b).operand()).operand()
+                    }
                 }
             };
-            let name = if self.checksums.is_empty() { "cksum".to_string() } else { format!("cksum_{}", self.checksums.len() - 1) };
+            let name = if self.checksums.is_empty() {
+                "cksum".to_string()
+            } else {
+                format!("cksum_{}", self.checksums.len() - 1)
+            };
             let id = self.checksums.len();
             self.checksums.push(json!({
                 "name": name, "id": id, "source_info": self.source_info(s.span),
@@ -1505,7 +1814,9 @@ impl<'a> Lowering<'a> {
                 }
             }
         }
-        Some(json!([{"name": "deparser", "id": 0, "source_info": self.source_info(span), "order": order, "primitives": []}]))
+        Some(
+            json!([{"name": "deparser", "id": 0, "source_info": self.source_info(span), "order": order, "primitives": []}]),
+        )
     }
 
     // ----- the whole program ------------------------------------------------------------------
@@ -1530,22 +1841,35 @@ impl<'a> Lowering<'a> {
         let ingress = self.pipeline("ingress", 0, self.p.main.ingress);
         let egress = self.pipeline("egress", 1, self.p.main.egress);
         let deparsers = self.deparser();
-        if let (Some(parsers), Some(()), Some(()), Some(ingress), Some(egress), Some(deparsers)) = (parsers, ok_vc, ok_cc, ingress, egress, deparsers) {
-            self.lowered = Lowered { parsers, deparsers, pipelines: json!([ingress, egress]) };
+        if let (Some(parsers), Some(()), Some(()), Some(ingress), Some(egress), Some(deparsers)) =
+            (parsers, ok_vc, ok_cc, ingress, egress, deparsers)
+        {
+            self.lowered = Lowered {
+                parsers,
+                deparsers,
+                pipelines: json!([ingress, egress]),
+            };
         }
     }
 
     fn finish(self) -> Value {
         let mut header_types = Vec::new();
-        let mut fields: Vec<Value> = self.scalars.iter().map(|(n, w, s)| json!([n, w, s])).collect();
+        let mut fields: Vec<Value> = self
+            .scalars
+            .iter()
+            .map(|(n, w, s)| json!([n, w, s]))
+            .collect();
         let total: u32 = self.scalars.iter().map(|s| s.1).sum();
-        if total % 8 != 0 {
+        if !total.is_multiple_of(8) {
             fields.push(json!(["_padding_0", 8 - total % 8, false]));
         }
         header_types.push(json!({"name": "scalars_0", "id": 0, "fields": fields}));
-        let mut sm: Vec<Value> = builtins::STANDARD_METADATA.iter().map(|(n, w)| json!([n, w, false])).collect();
+        let mut sm: Vec<Value> = builtins::STANDARD_METADATA
+            .iter()
+            .map(|(n, w)| json!([n, w, false]))
+            .collect();
         let smw: u32 = builtins::STANDARD_METADATA.iter().map(|f| f.1).sum();
-        if smw % 8 != 0 {
+        if !smw.is_multiple_of(8) {
             sm.push(json!(["_padding", 8 - smw % 8, false]));
         }
         header_types.push(json!({"name": "standard_metadata", "id": 1, "fields": sm}));
@@ -1558,7 +1882,13 @@ impl<'a> Lowering<'a> {
             json!({"name": "standard_metadata", "id": 1, "header_type": "standard_metadata", "metadata": true, "pi_omit": true}),
         ];
         headers.extend(self.headers.iter().cloned());
-        let errors: Vec<Value> = self.p.errors.iter().enumerate().map(|(i, e)| json!([e, i])).collect();
+        let errors: Vec<Value> = self
+            .p
+            .errors
+            .iter()
+            .enumerate()
+            .map(|(i, e)| json!([e, i]))
+            .collect();
         let enums: Vec<Value> = self
             .p
             .enums
@@ -1597,7 +1927,14 @@ impl<'a> Lowering<'a> {
             .iter()
             .map(|(a, f)| json!([a, ["standard_metadata", f]]))
             .collect();
-        let program = format!("{}.p4i", self.file_name.rsplit('/').next().unwrap_or(self.file_name).trim_end_matches(".p4"));
+        let program = format!(
+            "{}.p4i",
+            self.file_name
+                .rsplit('/')
+                .next()
+                .unwrap_or(self.file_name)
+                .trim_end_matches(".p4")
+        );
         let l = self.lowered;
         json!({
             "header_types": header_types,

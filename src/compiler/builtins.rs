@@ -83,7 +83,10 @@ pub const EXTERN_TYPES: &[(&str, ExternType)] = &[
     ("meter", ExternType::Unsupported("meter")),
     ("direct_meter", ExternType::Unsupported("direct_meter")),
     ("action_profile", ExternType::Unsupported("action_profile")),
-    ("action_selector", ExternType::Unsupported("action_selector")),
+    (
+        "action_selector",
+        ExternType::Unsupported("action_selector"),
+    ),
     ("Checksum16", ExternType::Unsupported("Checksum16")),
 ];
 
@@ -154,7 +157,11 @@ pub const V1SWITCH_BLOCKS: &[(&str, bool, &[Role])] = &[
         true,
         &[Role::PacketIn, Role::Headers, Role::Meta, Role::StdMeta],
     ),
-    ("checksum verification control", false, &[Role::Headers, Role::Meta]),
+    (
+        "checksum verification control",
+        false,
+        &[Role::Headers, Role::Meta],
+    ),
     (
         "ingress control",
         false,
@@ -165,7 +172,11 @@ pub const V1SWITCH_BLOCKS: &[(&str, bool, &[Role])] = &[
         false,
         &[Role::Headers, Role::Meta, Role::StdMeta],
     ),
-    ("checksum computation control", false, &[Role::Headers, Role::Meta]),
+    (
+        "checksum computation control",
+        false,
+        &[Role::Headers, Role::Meta],
+    ),
     ("deparser", false, &[Role::PacketOut, Role::Headers]),
 ];
 

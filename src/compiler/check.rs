@@ -145,7 +145,10 @@ impl Checker {
             headers: Vec::new(),
             structs: Vec::new(),
             enums: Vec::new(),
-            errors: builtins::CORE_ERRORS.iter().map(|s| s.to_string()).collect(),
+            errors: builtins::CORE_ERRORS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             vars: Vec::new(),
             actions: Vec::new(),
             action_owner: Vec::new(),
@@ -378,7 +381,10 @@ impl Checker {
         if !is_const(&e) {
             self.err(
                 cd.value.span,
-                format!("the value of constant `{}` is not a compile-time constant", cd.name.name),
+                format!(
+                    "the value of constant `{}` is not a compile-time constant",
+                    cd.name.name
+                ),
             );
             return None;
         }
@@ -409,7 +415,7 @@ impl Checker {
             }
         }
         let width: u32 = fields.iter().map(|f| f.1).sum();
-        if ok && width % 8 != 0 {
+        if ok && !width.is_multiple_of(8) {
             self.err(
                 h.name.span,
                 format!(
@@ -432,7 +438,10 @@ impl Checker {
             if let Some(t) = self.resolve_type(&f.ty) {
                 if !is_value_type(&t) {
                     let tn = self.ty_name(&t);
-                    self.err(f.ty.span, format!("struct field `{}` cannot have type {tn}", f.name.name));
+                    self.err(
+                        f.ty.span,
+                        format!("struct field `{}` cannot have type {tn}", f.name.name),
+                    );
                     continue;
                 }
                 if fields.iter().any(|x| x.0 == f.name.name) {
@@ -462,7 +471,10 @@ impl Checker {
                 Some(Ty::Bit(w)) => Some(w),
                 Some(other) => {
                     let tn = self.ty_name(&other);
-                    self.err(t.span, format!("an enum's underlying type must be bit<W>, not {tn}"));
+                    self.err(
+                        t.span,
+                        format!("an enum's underlying type must be bit<W>, not {tn}"),
+                    );
                     return;
                 }
                 None => return,
@@ -481,11 +493,17 @@ impl Checker {
                     None => continue,
                 },
                 (Some(_), None) => {
-                    self.err(m.span, format!("member `{}` of a serializable enum needs a value", m.name));
+                    self.err(
+                        m.span,
+                        format!("member `{}` of a serializable enum needs a value", m.name),
+                    );
                     continue;
                 }
                 (None, Some(e)) => {
-                    self.err(e.span, "members of an enum without an underlying type cannot have values");
+                    self.err(
+                        e.span,
+                        "members of an enum without an underlying type cannot have values",
+                    );
                     continue;
                 }
                 (None, None) => i as u128,
@@ -551,12 +569,18 @@ impl Checker {
                 let e = self.resolve_type(elem)?;
                 let Ty::Header(h) = e else {
                     let tn = self.ty_name(&e);
-                    self.err(elem.span, format!("a stack's elements must be headers, not {tn}"));
+                    self.err(
+                        elem.span,
+                        format!("a stack's elements must be headers, not {tn}"),
+                    );
                     return None;
                 };
                 let n = self.const_value(size, &Ty::InfInt)?;
                 if n == 0 || n > 1024 {
-                    self.err(size.span, "a header stack's size must be between 1 and 1024");
+                    self.err(
+                        size.span,
+                        "a header stack's size must be between 1 and 1024",
+                    );
                     return None;
                 }
                 Ty::Stack(h, n as u32)
@@ -571,7 +595,10 @@ impl Checker {
                     Some(Sym::Extern(ExternType::PacketIn)) => Ty::Object(hir::ObjTy::PacketIn),
                     Some(Sym::Extern(ExternType::PacketOut)) => Ty::Object(hir::ObjTy::PacketOut),
                     Some(_) => {
-                        self.err(name.span, format!("`{}` is not a type usable here", name.name));
+                        self.err(
+                            name.span,
+                            format!("`{}` is not a type usable here", name.name),
+                        );
                         return None;
                     }
                     None => {
@@ -603,7 +630,10 @@ impl Checker {
             Ty::Enum(i) => format!("enum {}", self.enums[*i].name),
             Ty::List(ts) => format!(
                 "list {{{}}}",
-                ts.iter().map(|t| self.ty_name(t)).collect::<Vec<_>>().join(", ")
+                ts.iter()
+                    .map(|t| self.ty_name(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Ty::Object(o) => match o {
                 hir::ObjTy::PacketIn => "packet_in".into(),
@@ -627,7 +657,10 @@ impl Checker {
             if p.direction.is_none() && !matches!(ty, Ty::Object(_)) {
                 self.err(
                     p.span,
-                    format!("constructor parameter `{}` is not supported; give it a direction", p.name.name),
+                    format!(
+                        "constructor parameter `{}` is not supported; give it a direction",
+                        p.name.name
+                    ),
                 );
             }
             self.declare_local(&p.name, Local::Param(out.len()));
@@ -669,10 +702,17 @@ impl Checker {
         let mut names: HashMap<String, (usize, Span)> = HashMap::new();
         for (i, s) in pd.states.iter().enumerate() {
             if s.name.name == "accept" || s.name.name == "reject" {
-                self.err(s.name.span, format!("`{}` is a built-in state and cannot be declared", s.name.name));
+                self.err(
+                    s.name.span,
+                    format!(
+                        "`{}` is a built-in state and cannot be declared",
+                        s.name.name
+                    ),
+                );
             } else if let Some((_, first)) = names.get(&s.name.name) {
-                let d = Diagnostic::error(s.name.span, format!("duplicate state `{}`", s.name.name))
-                    .with_note(*first, "first declared here");
+                let d =
+                    Diagnostic::error(s.name.span, format!("duplicate state `{}`", s.name.name))
+                        .with_note(*first, "first declared here");
                 self.diags.push(d);
             } else {
                 names.insert(s.name.name.clone(), (i, s.name.span));
@@ -681,14 +721,21 @@ impl Checker {
         let start = match names.get("start") {
             Some((i, _)) => *i,
             None => {
-                self.err(pd.name.span, format!("parser `{}` has no `start` state", pd.name.name));
+                self.err(
+                    pd.name.span,
+                    format!("parser `{}` has no `start` state", pd.name.name),
+                );
                 0
             }
         };
         let mut states = Vec::new();
         for s in &pd.states {
             self.scopes.push(HashMap::new());
-            let mut stmts = if states.is_empty() { std::mem::take(&mut stmts_pre) } else { Vec::new() };
+            let mut stmts = if states.is_empty() {
+                std::mem::take(&mut stmts_pre)
+            } else {
+                Vec::new()
+            };
             for st in &s.stmts {
                 stmts.extend(self.stmt(st));
             }
@@ -720,7 +767,11 @@ impl Checker {
         self.parsers.len() - 1
     }
 
-    fn next_state(&mut self, id: &ast::Ident, names: &HashMap<String, (usize, Span)>) -> Option<hir::NextState> {
+    fn next_state(
+        &mut self,
+        id: &ast::Ident,
+        names: &HashMap<String, (usize, Span)>,
+    ) -> Option<hir::NextState> {
         match id.name.as_str() {
             "accept" => Some(hir::NextState::Accept),
             "reject" => Some(hir::NextState::Reject),
@@ -740,7 +791,9 @@ impl Checker {
         names: &HashMap<String, (usize, Span)>,
     ) -> Option<hir::Transition> {
         match t {
-            ast::Transition::Direct(id) => Some(hir::Transition::Direct(self.next_state(id, names)?)),
+            ast::Transition::Direct(id) => {
+                Some(hir::Transition::Direct(self.next_state(id, names)?))
+            }
             ast::Transition::Select { exprs, cases, .. } => {
                 let mut keys = Vec::new();
                 for e in exprs {
@@ -793,7 +846,10 @@ impl Checker {
             Ty::Bit(_) | Ty::Int(_) | Ty::Bool => Some(k),
             t => {
                 let tn = self.ty_name(t);
-                self.err(e.span, format!("a select key must be bit<W> or bool, not {tn}"));
+                self.err(
+                    e.span,
+                    format!("a select key must be bit<W> or bool, not {tn}"),
+                );
                 None
             }
         }
@@ -907,7 +963,10 @@ impl Checker {
             Some(Sym::Control(_)) | Some(Sym::Parser(_)) => {
                 self.err(
                     inst_span(inst),
-                    format!("instantiating `{}` inside another block is not supported", name.name),
+                    format!(
+                        "instantiating `{}` inside another block is not supported",
+                        name.name
+                    ),
                 );
                 return None;
             }
@@ -924,7 +983,13 @@ impl Checker {
         let kind = match ext {
             ExternType::Counter => {
                 if a.len() != 2 {
-                    self.err(inst_span(inst), format!("counter takes 2 arguments (size, CounterType), found {}", a.len()));
+                    self.err(
+                        inst_span(inst),
+                        format!(
+                            "counter takes 2 arguments (size, CounterType), found {}",
+                            a.len()
+                        ),
+                    );
                     return None;
                 }
                 let size = self.const_value(a[0], &Ty::Bit(32))? as u64;
@@ -933,14 +998,25 @@ impl Checker {
             }
             ExternType::DirectCounter => {
                 if a.len() != 1 {
-                    self.err(inst_span(inst), format!("direct_counter takes 1 argument (CounterType), found {}", a.len()));
+                    self.err(
+                        inst_span(inst),
+                        format!(
+                            "direct_counter takes 1 argument (CounterType), found {}",
+                            a.len()
+                        ),
+                    );
                     return None;
                 }
-                hir::ExternKind::DirectCounter { unit: self.counter_unit(a[0])? }
+                hir::ExternKind::DirectCounter {
+                    unit: self.counter_unit(a[0])?,
+                }
             }
             ExternType::Register => {
                 let Some(t) = args.first() else {
-                    self.err(inst.ty.span, "register needs its cell type: `register<bit<W>>`");
+                    self.err(
+                        inst.ty.span,
+                        "register needs its cell type: `register<bit<W>>`",
+                    );
                     return None;
                 };
                 let width = match self.resolve_type(t)? {
@@ -952,18 +1028,27 @@ impl Checker {
                     }
                 };
                 if a.len() != 1 {
-                    self.err(inst_span(inst), format!("register takes 1 argument (size), found {}", a.len()));
+                    self.err(
+                        inst_span(inst),
+                        format!("register takes 1 argument (size), found {}", a.len()),
+                    );
                     return None;
                 }
                 let size = self.const_value(a[0], &Ty::Bit(32))? as u64;
                 hir::ExternKind::Register { width, size }
             }
             ExternType::PacketIn | ExternType::PacketOut => {
-                self.err(inst_span(inst), format!("`{}` cannot be instantiated by a program", name.name));
+                self.err(
+                    inst_span(inst),
+                    format!("`{}` cannot be instantiated by a program", name.name),
+                );
                 return None;
             }
             ExternType::Unsupported(n) => {
-                self.err(name.span, format!("extern `{n}` is not supported by this compiler"));
+                self.err(
+                    name.span,
+                    format!("extern `{n}` is not supported by this compiler"),
+                );
                 return None;
             }
         };
@@ -987,7 +1072,10 @@ impl Checker {
                 _ => hir::CounterUnit::PacketsAndBytes,
             }),
             _ => {
-                self.err(e.span, "expected a CounterType (packets, bytes or packets_and_bytes)");
+                self.err(
+                    e.span,
+                    "expected a CounterType (packets, bytes or packets_and_bytes)",
+                );
                 None
             }
         }
@@ -1012,11 +1100,20 @@ impl Checker {
                 seen_data = true;
                 if !matches!(ty, Ty::Bit(_) | Ty::Int(_) | Ty::Bool) {
                     let tn = self.ty_name(&ty);
-                    self.err(p.ty.span, format!("action data parameter `{}` must be bit<W>, int<W> or bool, not {tn}", p.name.name));
+                    self.err(
+                        p.ty.span,
+                        format!(
+                            "action data parameter `{}` must be bit<W>, int<W> or bool, not {tn}",
+                            p.name.name
+                        ),
+                    );
                     continue;
                 }
             } else if seen_data {
-                self.err(p.span, "directional action parameters must come before action data parameters");
+                self.err(
+                    p.span,
+                    "directional action parameters must come before action data parameters",
+                );
             }
             self.declare_local(&p.name, Local::ActionParam(params.len()));
             params.push(hir::ActionParam {
@@ -1067,9 +1164,16 @@ impl Checker {
     /// Checks the data arguments given to an action in a table (default action, entries).
     fn action_data_args(&mut self, r: &ast::ActionRef, action: usize) -> Option<Vec<u128>> {
         let params = self.actions[action].params.clone();
-        let data: Vec<&hir::ActionParam> = params.iter().filter(|p| p.direction.is_none()).collect();
+        let data: Vec<&hir::ActionParam> =
+            params.iter().filter(|p| p.direction.is_none()).collect();
         if data.len() != params.len() {
-            self.err(r.span, format!("action `{}` has directional parameters, which tables cannot supply", r.name.name));
+            self.err(
+                r.span,
+                format!(
+                    "action `{}` has directional parameters, which tables cannot supply",
+                    r.name.name
+                ),
+            );
             return None;
         }
         let args = r.args.clone().unwrap_or_default();
@@ -1115,7 +1219,10 @@ impl Checker {
                     "counters" => "counters",
                     "support_timeout" => "support_timeout",
                     other => {
-                        self.err(name.span, format!("table property `{other}` is not supported"));
+                        self.err(
+                            name.span,
+                            format!("table property `{other}` is not supported"),
+                        );
                         ok = false;
                         continue;
                     }
@@ -1137,9 +1244,17 @@ impl Checker {
                             ok = false;
                             continue;
                         };
-                        if !matches!(e.ty, Ty::Bit(_) | Ty::Int(_) | Ty::Bool | Ty::Error | Ty::Enum(_)) {
+                        if !matches!(
+                            e.ty,
+                            Ty::Bit(_) | Ty::Int(_) | Ty::Bool | Ty::Error | Ty::Enum(_)
+                        ) {
                             let tn = self.ty_name(&e.ty);
-                            self.err(k.expr.span, format!("a table key must be bit<W>, bool, error or an enum, not {tn}"));
+                            self.err(
+                                k.expr.span,
+                                format!(
+                                    "a table key must be bit<W>, bool, error or an enum, not {tn}"
+                                ),
+                            );
                             ok = false;
                             continue;
                         }
@@ -1155,7 +1270,10 @@ impl Checker {
                                 continue;
                             }
                             other => {
-                                self.err(k.match_kind.span, format!("unknown match kind `{other}`"));
+                                self.err(
+                                    k.match_kind.span,
+                                    format!("unknown match kind `{other}`"),
+                                );
                                 ok = false;
                                 continue;
                             }
@@ -1167,7 +1285,9 @@ impl Checker {
                                 ok = false;
                             }
                         }
-                        let key_name = match ast::find_annotation(&k.annotations, "name").and_then(|a| a.string_arg()) {
+                        let key_name = match ast::find_annotation(&k.annotations, "name")
+                            .and_then(|a| a.string_arg())
+                        {
                             Some(n) => n.to_string(),
                             None => expr_source(&k.expr),
                         };
@@ -1191,7 +1311,10 @@ impl Checker {
                             continue;
                         }
                         if actions.iter().any(|x| x.action == a) {
-                            self.err(r.name.span, format!("action `{}` is listed twice", r.name.name));
+                            self.err(
+                                r.name.span,
+                                format!("action `{}` is listed twice", r.name.name),
+                            );
                             ok = false;
                             continue;
                         }
@@ -1220,7 +1343,10 @@ impl Checker {
                 ast::TablePropertyKind::Other { name, value, .. } => match name.name.as_str() {
                     "size" => size = self.const_value(value, &Ty::InfInt).map(|v| v as u64),
                     "support_timeout" => match self.expr(value, Some(&Ty::Bool)) {
-                        Some(hir::Expr { kind: ExprKind::Bool(b), .. }) => support_timeout = b,
+                        Some(hir::Expr {
+                            kind: ExprKind::Bool(b),
+                            ..
+                        }) => support_timeout = b,
                         _ => {
                             self.err(value.span, "support_timeout must be `true` or `false`");
                             ok = false;
@@ -1236,7 +1362,12 @@ impl Checker {
                             _ => None,
                         };
                         match found {
-                            Some(x) if matches!(self.externs[x].kind, hir::ExternKind::DirectCounter { .. }) => {
+                            Some(x)
+                                if matches!(
+                                    self.externs[x].kind,
+                                    hir::ExternKind::DirectCounter { .. }
+                                ) =>
+                            {
                                 if let Some(t) = self.externs[x].bound_table {
                                     let tn = self.tables[t].name.clone();
                                     self.err(value.span, format!("direct counter `{}` is already attached to table `{tn}`", self.externs[x].name));
@@ -1256,14 +1387,23 @@ impl Checker {
             }
         }
         if !seen.contains_key("actions") {
-            self.err(td.name.span, format!("table `{}` has no `actions` property", td.name.name));
+            self.err(
+                td.name.span,
+                format!("table `{}` has no `actions` property", td.name.name),
+            );
             ok = false;
         }
         let mut default = None;
         if let Some((r, is_const)) = default_action {
             if let Some(a) = self.lookup_action(&r.name) {
                 if !actions.iter().any(|x| x.action == a) {
-                    self.err(r.name.span, format!("default action `{}` is not in the table's `actions` list", r.name.name));
+                    self.err(
+                        r.name.span,
+                        format!(
+                            "default action `{}` is not in the table's `actions` list",
+                            r.name.name
+                        ),
+                    );
                     ok = false;
                 } else if let Some(args) = self.action_data_args(&r, a) {
                     default = Some((a, args, is_const));
@@ -1279,7 +1419,14 @@ impl Checker {
             let mut out = Vec::new();
             for e in es {
                 if e.keysets.len() != keys.len() {
-                    self.err(e.span, format!("this entry has {} key value(s) but the table has {} key(s)", e.keysets.len(), keys.len()));
+                    self.err(
+                        e.span,
+                        format!(
+                            "this entry has {} key value(s) but the table has {} key(s)",
+                            e.keysets.len(),
+                            keys.len()
+                        ),
+                    );
                     ok = false;
                     continue;
                 }
@@ -1289,12 +1436,23 @@ impl Checker {
                     if let Some(v) = self.keyset(ks, &ty) {
                         let fits = match (&v, k.match_kind) {
                             (hir::KeyValue::Any, hir::MatchKind::Exact) => false,
-                            (hir::KeyValue::Mask(..), hir::MatchKind::Exact | hir::MatchKind::Range | hir::MatchKind::Optional) => false,
+                            (
+                                hir::KeyValue::Mask(..),
+                                hir::MatchKind::Exact
+                                | hir::MatchKind::Range
+                                | hir::MatchKind::Optional,
+                            ) => false,
                             (hir::KeyValue::Range(..), m) => m == hir::MatchKind::Range,
                             _ => true,
                         };
                         if !fits {
-                            self.err(keyset_span(ks), format!("this keyset does not fit a `{}` key", k.match_kind.as_str()));
+                            self.err(
+                                keyset_span(ks),
+                                format!(
+                                    "this keyset does not fit a `{}` key",
+                                    k.match_kind.as_str()
+                                ),
+                            );
                             ok = false;
                         }
                         kvs.push(v);
@@ -1307,7 +1465,13 @@ impl Checker {
                     continue;
                 };
                 if !actions.iter().any(|x| x.action == a) {
-                    self.err(e.action.name.span, format!("action `{}` is not in the table's `actions` list", e.action.name.name));
+                    self.err(
+                        e.action.name.span,
+                        format!(
+                            "action `{}` is not in the table's `actions` list",
+                            e.action.name.name
+                        ),
+                    );
                     ok = false;
                     continue;
                 }
@@ -1326,6 +1490,15 @@ impl Checker {
                     priority,
                     span: e.span,
                 });
+            }
+            let explicit = out.iter().filter(|e| e.priority.is_some()).count();
+            if explicit != 0 && explicit != out.len() {
+                let first = out
+                    .iter()
+                    .find(|e| e.priority.is_none())
+                    .map_or(td.name.span, |e| e.span);
+                self.err(first, "give every entry a `priority` or none: mixing explicit and implicit priorities is not supported");
+                ok = false;
             }
             entries = Some(out);
         }
@@ -1350,20 +1523,29 @@ impl Checker {
     fn main_decl(&mut self, inst: &ast::Instantiation) -> Option<hir::V1Switch> {
         let pkg_ok = matches!(&inst.ty.kind, ast::TypeKind::Named { name, .. } if name.name == builtins::V1SWITCH);
         if !pkg_ok {
-            self.err(inst.ty.span, "`main` must be a V1Switch (only the v1model architecture is supported)");
+            self.err(
+                inst.ty.span,
+                "`main` must be a V1Switch (only the v1model architecture is supported)",
+            );
             return None;
         }
         if inst.args.len() != builtins::V1SWITCH_BLOCKS.len() {
             self.err(
                 inst_span(inst),
-                format!("V1Switch takes {} arguments but {} were given", builtins::V1SWITCH_BLOCKS.len(), inst.args.len()),
+                format!(
+                    "V1Switch takes {} arguments but {} were given",
+                    builtins::V1SWITCH_BLOCKS.len(),
+                    inst.args.len()
+                ),
             );
             return None;
         }
         let mut idx = Vec::new();
         let mut headers_ty: Option<Ty> = None;
         let mut meta_ty: Option<Ty> = None;
-        for (i, (arg, (what, is_parser, roles))) in inst.args.iter().zip(builtins::V1SWITCH_BLOCKS).enumerate() {
+        for (i, (arg, (what, is_parser, roles))) in
+            inst.args.iter().zip(builtins::V1SWITCH_BLOCKS).enumerate()
+        {
             let e = arg.expr();
             let callee = match &e.kind {
                 ast::ExprKind::Call { callee, args, .. } if args.is_empty() => match &callee.kind {
@@ -1373,7 +1555,13 @@ impl Checker {
                 _ => None,
             };
             let Some(id) = callee else {
-                self.err(e.span, format!("argument {} of V1Switch must instantiate a {what}, e.g. `MyBlock()`", i + 1));
+                self.err(
+                    e.span,
+                    format!(
+                        "argument {} of V1Switch must instantiate a {what}, e.g. `MyBlock()`",
+                        i + 1
+                    ),
+                );
                 return None;
             };
             let sym = self.globals.get(&id.name).map(|s| s.0.clone());
@@ -1390,12 +1578,27 @@ impl Checker {
                         Some(Sym::Control(_)) => "a control",
                         _ => "neither a parser nor a control",
                     };
-                    self.err(id.span, format!("argument {} of V1Switch is the {what}, but `{}` is {is}", i + 1, id.name));
+                    self.err(
+                        id.span,
+                        format!(
+                            "argument {} of V1Switch is the {what}, but `{}` is {is}",
+                            i + 1,
+                            id.name
+                        ),
+                    );
                     return None;
                 }
             };
             if params.len() != roles.len() {
-                self.err(id.span, format!("`{}` is used as the {what}, which takes {} parameters, but it has {}", id.name, roles.len(), params.len()));
+                self.err(
+                    id.span,
+                    format!(
+                        "`{}` is used as the {what}, which takes {} parameters, but it has {}",
+                        id.name,
+                        roles.len(),
+                        params.len()
+                    ),
+                );
                 return None;
             }
             let mut hir_roles = Vec::new();
@@ -1431,8 +1634,12 @@ impl Checker {
                         Role::PacketIn => "packet_in".to_string(),
                         Role::PacketOut => "packet_out".to_string(),
                         Role::StdMeta => "standard_metadata_t".to_string(),
-                        Role::Headers => headers_ty.as_ref().map_or("a struct of headers".into(), |t| self.ty_name(t)),
-                        Role::Meta => meta_ty.as_ref().map_or("a metadata struct".into(), |t| self.ty_name(t)),
+                        Role::Headers => headers_ty
+                            .as_ref()
+                            .map_or("a struct of headers".into(), |t| self.ty_name(t)),
+                        Role::Meta => meta_ty
+                            .as_ref()
+                            .map_or("a metadata struct".into(), |t| self.ty_name(t)),
                     };
                     self.err(id.span, format!("parameter `{}` of `{}` has type {tn}, but the {what} needs {want} there", p.name, id.name));
                     return None;
@@ -1459,7 +1666,10 @@ impl Checker {
             return None;
         };
         if idx[2] == idx[3] {
-            self.err(inst_span(inst), "ingress and egress must be different controls");
+            self.err(
+                inst_span(inst),
+                "ingress and egress must be different controls",
+            );
             return None;
         }
         Some(hir::V1Switch {
@@ -1495,21 +1705,36 @@ impl Checker {
                 hir::StmtKind::Assign(l, r)
             }
             ast::StmtKind::Call(e) => {
-                let ast::ExprKind::Call { callee, type_args, args } = &e.kind else {
+                let ast::ExprKind::Call {
+                    callee,
+                    type_args,
+                    args,
+                } = &e.kind
+                else {
                     self.err(e.span, "this expression is not a statement");
                     return None;
                 };
                 match self.call(callee, type_args, args, e.span, true)? {
                     CallResult::Stmt(k) => k,
                     CallResult::Value(_) => {
-                        self.err(e.span, "the result of this call is unused; it is not a statement");
+                        self.err(
+                            e.span,
+                            "the result of this call is unused; it is not a statement",
+                        );
                         return None;
                     }
                 }
             }
-            ast::StmtKind::If { cond, then, otherwise } => {
+            ast::StmtKind::If {
+                cond,
+                then,
+                otherwise,
+            } => {
                 if self.ctx.in_parser {
-                    self.err(s.span, "`if` statements in parser states are not supported; use `select`");
+                    self.err(
+                        s.span,
+                        "`if` statements in parser states are not supported; use `select`",
+                    );
                     return None;
                 }
                 let c = self.expect(cond, &Ty::Bool);
@@ -1557,9 +1782,17 @@ impl Checker {
         Some(hir::Stmt { kind, span: s.span })
     }
 
-    fn switch(&mut self, expr: &ast::Expr, cases: &[ast::SwitchCase], span: Span) -> Option<hir::StmtKind> {
+    fn switch(
+        &mut self,
+        expr: &ast::Expr,
+        cases: &[ast::SwitchCase],
+        span: Span,
+    ) -> Option<hir::StmtKind> {
         if self.ctx.action_params.is_some() || self.ctx.in_parser {
-            self.err(span, "`switch` is only supported in a control's apply block");
+            self.err(
+                span,
+                "`switch` is only supported in a control's apply block",
+            );
             return None;
         }
         let table = match &expr.kind {
@@ -1572,10 +1805,13 @@ impl Checker {
             _ => None,
         };
         let Some(table) = table else {
-            self.err(expr.span, "only `switch (t.apply().action_run)` is supported");
+            self.err(
+                expr.span,
+                "only `switch (t.apply().action_run)` is supported",
+            );
             return None;
         };
-        let mut out: Vec<(Vec<Option<usize>>, Option<Vec<hir::Stmt>>)> = Vec::new();
+        let mut out: Vec<hir::SwitchCase> = Vec::new();
         let mut labels_seen: Vec<Option<usize>> = Vec::new();
         let mut pending: Vec<Option<usize>> = Vec::new();
         for c in cases {
@@ -1585,7 +1821,10 @@ impl Checker {
                     let a = self.lookup_action(id)?;
                     if !self.tables[table].actions.iter().any(|x| x.action == a) {
                         let tn = self.tables[table].name.clone();
-                        self.err(id.span, format!("`{}` is not an action of table `{tn}`", id.name));
+                        self.err(
+                            id.span,
+                            format!("`{}` is not an action of table `{tn}`", id.name),
+                        );
                         return None;
                     }
                     Some(a)
@@ -1619,7 +1858,10 @@ impl Checker {
                 let p = &self.ctx.params[*i];
                 if matches!(p.direction, Some(Direction::In) | None) {
                     let n = p.name.clone();
-                    self.err(e.span, format!("parameter `{n}` is read-only (it has direction `in`)"));
+                    self.err(
+                        e.span,
+                        format!("parameter `{n}` is read-only (it has direction `in`)"),
+                    );
                     None
                 } else {
                     Some(())
@@ -1663,7 +1905,10 @@ impl Checker {
 
     fn arity(&mut self, args: &[&ast::Expr], n: usize, what: &str, span: Span) -> Option<()> {
         if args.len() != n {
-            self.err(span, format!("{what} takes {n} argument(s) but {} were given", args.len()));
+            self.err(
+                span,
+                format!("{what} takes {n} argument(s) but {} were given", args.len()),
+            );
             return None;
         }
         Some(())
@@ -1684,7 +1929,13 @@ impl Checker {
         match v.kind {
             ExprKind::EnumConst(x, m) if x == en => Some(m),
             _ => {
-                self.err(e.span, format!("expected a {enum_name} constant, e.g. `{enum_name}.{}`", self.enums[en].members[0].0));
+                self.err(
+                    e.span,
+                    format!(
+                        "expected a {enum_name} constant, e.g. `{enum_name}.{}`",
+                        self.enums[en].members[0].0
+                    ),
+                );
                 None
             }
         }
@@ -1692,7 +1943,9 @@ impl Checker {
 
     fn hash_algo(&mut self, e: &ast::Expr) -> Option<hir::HashAlgo> {
         let m = self.enum_arg(e, "HashAlgorithm")?;
-        let name = self.enums[self.enum_index("HashAlgorithm")].members[m].0.clone();
+        let name = self.enums[self.enum_index("HashAlgorithm")].members[m]
+            .0
+            .clone();
         Some(match name.as_str() {
             "crc32" => hir::HashAlgo::Crc32,
             "crc16" => hir::HashAlgo::Crc16,
@@ -1721,7 +1974,12 @@ impl Checker {
                 Ty::Bool => out.push(v),
                 _ => {
                     let tn = self.ty_name(&v.ty);
-                    self.err(x.span, format!("{tn} cannot be hashed or checksummed; use bit<W> fields or headers"));
+                    self.err(
+                        x.span,
+                        format!(
+                            "{tn} cannot be hashed or checksummed; use bit<W> fields or headers"
+                        ),
+                    );
                     return None;
                 }
             }
@@ -1746,7 +2004,10 @@ impl Checker {
                 match self.lookup_local(&id.name) {
                     Some(Local::Poisoned) => return None,
                     Some(_) => {
-                        self.err(id.span, format!("`{}` is not a function or action", id.name));
+                        self.err(
+                            id.span,
+                            format!("`{}` is not a function or action", id.name),
+                        );
                         return None;
                     }
                     None => {}
@@ -1755,11 +2016,17 @@ impl Checker {
                     Some(Sym::Action(a)) => self.action_call(a, &args, span),
                     Some(Sym::Function(f)) => self.function_call(f, id, type_args, &args, span),
                     Some(Sym::Parser(_)) | Some(Sym::Control(_)) => {
-                        self.err(callee.span, format!("calling `{}` directly is not supported", id.name));
+                        self.err(
+                            callee.span,
+                            format!("calling `{}` directly is not supported", id.name),
+                        );
                         None
                     }
                     Some(_) => {
-                        self.err(id.span, format!("`{}` is not a function or action", id.name));
+                        self.err(
+                            id.span,
+                            format!("`{}` is not a function or action", id.name),
+                        );
                         None
                     }
                     None => {
@@ -1775,7 +2042,11 @@ impl Checker {
                     Ty::Header(_) => match m {
                         "isValid" => {
                             self.arity(&args, 0, "isValid", span)?;
-                            Some(CallResult::Value(hir::Expr { kind: ExprKind::IsValid(Box::new(b)), ty: Ty::Bool, span }))
+                            Some(CallResult::Value(hir::Expr {
+                                kind: ExprKind::IsValid(Box::new(b)),
+                                ty: Ty::Bool,
+                                span,
+                            }))
                         }
                         "setValid" | "setInvalid" => {
                             self.arity(&args, 0, m, span)?;
@@ -1798,7 +2069,10 @@ impl Checker {
                     Ty::Object(hir::ObjTy::PacketIn) => match m {
                         "extract" => {
                             if args.len() == 2 {
-                                self.err(span, "extract with a variable-size field is not supported");
+                                self.err(
+                                    span,
+                                    "extract with a variable-size field is not supported",
+                                );
                                 return None;
                             }
                             self.arity(&args, 1, "extract", span)?;
@@ -1824,10 +2098,17 @@ impl Checker {
                                     return None;
                                 }
                             };
-                            Some(CallResult::Value(hir::Expr { kind: ExprKind::Lookahead(w), ty: Ty::Bit(w), span }))
+                            Some(CallResult::Value(hir::Expr {
+                                kind: ExprKind::Lookahead(w),
+                                ty: Ty::Bit(w),
+                                span,
+                            }))
                         }
                         _ => {
-                            self.err(member.span, format!("packet_in has no supported method `{m}`"));
+                            self.err(
+                                member.span,
+                                format!("packet_in has no supported method `{m}`"),
+                            );
                             None
                         }
                     },
@@ -1840,7 +2121,10 @@ impl Checker {
                         let h = self.expr(args[0], None)?;
                         if !matches!(h.ty, Ty::Header(_) | Ty::Struct(_) | Ty::Stack(..)) {
                             let tn = self.ty_name(&h.ty);
-                            self.err(args[0].span, format!("emit needs a header or a struct of headers, not {tn}"));
+                            self.err(
+                                args[0].span,
+                                format!("emit needs a header or a struct of headers, not {tn}"),
+                            );
                             return None;
                         }
                         Some(CallResult::Stmt(hir::StmtKind::Call(hir::Call::Emit(h))))
@@ -1858,12 +2142,19 @@ impl Checker {
                         if as_stmt {
                             Some(CallResult::Stmt(hir::StmtKind::Apply(t)))
                         } else {
-                            Some(CallResult::Value(hir::Expr { kind: ExprKind::TableHit(t, true), ty: Ty::Object(hir::ObjTy::ApplyResult(t)), span }))
+                            Some(CallResult::Value(hir::Expr {
+                                kind: ExprKind::TableHit(t, true),
+                                ty: Ty::Object(hir::ObjTy::ApplyResult(t)),
+                                span,
+                            }))
                         }
                     }
                     Ty::Object(hir::ObjTy::Extern(x)) => self.extern_method(x, member, &args, span),
                     Ty::Stack(..) => {
-                        self.err(member.span, format!("header stack method `{m}` is not supported"));
+                        self.err(
+                            member.span,
+                            format!("header stack method `{m}` is not supported"),
+                        );
                         None
                     }
                     t => {
@@ -1880,18 +2171,30 @@ impl Checker {
         }
     }
 
-    fn extern_method(&mut self, x: usize, member: &ast::Ident, args: &[&ast::Expr], span: Span) -> Option<CallResult> {
+    fn extern_method(
+        &mut self,
+        x: usize,
+        member: &ast::Ident,
+        args: &[&ast::Expr],
+        span: Span,
+    ) -> Option<CallResult> {
         let m = member.name.as_str();
         let kind = self.externs[x].kind.clone();
         let call = match (&kind, m) {
             (hir::ExternKind::Counter { .. }, "count") => {
                 self.arity(args, 1, "count", span)?;
-                hir::Call::Count { counter: x, index: self.expect(args[0], &Ty::Bit(32))? }
+                hir::Call::Count {
+                    counter: x,
+                    index: self.expect(args[0], &Ty::Bit(32))?,
+                }
             }
             (hir::ExternKind::DirectCounter { .. }, "count") => {
                 self.arity(args, 0, "count", span)?;
                 if self.ctx.action_params.is_none() {
-                    self.err(span, "a direct counter can only be counted inside an action of its table");
+                    self.err(
+                        span,
+                        "a direct counter can only be counted inside an action of its table",
+                    );
                     return None;
                 }
                 hir::Call::DirectCount(x)
@@ -1900,13 +2203,21 @@ impl Checker {
                 self.arity(args, 2, "read", span)?;
                 let dst = self.lvalue_of(args[0], Some(&Ty::Bit(*width)))?;
                 let index = self.expect(args[1], &Ty::Bit(32))?;
-                hir::Call::RegisterRead { register: x, dst, index }
+                hir::Call::RegisterRead {
+                    register: x,
+                    dst,
+                    index,
+                }
             }
             (hir::ExternKind::Register { width, .. }, "write") => {
                 self.arity(args, 2, "write", span)?;
                 let index = self.expect(args[0], &Ty::Bit(32))?;
                 let value = self.expect(args[1], &Ty::Bit(*width))?;
-                hir::Call::RegisterWrite { register: x, index, value }
+                hir::Call::RegisterWrite {
+                    register: x,
+                    index,
+                    value,
+                }
             }
             _ => {
                 let n = self.externs[x].name.clone();
@@ -1929,7 +2240,14 @@ impl Checker {
         let params = self.actions[a].params.clone();
         let name = self.actions[a].name.clone();
         if args.len() != params.len() {
-            self.err(span, format!("action `{name}` takes {} argument(s) but {} were given", params.len(), args.len()));
+            self.err(
+                span,
+                format!(
+                    "action `{name}` takes {} argument(s) but {} were given",
+                    params.len(),
+                    args.len()
+                ),
+            );
             return None;
         }
         let mut out = Vec::new();
@@ -1940,7 +2258,10 @@ impl Checker {
             }
             out.push(e);
         }
-        Some(CallResult::Stmt(hir::StmtKind::Call(hir::Call::Action { action: a, args: out })))
+        Some(CallResult::Stmt(hir::StmtKind::Call(hir::Call::Action {
+            action: a,
+            args: out,
+        })))
     }
 
     fn function_call(
@@ -1956,7 +2277,10 @@ impl Checker {
             if in_parser_only {
                 self.err(span, "`verify` can only be called in a parser state");
             } else {
-                self.err(span, format!("`{}` cannot be called in a parser state", id.name));
+                self.err(
+                    span,
+                    format!("`{}` cannot be called in a parser state", id.name),
+                );
             }
             return None;
         }
@@ -1968,7 +2292,10 @@ impl Checker {
             Function::Clone => {
                 self.arity(args, 2, "clone", span)?;
                 let k = self.enum_arg(args[0], "CloneType")?;
-                hir::Call::Clone { ingress_to_egress: k == 0, session: self.expect(args[1], &Ty::Bit(32))? }
+                hir::Call::Clone {
+                    ingress_to_egress: k == 0,
+                    session: self.expect(args[1], &Ty::Bit(32))?,
+                }
             }
             Function::Digest => {
                 self.arity(args, 2, "digest", span)?;
@@ -1979,10 +2306,18 @@ impl Checker {
                 };
                 let (struct_ty, fields) = match (&args[1].kind, declared) {
                     (ast::ExprKind::List(items), Some(Ty::Struct(s))) => {
-                        let ftys: Vec<Ty> = self.structs[s].fields.iter().map(|f| f.1.clone()).collect();
+                        let ftys: Vec<Ty> =
+                            self.structs[s].fields.iter().map(|f| f.1.clone()).collect();
                         if items.len() != ftys.len() {
                             let sn = self.structs[s].name.clone();
-                            self.err(args[1].span, format!("struct {sn} has {} field(s) but the list has {}", ftys.len(), items.len()));
+                            self.err(
+                                args[1].span,
+                                format!(
+                                    "struct {sn} has {} field(s) but the list has {}",
+                                    ftys.len(),
+                                    items.len()
+                                ),
+                            );
                             return None;
                         }
                         let mut out = Vec::new();
@@ -1999,31 +2334,54 @@ impl Checker {
                         let v = self.expr(args[1], None)?;
                         let Ty::Struct(s) = v.ty else {
                             let tn = self.ty_name(&v.ty);
-                            self.err(args[1].span, format!("digest data must be a struct, not {tn}"));
+                            self.err(
+                                args[1].span,
+                                format!("digest data must be a struct, not {tn}"),
+                            );
                             return None;
                         };
                         if declared.is_some_and(|d| d != Ty::Struct(s)) {
-                            self.err(args[1].span, "digest data does not have the declared struct type");
+                            self.err(
+                                args[1].span,
+                                "digest data does not have the declared struct type",
+                            );
                             return None;
                         }
                         let n = self.structs[s].fields.len();
                         let fields = (0..n)
-                            .map(|i| hir::Expr { kind: ExprKind::Field(Box::new(v.clone()), i), ty: self.structs[s].fields[i].1.clone(), span: v.span })
+                            .map(|i| hir::Expr {
+                                kind: ExprKind::Field(Box::new(v.clone()), i),
+                                ty: self.structs[s].fields[i].1.clone(),
+                                span: v.span,
+                            })
                             .collect();
                         (s, fields)
                     }
                 };
-                if fields.iter().any(|f| !matches!(f.ty, Ty::Bit(_) | Ty::Int(_) | Ty::Bool)) {
-                    self.err(args[1].span, "digest struct fields must be bit<W>, int<W> or bool");
+                if fields
+                    .iter()
+                    .any(|f| !matches!(f.ty, Ty::Bit(_) | Ty::Int(_) | Ty::Bool))
+                {
+                    self.err(
+                        args[1].span,
+                        "digest struct fields must be bit<W>, int<W> or bool",
+                    );
                     return None;
                 }
-                hir::Call::Digest { receiver, struct_ty, fields }
+                hir::Call::Digest {
+                    receiver,
+                    struct_ty,
+                    fields,
+                }
             }
             Function::Hash => {
                 self.arity(args, 5, "hash", span)?;
                 let dst = self.lvalue_of(args[0], None)?;
                 let Ty::Bit(w) = dst.ty else {
-                    self.err(args[0].span, "the hash result must be a bit<W> field or variable");
+                    self.err(
+                        args[0].span,
+                        "the hash result must be a bit<W> field or variable",
+                    );
                     return None;
                 };
                 let algo = self.hash_algo(args[1])?;
@@ -2043,7 +2401,13 @@ impl Checker {
                     self.err(args[4].span, "the hash max must not be 0");
                     return None;
                 }
-                hir::Call::Hash { dst, algo, base, data, max }
+                hir::Call::Hash {
+                    dst,
+                    algo,
+                    base,
+                    data,
+                    max,
+                }
             }
             Function::VerifyChecksum
             | Function::UpdateChecksum
@@ -2058,13 +2422,25 @@ impl Checker {
                     return None;
                 }
                 let algo = self.hash_algo(args[3])?;
-                if !matches!(algo, hir::HashAlgo::Csum16 | hir::HashAlgo::Crc16 | hir::HashAlgo::Crc32) {
-                    self.err(args[3].span, "checksums support csum16, crc16 and crc32 only");
+                if !matches!(
+                    algo,
+                    hir::HashAlgo::Csum16 | hir::HashAlgo::Crc16 | hir::HashAlgo::Crc32
+                ) {
+                    self.err(
+                        args[3].span,
+                        "checksums support csum16, crc16 and crc32 only",
+                    );
                     return None;
                 }
                 hir::Call::Checksum {
-                    verify: matches!(f, Function::VerifyChecksum | Function::VerifyChecksumWithPayload),
-                    with_payload: matches!(f, Function::VerifyChecksumWithPayload | Function::UpdateChecksumWithPayload),
+                    verify: matches!(
+                        f,
+                        Function::VerifyChecksum | Function::VerifyChecksumWithPayload
+                    ),
+                    with_payload: matches!(
+                        f,
+                        Function::VerifyChecksumWithPayload | Function::UpdateChecksumWithPayload
+                    ),
                     cond,
                     data,
                     checksum,
@@ -2130,7 +2506,11 @@ impl Checker {
                         self.err(span, format!("value {v} does not fit in {tn}"));
                         return None;
                     }
-                    return Some(hir::Expr { kind: ExprKind::Const((v as u128) & m), ty: ty.clone(), span: x.span });
+                    return Some(hir::Expr {
+                        kind: ExprKind::Const((v as u128) & m),
+                        ty: ty.clone(),
+                        span: x.span,
+                    });
                 }
                 Ty::InfInt => return Some(x),
                 _ => {}
@@ -2179,14 +2559,23 @@ impl Checker {
             Some(Local::Param(i)) => return mk(ExprKind::Param(i), self.ctx.params[i].ty.clone()),
             Some(Local::Var(i)) => return mk(ExprKind::Var(i), self.vars[i].ty.clone()),
             Some(Local::ActionParam(i)) => {
-                let t = self.ctx.action_params.as_ref().expect("in an action")[i].ty.clone();
+                let t = self.ctx.action_params.as_ref().expect("in an action")[i]
+                    .ty
+                    .clone();
                 return mk(ExprKind::ActionParam(i), t);
             }
             Some(Local::Const(e)) => return Some(hir::Expr { span, ..e }),
-            Some(Local::Table(t)) => return mk(ExprKind::InfInt(0), Ty::Object(hir::ObjTy::Table(t))),
-            Some(Local::ExternInst(x)) => return mk(ExprKind::InfInt(0), Ty::Object(hir::ObjTy::Extern(x))),
+            Some(Local::Table(t)) => {
+                return mk(ExprKind::InfInt(0), Ty::Object(hir::ObjTy::Table(t)))
+            }
+            Some(Local::ExternInst(x)) => {
+                return mk(ExprKind::InfInt(0), Ty::Object(hir::ObjTy::Extern(x)))
+            }
             Some(Local::Action(_)) => {
-                self.err(span, format!("action `{}` must be called: `{}()`", id.name, id.name));
+                self.err(
+                    span,
+                    format!("action `{}` must be called: `{}()`", id.name, id.name),
+                );
                 return None;
             }
             Some(Local::Poisoned) => return None,
@@ -2195,7 +2584,9 @@ impl Checker {
         match self.globals.get(&id.name).map(|s| s.0.clone()) {
             Some(Sym::Const(e)) => Some(hir::Expr { span, ..e }),
             Some(Sym::ExternInst(x)) => mk(ExprKind::InfInt(0), Ty::Object(hir::ObjTy::Extern(x))),
-            Some(Sym::Header(_) | Sym::Struct(_) | Sym::Enum(_) | Sym::Typedef(_) | Sym::Extern(_)) => {
+            Some(
+                Sym::Header(_) | Sym::Struct(_) | Sym::Enum(_) | Sym::Typedef(_) | Sym::Extern(_),
+            ) => {
                 self.err(span, format!("`{}` is a type, not a value", id.name));
                 None
             }
@@ -2214,29 +2605,39 @@ impl Checker {
         let span = e.span;
         let mk = |kind, ty| Some(hir::Expr { kind, ty, span });
         match &e.kind {
-            ast::ExprKind::Int { value, width, signed } => match width {
-                Some(w) => {
-                    let ty = if *signed { Ty::Int(*w) } else { Ty::Bit(*w) };
-                    if *w == 0 || *w > 128 {
-                        self.err(span, format!("width {w} is not supported: widths must be between 1 and 128 bits"));
-                        return None;
+            ast::ExprKind::Int {
+                value,
+                width,
+                signed,
+            } => {
+                match width {
+                    Some(w) => {
+                        let ty = if *signed { Ty::Int(*w) } else { Ty::Bit(*w) };
+                        if *w == 0 || *w > 128 {
+                            self.err(span, format!("width {w} is not supported: widths must be between 1 and 128 bits"));
+                            return None;
+                        }
+                        let fits = if *signed {
+                            *value <= mask(*w) >> 1 || *value == (mask(*w) >> 1) + 1
+                        } else {
+                            *value <= mask(*w)
+                        };
+                        if !fits {
+                            let tn = self.ty_name(&ty);
+                            self.err(span, format!("value {value} does not fit in {tn}"));
+                            return None;
+                        }
+                        mk(ExprKind::Const(*value), ty)
                     }
-                    let fits = if *signed { *value <= mask(*w) >> 1 || *value == (mask(*w) >> 1) + 1 } else { *value <= mask(*w) };
-                    if !fits {
-                        let tn = self.ty_name(&ty);
-                        self.err(span, format!("value {value} does not fit in {tn}"));
-                        return None;
+                    None => {
+                        if *value > i128::MAX as u128 {
+                            self.err(span, "this integer is too large");
+                            return None;
+                        }
+                        mk(ExprKind::InfInt(*value as i128), Ty::InfInt)
                     }
-                    mk(ExprKind::Const(*value), ty)
                 }
-                None => {
-                    if *value > i128::MAX as u128 {
-                        self.err(span, "this integer is too large");
-                        return None;
-                    }
-                    mk(ExprKind::InfInt(*value as i128), Ty::InfInt)
-                }
-            },
+            }
             ast::ExprKind::Bool(b) => mk(ExprKind::Bool(*b), Ty::Bool),
             ast::ExprKind::String(_) => {
                 self.err(span, "strings are only allowed in annotations");
@@ -2251,21 +2652,31 @@ impl Checker {
                             return match self.errors.iter().position(|x| *x == member.name) {
                                 Some(i) => mk(ExprKind::ErrorConst(i), Ty::Error),
                                 None => {
-                                    self.err(member.span, format!("unknown error `{}`", member.name));
+                                    self.err(
+                                        member.span,
+                                        format!("unknown error `{}`", member.name),
+                                    );
                                     None
                                 }
                             };
                         }
                         if let Some((Sym::Enum(en), _)) = self.globals.get(&b.name) {
                             let en = *en;
-                            return match self.enums[en].members.iter().position(|x| x.0 == member.name) {
+                            return match self.enums[en]
+                                .members
+                                .iter()
+                                .position(|x| x.0 == member.name)
+                            {
                                 Some(i) => {
                                     let ty = Ty::Enum(en);
                                     mk(ExprKind::EnumConst(en, i), ty)
                                 }
                                 None => {
                                     let n = self.enums[en].name.clone();
-                                    self.err(member.span, format!("enum {n} has no member `{}`", member.name));
+                                    self.err(
+                                        member.span,
+                                        format!("enum {n} has no member `{}`", member.name),
+                                    );
                                     None
                                 }
                             };
@@ -2279,12 +2690,18 @@ impl Checker {
                 let b = self.expr(base, None)?;
                 let Ty::Stack(h, n) = b.ty else {
                     let tn = self.ty_name(&b.ty);
-                    self.err(base.span, format!("{tn} cannot be indexed; only header stacks can"));
+                    self.err(
+                        base.span,
+                        format!("{tn} cannot be indexed; only header stacks can"),
+                    );
                     return None;
                 };
                 let i = self.const_value(index, &Ty::InfInt)?;
                 if i >= n as u128 {
-                    self.err(index.span, format!("index {i} is out of bounds for a stack of size {n}"));
+                    self.err(
+                        index.span,
+                        format!("index {i} is out of bounds for a stack of size {n}"),
+                    );
                     return None;
                 }
                 mk(ExprKind::StackElem(Box::new(b), i as u32), Ty::Header(h))
@@ -2295,14 +2712,20 @@ impl Checker {
                     Ty::Bit(w) | Ty::Int(w) => w,
                     _ => {
                         let tn = self.ty_name(&b.ty);
-                        self.err(base.span, format!("{tn} cannot be sliced; only bit<W> and int<W> can"));
+                        self.err(
+                            base.span,
+                            format!("{tn} cannot be sliced; only bit<W> and int<W> can"),
+                        );
                         return None;
                     }
                 };
                 let h = self.const_value(hi, &Ty::InfInt)?;
                 let l = self.const_value(lo, &Ty::InfInt)?;
                 if h < l || h >= w as u128 {
-                    self.err(span, format!("slice [{h}:{l}] is out of range for a {w}-bit value"));
+                    self.err(
+                        span,
+                        format!("slice [{h}:{l}] is out of range for a {w}-bit value"),
+                    );
                     return None;
                 }
                 let (h, l) = (h as u32, l as u32);
@@ -2312,7 +2735,11 @@ impl Checker {
                 }
                 mk(ExprKind::Slice(Box::new(b), h, l), ty)
             }
-            ast::ExprKind::Call { callee, type_args, args } => match self.call(callee, type_args, args, span, false)? {
+            ast::ExprKind::Call {
+                callee,
+                type_args,
+                args,
+            } => match self.call(callee, type_args, args, span, false)? {
                 CallResult::Value(v) => Some(v),
                 CallResult::Stmt(_) => {
                     self.err(span, "this call returns no value");
@@ -2334,19 +2761,34 @@ impl Checker {
                         match (&ty, &x.kind) {
                             (Ty::InfInt, ExprKind::InfInt(v)) => {
                                 if *op == UnOp::BitNot {
-                                    self.err(span, "`~` needs a sized operand; cast the constant to bit<W>");
+                                    self.err(
+                                        span,
+                                        "`~` needs a sized operand; cast the constant to bit<W>",
+                                    );
                                     return None;
                                 }
                                 mk(ExprKind::InfInt(-v), ty)
                             }
                             (Ty::Bit(w) | Ty::Int(w), ExprKind::Const(v)) => {
-                                let r = if *op == UnOp::BitNot { !v } else { v.wrapping_neg() };
+                                let r = if *op == UnOp::BitNot {
+                                    !v
+                                } else {
+                                    v.wrapping_neg()
+                                };
                                 mk(ExprKind::Const(r & mask(*w)), ty)
                             }
-                            (Ty::Bit(_) | Ty::Int(_), _) => mk(ExprKind::Unary(*op, Box::new(x)), ty),
+                            (Ty::Bit(_) | Ty::Int(_), _) => {
+                                mk(ExprKind::Unary(*op, Box::new(x)), ty)
+                            }
                             _ => {
                                 let tn = self.ty_name(&ty);
-                                self.err(span, format!("`{}` cannot be applied to {tn}", if *op == UnOp::Neg { "-" } else { "~" }));
+                                self.err(
+                                    span,
+                                    format!(
+                                        "`{}` cannot be applied to {tn}",
+                                        if *op == UnOp::Neg { "-" } else { "~" }
+                                    ),
+                                );
                                 None
                             }
                         }
@@ -2354,7 +2796,11 @@ impl Checker {
                 }
             }
             ast::ExprKind::Binary { op, lhs, rhs } => self.binary(*op, lhs, rhs, span, expected),
-            ast::ExprKind::Ternary { cond, then, otherwise } => {
+            ast::ExprKind::Ternary {
+                cond,
+                then,
+                otherwise,
+            } => {
                 let c = self.expect(cond, &Ty::Bool)?;
                 let t = self.expr(then, expected)?;
                 let o = self.expr(otherwise, expected)?;
@@ -2400,38 +2846,63 @@ impl Checker {
                 None => {
                     let hn = self.headers[h].name.clone();
                     if matches!(member.name.as_str(), "isValid" | "setValid" | "setInvalid") {
-                        self.err(member.span, format!("method `{}` must be called: `{}()`", member.name, member.name));
+                        self.err(
+                            member.span,
+                            format!(
+                                "method `{}` must be called: `{}()`",
+                                member.name, member.name
+                            ),
+                        );
                     } else {
-                        self.err(member.span, format!("header {hn} has no field `{}`", member.name));
+                        self.err(
+                            member.span,
+                            format!("header {hn} has no field `{}`", member.name),
+                        );
                     }
                     None
                 }
             },
-            Ty::Struct(s) => match self.structs[s].fields.iter().position(|f| f.0 == member.name) {
+            Ty::Struct(s) => match self.structs[s]
+                .fields
+                .iter()
+                .position(|f| f.0 == member.name)
+            {
                 Some(i) => {
                     let ty = self.structs[s].fields[i].1.clone();
                     mk(ExprKind::Field(Box::new(b), i), ty)
                 }
                 None => {
                     let sn = self.structs[s].name.clone();
-                    self.err(member.span, format!("struct {sn} has no field `{}`", member.name));
+                    self.err(
+                        member.span,
+                        format!("struct {sn} has no field `{}`", member.name),
+                    );
                     None
                 }
             },
             Ty::Stack(_, n) if member.name == "size" => mk(ExprKind::InfInt(n as i128), Ty::InfInt),
             Ty::Stack(..) => {
-                self.err(member.span, format!("header stack member `{}` is not supported", member.name));
+                self.err(
+                    member.span,
+                    format!("header stack member `{}` is not supported", member.name),
+                );
                 None
             }
             Ty::Object(hir::ObjTy::ApplyResult(t)) => match member.name.as_str() {
                 "hit" => mk(ExprKind::TableHit(t, true), Ty::Bool),
                 "miss" => mk(ExprKind::TableHit(t, false), Ty::Bool),
                 "action_run" => {
-                    self.err(member.span, "`action_run` can only be used as the expression of a switch");
+                    self.err(
+                        member.span,
+                        "`action_run` can only be used as the expression of a switch",
+                    );
                     None
                 }
                 other => {
-                    self.err(member.span, format!("a table apply result has no member `{other}`"));
+                    self.err(
+                        member.span,
+                        format!("a table apply result has no member `{other}`"),
+                    );
                     None
                 }
             },
@@ -2443,7 +2914,14 @@ impl Checker {
         }
     }
 
-    fn unify(&mut self, a: hir::Expr, b: hir::Expr, sa: Span, sb: Span, op: &str) -> Option<(hir::Expr, hir::Expr)> {
+    fn unify(
+        &mut self,
+        a: hir::Expr,
+        b: hir::Expr,
+        sa: Span,
+        sb: Span,
+        op: &str,
+    ) -> Option<(hir::Expr, hir::Expr)> {
         if a.ty == b.ty {
             return Some((a, b));
         }
@@ -2466,7 +2944,14 @@ impl Checker {
         None
     }
 
-    fn binary(&mut self, op: BinOp, lhs: &ast::Expr, rhs: &ast::Expr, span: Span, expected: Option<&Ty>) -> Option<hir::Expr> {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        lhs: &ast::Expr,
+        rhs: &ast::Expr,
+        span: Span,
+        expected: Option<&Ty>,
+    ) -> Option<hir::Expr> {
         let mk = |kind, ty| Some(hir::Expr { kind, ty, span });
         let os = op_str(op);
         match op {
@@ -2474,15 +2959,23 @@ impl Checker {
                 let l = self.expect(lhs, &Ty::Bool)?;
                 let r = self.expect(rhs, &Ty::Bool)?;
                 if let (ExprKind::Bool(a), ExprKind::Bool(b)) = (&l.kind, &r.kind) {
-                    return mk(ExprKind::Bool(if op == BinOp::And { *a && *b } else { *a || *b }), Ty::Bool);
+                    return mk(
+                        ExprKind::Bool(if op == BinOp::And { *a && *b } else { *a || *b }),
+                        Ty::Bool,
+                    );
                 }
                 mk(ExprKind::Binary(op, Box::new(l), Box::new(r)), Ty::Bool)
             }
             BinOp::Concat => {
                 let l = self.expr(lhs, None)?;
                 let r = self.expr(rhs, None)?;
-                let (Ty::Bit(a) | Ty::Int(a), Ty::Bit(b) | Ty::Int(b)) = (l.ty.clone(), r.ty.clone()) else {
-                    self.err(span, "both operands of `++` must be sized bit<W> values; cast unsized constants");
+                let (Ty::Bit(a) | Ty::Int(a), Ty::Bit(b) | Ty::Int(b)) =
+                    (l.ty.clone(), r.ty.clone())
+                else {
+                    self.err(
+                        span,
+                        "both operands of `++` must be sized bit<W> values; cast unsized constants",
+                    );
                     return None;
                 };
                 if a + b > 128 {
@@ -2515,7 +3008,11 @@ impl Checker {
                 match (&l.kind, amount) {
                     (ExprKind::InfInt(v), Some(n)) => {
                         let n = n.min(127) as u32;
-                        let r = if op == BinOp::Shl { v.checked_shl(n) } else { Some(v >> n) };
+                        let r = if op == BinOp::Shl {
+                            v.checked_shl(n)
+                        } else {
+                            Some(v >> n)
+                        };
                         match r {
                             Some(r) => mk(ExprKind::InfInt(r), Ty::InfInt),
                             None => {
@@ -2530,12 +3027,22 @@ impl Checker {
                     }
                     (ExprKind::Const(v), Some(n)) => {
                         let w = l.ty.width().unwrap_or(128);
-                        let r = if n >= 128 { 0 } else if op == BinOp::Shl { v << n } else { v >> n };
+                        let r = if n >= 128 {
+                            0
+                        } else if op == BinOp::Shl {
+                            v << n
+                        } else {
+                            v >> n
+                        };
                         mk(ExprKind::Const(r & mask(w)), l.ty.clone())
                     }
                     _ => {
                         let ty = l.ty.clone();
-                        let r = if r.ty == Ty::InfInt { self.coerce(r, &Ty::Bit(8), rhs.span, true)? } else { r };
+                        let r = if r.ty == Ty::InfInt {
+                            self.coerce(r, &Ty::Bit(8), rhs.span, true)?
+                        } else {
+                            r
+                        };
                         mk(ExprKind::Binary(op, Box::new(l), Box::new(r)), ty)
                     }
                 }
@@ -2545,7 +3052,10 @@ impl Checker {
                 let r = self.expr(rhs, expected)?;
                 let (l, r) = self.unify(l, r, lhs.span, rhs.span, os)?;
                 let ty = l.ty.clone();
-                let is_cmp = matches!(op, BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne);
+                let is_cmp = matches!(
+                    op,
+                    BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge | BinOp::Eq | BinOp::Ne
+                );
                 let numeric = matches!(ty, Ty::Bit(_) | Ty::Int(_) | Ty::InfInt);
                 let ok = if matches!(op, BinOp::Eq | BinOp::Ne) {
                     numeric || matches!(ty, Ty::Bool | Ty::Error | Ty::Enum(_))
@@ -2574,7 +3084,10 @@ impl Checker {
                     };
                 }
                 if ty == Ty::InfInt {
-                    self.err(span, "this expression needs a width; cast a constant to bit<W>");
+                    self.err(
+                        span,
+                        "this expression needs a width; cast a constant to bit<W>",
+                    );
                     return None;
                 }
                 mk(ExprKind::Binary(op, Box::new(l), Box::new(r)), rty)
@@ -2596,11 +3109,12 @@ impl Checker {
                 if let ExprKind::Const(v) = x.kind {
                     let from = x.ty.width().unwrap_or(128);
                     // Sign-extend int<W> sources.
-                    let v = if matches!(x.ty, Ty::Int(_)) && from < 128 && (v >> (from - 1)) & 1 == 1 {
-                        v | !mask(from)
-                    } else {
-                        v
-                    };
+                    let v =
+                        if matches!(x.ty, Ty::Int(_)) && from < 128 && (v >> (from - 1)) & 1 == 1 {
+                            v | !mask(from)
+                        } else {
+                            v
+                        };
                     return mk(ExprKind::Const(v & mask(*w)), target);
                 }
                 mk(ExprKind::Cast(Box::new(x)), target)
@@ -2614,7 +3128,9 @@ impl Checker {
                 _ => mk(ExprKind::Cast(Box::new(x)), target),
             },
             (Ty::Enum(en), Ty::Bit(w)) if self.enums[*en].underlying == Some(*w) => match x.kind {
-                ExprKind::EnumConst(e, m) => mk(ExprKind::Const(self.enums[e].members[m].1), target),
+                ExprKind::EnumConst(e, m) => {
+                    mk(ExprKind::Const(self.enums[e].members[m].1), target)
+                }
                 _ => mk(ExprKind::Cast(Box::new(x)), target),
             },
             _ => {
@@ -2641,14 +3157,26 @@ enum Folded {
 fn is_const(e: &hir::Expr) -> bool {
     matches!(
         e.kind,
-        ExprKind::Const(_) | ExprKind::InfInt(_) | ExprKind::Bool(_) | ExprKind::ErrorConst(_) | ExprKind::EnumConst(..)
+        ExprKind::Const(_)
+            | ExprKind::InfInt(_)
+            | ExprKind::Bool(_)
+            | ExprKind::ErrorConst(_)
+            | ExprKind::EnumConst(..)
     )
 }
 
 fn is_value_type(t: &Ty) -> bool {
     matches!(
         t,
-        Ty::Bool | Ty::Bit(_) | Ty::Int(_) | Ty::InfInt | Ty::Error | Ty::Header(_) | Ty::Struct(_) | Ty::Stack(..) | Ty::Enum(_)
+        Ty::Bool
+            | Ty::Bit(_)
+            | Ty::Int(_)
+            | Ty::InfInt
+            | Ty::Error
+            | Ty::Header(_)
+            | Ty::Struct(_)
+            | Ty::Stack(..)
+            | Ty::Enum(_)
     )
 }
 
@@ -2673,7 +3201,9 @@ fn fold(op: BinOp, l: &hir::Expr, r: &hir::Expr) -> Option<Folded> {
                 BinOp::Add => a.checked_add(*b),
                 BinOp::Sub => a.checked_sub(*b),
                 BinOp::Mul => a.checked_mul(*b),
-                BinOp::Div | BinOp::Mod if *b == 0 => return Some(Folded::Error("division by zero".into())),
+                BinOp::Div | BinOp::Mod if *b == 0 => {
+                    return Some(Folded::Error("division by zero".into()))
+                }
                 BinOp::Div => a.checked_div(*b),
                 BinOp::Mod => a.checked_rem(*b),
                 BinOp::BitAnd => Some(a & b),
@@ -2692,7 +3222,9 @@ fn fold(op: BinOp, l: &hir::Expr, r: &hir::Expr) -> Option<Folded> {
                 BinOp::Add => a.wrapping_add(*b),
                 BinOp::Sub => a.wrapping_sub(*b),
                 BinOp::Mul => a.wrapping_mul(*b),
-                BinOp::Div | BinOp::Mod if *b == 0 => return Some(Folded::Error("division by zero".into())),
+                BinOp::Div | BinOp::Mod if *b == 0 => {
+                    return Some(Folded::Error("division by zero".into()))
+                }
                 BinOp::Div => a / b,
                 BinOp::Mod => a % b,
                 BinOp::BitAnd => a & b,
@@ -2725,11 +3257,20 @@ pub fn expr_source(e: &ast::Expr) -> String {
     match &e.kind {
         ast::ExprKind::Name(id) => id.name.clone(),
         ast::ExprKind::Member { base, member } => format!("{}.{}", expr_source(base), member.name),
-        ast::ExprKind::Index { base, index } => format!("{}[{}]", expr_source(base), expr_source(index)),
-        ast::ExprKind::Slice { base, hi, lo } => {
-            format!("{}[{}:{}]", expr_source(base), expr_source(hi), expr_source(lo))
+        ast::ExprKind::Index { base, index } => {
+            format!("{}[{}]", expr_source(base), expr_source(index))
         }
-        ast::ExprKind::Call { callee, args, .. } if args.is_empty() => format!("{}()", expr_source(callee)),
+        ast::ExprKind::Slice { base, hi, lo } => {
+            format!(
+                "{}[{}:{}]",
+                expr_source(base),
+                expr_source(hi),
+                expr_source(lo)
+            )
+        }
+        ast::ExprKind::Call { callee, args, .. } if args.is_empty() => {
+            format!("{}()", expr_source(callee))
+        }
         ast::ExprKind::Int { value, .. } => value.to_string(),
         _ => "key".to_string(),
     }
@@ -2738,4 +3279,3 @@ pub fn expr_source(e: &ast::Expr) -> String {
 fn inst_span(i: &ast::Instantiation) -> Span {
     i.ty.span.to(i.name.span)
 }
-

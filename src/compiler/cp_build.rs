@@ -87,19 +87,24 @@ fn hit_tables(e: &hir::Expr, out: &mut Vec<usize>) {
 }
 
 /// Digest calls in `stmts` (and in the actions they call), as struct type indices.
-fn digests(p: &hir::Program, stmts: &[hir::Stmt], out: &mut Vec<usize>, seen_actions: &mut Vec<usize>) {
+fn digests(
+    p: &hir::Program,
+    stmts: &[hir::Stmt],
+    out: &mut Vec<usize>,
+    seen_actions: &mut Vec<usize>,
+) {
     for s in stmts {
         match &s.kind {
-            hir::StmtKind::Call(hir::Call::Digest { struct_ty, .. }) => {
-                if !out.contains(struct_ty) {
-                    out.push(*struct_ty);
-                }
+            hir::StmtKind::Call(hir::Call::Digest { struct_ty, .. })
+                if !out.contains(struct_ty) =>
+            {
+                out.push(*struct_ty);
             }
-            hir::StmtKind::Call(hir::Call::Action { action, .. }) => {
-                if !seen_actions.contains(action) {
-                    seen_actions.push(*action);
-                    digests(p, &p.actions[*action].body, out, seen_actions);
-                }
+            hir::StmtKind::Call(hir::Call::Action { action, .. })
+                if !seen_actions.contains(action) =>
+            {
+                seen_actions.push(*action);
+                digests(p, &p.actions[*action].body, out, seen_actions);
             }
             hir::StmtKind::If(_, t, o) => {
                 digests(p, t, out, seen_actions);
@@ -165,7 +170,9 @@ pub fn build(p: &hir::Program) -> ControlPlane {
                     annotations: annotations_text(
                         &a.annotations
                             .iter()
-                            .filter(|x| !matches!(x.name.name.as_str(), "tableonly" | "defaultonly"))
+                            .filter(|x| {
+                                !matches!(x.name.name.as_str(), "tableonly" | "defaultonly")
+                            })
                             .cloned()
                             .collect::<Vec<_>>(),
                     ),
@@ -263,7 +270,16 @@ pub fn build(p: &hir::Program) -> ControlPlane {
             fields: st
                 .fields
                 .iter()
-                .map(|(n, t)| (n.clone(), if *t == Ty::Bool { 1 } else { t.width().unwrap_or(0) }))
+                .map(|(n, t)| {
+                    (
+                        n.clone(),
+                        if *t == Ty::Bool {
+                            1
+                        } else {
+                            t.width().unwrap_or(0)
+                        },
+                    )
+                })
                 .collect(),
         });
     }

@@ -295,12 +295,15 @@ pub enum StmtKind {
     /// is `default`; an empty body with no statements falls through to the next case.
     SwitchActionRun {
         table: usize,
-        cases: Vec<(Vec<Option<usize>>, Option<Vec<Stmt>>)>,
+        cases: Vec<SwitchCase>,
     },
     Block(Vec<Stmt>),
     Return,
     Exit,
 }
+
+/// A switch case: its labels (`None` is `default`) and body; `None` falls through.
+pub type SwitchCase = (Vec<Option<usize>>, Option<Vec<Stmt>>);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HashAlgo {

@@ -60,7 +60,10 @@ pub fn compile(source: &str, file_name: &str) -> Result<CompileOutput, Diagnosti
                 })
             })
             .map_err(|e| {
-                Diagnostic::error(Span::default(), format!("cannot start the checker thread: {e}"))
+                Diagnostic::error(
+                    Span::default(),
+                    format!("cannot start the checker thread: {e}"),
+                )
             })?;
         worker
             .join()
