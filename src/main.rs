@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a P4_16 v1model program to bmv2 JSON (DIR/NAME.json).
+    /// Compile a P4_16 v1model program to bmv2 JSON and a P4Info
+    /// (DIR/NAME.json, DIR/NAME.p4info.txtpb, DIR/NAME.p4info.bin).
     Compile {
         /// The P4 source file.
         file: PathBuf,
@@ -69,5 +70,17 @@ fn compile(file: &Path, out_dir: &Path) -> anyhow::Result<()> {
     let json_path = out_dir.join(format!("{stem}.json"));
     std::fs::write(&json_path, &out.bmv2_json)
         .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let text_path = out_dir.join(format!("{stem}.p4info.txtpb"));
+    std::fs::write(&text_path, out.p4info_text())
+        .with_context(|| format!("cannot write {}", text_path.display()))?;
+    let bin_path = out_dir.join(format!("{stem}.p4info.bin"));
+    std::fs::write(&bin_path, out.p4info_binary())
+        .with_context(|| format!("cannot write {}", bin_path.display()))?;
+    tracing::info!(
+        json = %json_path.display(),
+        p4info = %text_path.display(),
+        "compiled {}",
+        file.display()
+    );
     Ok(())
 }

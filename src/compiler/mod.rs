@@ -24,9 +24,22 @@ pub use parser::parse;
 pub struct CompileOutput {
     /// bmv2 JSON for simple_switch, pretty-printed with a 2-space indent.
     pub bmv2_json: String,
-    /// The control plane's view of the program; the P4Info back end serializes it.
-    // The lead adds the P4Info (text and binary) here once the `p4info` back end lands.
+    /// The control plane's view of the program, from which the P4Info is built.
     pub control_plane: control_plane::ControlPlane,
+    /// The P4Runtime P4Info, with p4c's ids and names.
+    pub p4info: crate::p4rt::config::P4Info,
+}
+
+impl CompileOutput {
+    /// The P4Info in protobuf text format, as p4c writes `NAME.p4info.txtpb`.
+    pub fn p4info_text(&self) -> String {
+        p4info::p4info_text(&self.p4info)
+    }
+
+    /// The P4Info in protobuf binary format (`NAME.p4info.bin`).
+    pub fn p4info_binary(&self) -> Vec<u8> {
+        p4info::p4info_binary(&self.p4info)
+    }
 }
 
 /// Stack for checking and lowering: both recurse over expressions as deep as the parser
@@ -45,6 +58,11 @@ pub fn compile(source: &str, file_name: &str) -> Result<CompileOutput, Diagnosti
                 let hir = check::check(&ast)?;
                 let json = bmv2::lower(&hir, file_name, source)?;
                 let control_plane = cp_build::build(&hir);
+                // The checker has already rejected what P4Info cannot express (duplicate
+                // names, unknown actions); an error here is a bad `@id`, reported at `main`.
+                let p4info = p4info::build_p4info(&control_plane).map_err(|e| {
+                    Diagnostic::error(main_span(&ast), format!("cannot build the P4Info: {e}"))
+                })?;
                 let mut text = Vec::new();
                 let fmt = serde_json::ser::PrettyFormatter::with_indent(b"  ");
                 let mut ser = serde_json::Serializer::with_formatter(&mut text, fmt);
@@ -58,6 +76,7 @@ pub fn compile(source: &str, file_name: &str) -> Result<CompileOutput, Diagnosti
                 Ok(CompileOutput {
                     bmv2_json,
                     control_plane,
+                    p4info,
                 })
             })
             .map_err(|e| {
@@ -70,4 +89,16 @@ pub fn compile(source: &str, file_name: &str) -> Result<CompileOutput, Diagnosti
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Where `main` is instantiated: the place to report whole-program problems.
+fn main_span(program: &ast::Program) -> Span {
+    program
+        .decls
+        .iter()
+        .find_map(|d| match &d.kind {
+            ast::DeclKind::Instantiation(i) if i.name.name == "main" => Some(d.span),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
