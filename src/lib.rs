@@ -10,5 +10,6 @@
 //! ```
 
 pub mod compiler;
+pub mod controller;
 pub mod p4rt;
 pub mod switch;
