@@ -242,18 +242,25 @@ impl RouteTables {
     }
 }
 
+/// A VM pair and the switches its packets cross, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairPath {
+    pub pair: VmPair,
+    pub path: Vec<SwitchId>,
+}
+
 /// Every directed pair of VMs on different servers with its path, in (source, destination)
 /// VM order: what a controller measuring everything would have to place.
-pub fn all_fabric_pairs(topology: &Topology, paths: &Paths) -> Vec<(VmPair, Vec<SwitchId>)> {
+pub fn all_fabric_pairs(topology: &Topology, paths: &Paths) -> Vec<PairPath> {
     let vms = topology.vms();
     let mut pairs = Vec::new();
     for (s, src) in vms.iter().enumerate() {
         for (d, dst) in vms.iter().enumerate() {
             if src.server != dst.server {
-                pairs.push((
-                    VmPair::new(src.ipv4, dst.ipv4),
-                    paths.vm_path(topology, VmId(s), VmId(d)),
-                ));
+                pairs.push(PairPath {
+                    pair: VmPair::new(src.ipv4, dst.ipv4),
+                    path: paths.vm_path(topology, VmId(s), VmId(d)),
+                });
             }
         }
     }

@@ -332,7 +332,9 @@ pub enum TopologyError {
         first: String,
         second: String,
     },
-    #[error("switch {switch:?}: vm_pair_capacity {capacity} is larger than {MAX_VM_PAIR_CAPACITY}")]
+    #[error(
+        "switch {switch:?}: vm_pair_capacity {capacity} is larger than {MAX_VM_PAIR_CAPACITY}"
+    )]
     CapacityTooLarge { switch: String, capacity: u32 },
     #[error("{user} refers to unknown switch {switch:?}")]
     UnknownSwitch { user: String, switch: String },
@@ -380,7 +382,9 @@ pub enum TopologyError {
         switch: String,
         port: u16,
     },
-    #[error("the fabric is disconnected: switches {unreachable:?} cannot be reached from {from:?}")]
+    #[error(
+        "the fabric is disconnected: switches {unreachable:?} cannot be reached from {from:?}"
+    )]
     Disconnected {
         from: String,
         unreachable: Vec<String>,
@@ -611,7 +615,10 @@ impl Topology {
         let mut port_macs: HashMap<MacAddr, (SwitchId, u16)> = HashMap::new();
         for (s, used) in ports.iter().enumerate() {
             for &port in used.keys() {
-                port_macs.insert(switch_port_mac(switches[s].device_id, port), (SwitchId(s), port));
+                port_macs.insert(
+                    switch_port_mac(switches[s].device_id, port),
+                    (SwitchId(s), port),
+                );
             }
         }
 
@@ -622,12 +629,13 @@ impl Topology {
         let mut vms_of_server = vec![Vec::new(); servers.len()];
         for entry in &file.vms {
             claim_name(&entry.name, NodeKind::Vm)?;
-            let server = *server_by_name.get(&entry.server).ok_or_else(|| {
-                TopologyError::UnknownServer {
-                    vm: entry.name.clone(),
-                    server: entry.server.clone(),
-                }
-            })?;
+            let server =
+                *server_by_name
+                    .get(&entry.server)
+                    .ok_or_else(|| TopologyError::UnknownServer {
+                        vm: entry.name.clone(),
+                        server: entry.server.clone(),
+                    })?;
             let ip = entry.ipv4;
             if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
                 return Err(TopologyError::NotUnicastIpv4 {
@@ -935,7 +943,8 @@ impl FatTree {
                 for s in 0..half {
                     server_index += 1;
                     let name = format!("h{p}_{e}_{s}");
-                    let agent = Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 0)) + server_index);
+                    let agent =
+                        Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 0)) + server_index);
                     file.servers.push(ServerEntry {
                         name: name.clone(),
                         sflow_agent: IpAddr::V4(agent),

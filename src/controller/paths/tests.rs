@@ -233,8 +233,8 @@ fn fat_tree_trees_spread_over_cores() {
     let t = FatTree::new(8).unwrap().topology();
     let paths = Paths::compute(&t);
     let mut cores = std::collections::BTreeSet::new();
-    for (_, path) in all_fabric_pairs(&t, &paths) {
-        for s in path {
+    for pair in all_fabric_pairs(&t, &paths) {
+        for s in pair.path {
             if t.switch(s).name.starts_with('c') {
                 cores.insert(s);
             }

@@ -68,21 +68,34 @@ fn reference_topology_loads() {
         .links()
         .iter()
         .map(|l| {
-            let (a, b) = (t.switch(l.a.switch).device_id, t.switch(l.b.switch).device_id);
+            let (a, b) = (
+                t.switch(l.a.switch).device_id,
+                t.switch(l.b.switch).device_id,
+            );
             (a.min(b), a.max(b))
         })
         .collect();
     adjacency.sort();
     assert_eq!(
         adjacency,
-        [(110, 111), (110, 112), (111, 113), (111, 114), (112, 113), (112, 114)]
+        [
+            (110, 111),
+            (110, 112),
+            (111, 113),
+            (111, 114),
+            (112, 113),
+            (112, 114)
+        ]
     );
     let uplinks: Vec<String> = t
         .servers()
         .iter()
         .map(|s| format!("{}@{}", s.name, t.switch(s.uplink.switch).name))
         .collect();
-    assert_eq!(uplinks, ["h120@s113", "h121@s113", "h122@s114", "h123@s114"]);
+    assert_eq!(
+        uplinks,
+        ["h120@s113", "h121@s113", "h122@s114", "h123@s114"]
+    );
     assert_eq!(t.vms().len(), 12);
     for server in 0..4 {
         assert_eq!(t.vms_of_server(ServerId(server)).len(), 3);
@@ -124,7 +137,11 @@ fn fat_tree_k4_file_is_the_generators_output() {
 #[test]
 fn fat_tree_shape() {
     for k in [2u32, 4, 6, 8] {
-        let t = FatTree::new(k).unwrap().vms_per_server(3).unwrap().topology();
+        let t = FatTree::new(k)
+            .unwrap()
+            .vms_per_server(3)
+            .unwrap()
+            .topology();
         let half = (k / 2) as usize;
         let k = k as usize;
         assert_eq!(t.switches().len(), 5 * k * k / 4, "k={k}");
@@ -133,7 +150,12 @@ fn fat_tree_shape() {
         assert_eq!(t.vms().len(), 3 * k * k * k / 4, "k={k}");
         // Every switch uses exactly k ports: k/2 down, k/2 up (cores: one per pod).
         for s in 0..t.switches().len() {
-            assert_eq!(t.ports(SwitchId(s)).len(), k, "k={k} {}", t.switches()[s].name);
+            assert_eq!(
+                t.ports(SwitchId(s)).len(),
+                k,
+                "k={k} {}",
+                t.switches()[s].name
+            );
         }
         // Edge switches carry the servers, k/2 each.
         for s in 0..t.switches().len() {
@@ -142,7 +164,11 @@ fn fat_tree_shape() {
                 .values()
                 .filter(|p| matches!(p, PortPeer::Server(_)))
                 .count();
-            let expected = if t.switches()[s].name.starts_with('e') { half } else { 0 };
+            let expected = if t.switches()[s].name.starts_with('e') {
+                half
+            } else {
+                0
+            };
             assert_eq!(servers, expected);
         }
         // A core reaches each pod once, through the same-numbered aggregation switch.
@@ -174,7 +200,11 @@ fn fat_tree_parameters_are_checked() {
 fn validation_errors() {
     type Edit = fn(&mut TopologyFile);
     let cases: Vec<(&str, Edit, &str)> = vec![
-        ("no switches", |f| *f = TopologyFile::default(), "the topology has no switch"),
+        (
+            "no switches",
+            |f| *f = TopologyFile::default(),
+            "the topology has no switch",
+        ),
         (
             "switch name twice",
             |f| f.switches[1].name = "s1".into(),
@@ -185,7 +215,11 @@ fn validation_errors() {
             |f| f.vms[0].name = "h2".into(),
             r#"name "h2" is used by a server and by a vm"#,
         ),
-        ("empty name", |f| f.servers[0].name = String::new(), "empty server name"),
+        (
+            "empty name",
+            |f| f.servers[0].name = String::new(),
+            "empty server name",
+        ),
         (
             "device id too large",
             |f| f.switches[0].device_id = 70000,
@@ -231,7 +265,12 @@ fn validation_errors() {
         ),
         (
             "self link",
-            |f| f.links[0].b = PortRef { switch: "s1".into(), port: 7 },
+            |f| {
+                f.links[0].b = PortRef {
+                    switch: "s1".into(),
+                    port: 7,
+                }
+            },
             r#"link s1:1 - s1:7 connects switch "s1" to itself"#,
         ),
         (
@@ -289,15 +328,30 @@ fn validation_errors() {
 fn syntax_errors_name_the_place() {
     let cases = [
         ("[[switch]]\nname = \"s1\"\n", "missing field `device_id`"),
-        ("[[link]]\na = \"s1\"\nb = \"s2:1\"\n", r#""s1" is not a switch port"#),
-        ("[[link]]\na = \"s1:511\"\nb = \"s2:1\"\n", r#""s1:511" is not a switch port"#),
-        ("[[link]]\na = \"s1:+1\"\nb = \"s2:1\"\n", r#""s1:+1" is not a switch port"#),
-        ("[[link]]\na = \":1\"\nb = \"s2:1\"\n", r#"":1" is not a switch port"#),
+        (
+            "[[link]]\na = \"s1\"\nb = \"s2:1\"\n",
+            r#""s1" is not a switch port"#,
+        ),
+        (
+            "[[link]]\na = \"s1:511\"\nb = \"s2:1\"\n",
+            r#""s1:511" is not a switch port"#,
+        ),
+        (
+            "[[link]]\na = \"s1:+1\"\nb = \"s2:1\"\n",
+            r#""s1:+1" is not a switch port"#,
+        ),
+        (
+            "[[link]]\na = \":1\"\nb = \"s2:1\"\n",
+            r#"":1" is not a switch port"#,
+        ),
         (
             "[[vm]]\nname = \"v\"\nipv4 = \"10.0.0.1\"\nmac = \"02:01:0a:00:00\"\nserver = \"h\"\n",
             r#""02:01:0a:00:00" is not a MAC address"#,
         ),
-        ("[[switch]]\nname = \"s1\"\ndevice_id = 1\nweight = 3\n", "unknown field `weight`"),
+        (
+            "[[switch]]\nname = \"s1\"\ndevice_id = 1\nweight = 3\n",
+            "unknown field `weight`",
+        ),
         ("[[swich]]\nname = \"s1\"\n", "unknown field `swich`"),
     ];
     for (text, needle) in cases {
@@ -321,15 +375,27 @@ fn mac_parse_and_display() {
     let mac: MacAddr = "02:00:00:6E:00:01".parse().unwrap();
     assert_eq!(mac, switch_port_mac(110, 1));
     assert_eq!(mac.to_string(), "02:00:00:6e:00:01");
-    for bad in ["", "02:00:00:6e:00", "02:00:00:6e:00:01:02", "2:00:00:6e:00:01", "02-00-00-6e-00-01", "g2:00:00:6e:00:01"] {
+    for bad in [
+        "",
+        "02:00:00:6e:00",
+        "02:00:00:6e:00:01:02",
+        "2:00:00:6e:00:01",
+        "02-00-00-6e-00-01",
+        "g2:00:00:6e:00:01",
+    ] {
         assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
     }
 }
 
 fn arb_file() -> impl Strategy<Value = TopologyFile> {
     let name = prop::sample::select(vec!["s1", "s2", "s3", "h1", "h2", "v1", "v2", ""]);
-    let port_ref = (prop::sample::select(vec!["s1", "s2", "s3", "s9"]), 0u16..4)
-        .prop_map(|(s, port)| PortRef { switch: s.to_string(), port });
+    let port_ref =
+        (prop::sample::select(vec!["s1", "s2", "s3", "s9"]), 0u16..4).prop_map(|(s, port)| {
+            PortRef {
+                switch: s.to_string(),
+                port,
+            }
+        });
     let switch = (name.clone(), 0u64..4, 0u16..3, 0u32..5).prop_map(|(n, d, a, c)| SwitchEntry {
         name: n.to_string(),
         device_id: d,
@@ -342,21 +408,30 @@ fn arb_file() -> impl Strategy<Value = TopologyFile> {
         sflow_agent: IpAddr::V4(Ipv4Addr::new(127, 0, 0, a)),
         uplink,
     });
-    let vm = (name, 0u8..4, 0u8..4, prop::sample::select(vec!["h1", "h2", "h3"])).prop_map(
-        |(n, ip, mac, server)| VmEntry {
+    let vm = (
+        name,
+        0u8..4,
+        0u8..4,
+        prop::sample::select(vec!["h1", "h2", "h3"]),
+    )
+        .prop_map(|(n, ip, mac, server)| VmEntry {
             name: n.to_string(),
             ipv4: Ipv4Addr::new(10, 0, 0, ip),
             mac: MacAddr([2, 1, 0, 0, 0, mac]),
             server: server.to_string(),
-        },
-    );
+        });
     (
         prop::collection::vec(switch, 0..4),
         prop::collection::vec(link, 0..4),
         prop::collection::vec(server, 0..3),
         prop::collection::vec(vm, 0..4),
     )
-        .prop_map(|(switches, links, servers, vms)| TopologyFile { switches, links, servers, vms })
+        .prop_map(|(switches, links, servers, vms)| TopologyFile {
+            switches,
+            links,
+            servers,
+            vms,
+        })
 }
 
 proptest! {
