@@ -10,7 +10,7 @@
 //!   [`GreedyPlacer::mark_exhausted`]) is skipped until one of its entries is released.
 //! - **Optimal** ([`PlacementProblem::optimal`]), for a batch: first place as many pairs as
 //!   possible, then minimise the maximum load. Binary search on the load bound `t`; for a given
-//!   `t`, a max-flow (petgraph's Dinic) over source → path class → switch → sink, where switch
+//!   `t`, a max-flow (Dinic's algorithm, [`flow`]) over source → path class → switch → sink, where switch
 //!   `s` may take `floor(t · capacity_s) − used_s` more entries, tells whether the best count
 //!   fits. Pairs whose paths cross the same switch set form one class, which shrinks the network
 //!   from one node per pair to one per distinct path.
@@ -22,14 +22,15 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use petgraph::graph::{EdgeIndex, NodeIndex};
-use petgraph::Graph;
 use serde::Serialize;
 use thiserror::Error;
 
 use super::paths::PairPath;
 use super::topology::{SwitchId, Topology};
 use super::VmPair;
+use flow::{EdgeId, FlowNetwork};
+
+mod flow;
 
 /// What placement knows of a switch: its device id (for ties), how many vm_pair entries it
 /// offers and how many are already in use.
@@ -307,24 +308,28 @@ impl PlacementProblem {
     /// As many pairs as can be placed at all, with the smallest maximum load among such
     /// placements (see the module documentation).
     pub fn optimal(&self) -> Placement {
-        let mut network = FlowNetwork::new(self);
+        // Binary search for the smallest grid bound that still places the most pairs; the
+        // count only grows with the bound. Every solve continues from the flow of the largest
+        // bound known to be too small (`below`), whose capacities are all lower.
         let full = 1u64 << BOUND_SCALE_BITS;
-        let best = network.max_flow(full);
-        // Smallest grid bound that still places `best` pairs; feasibility grows with the bound.
-        let (mut lo, mut hi) = (0u64, full);
-        if network.max_flow(0) == best {
-            hi = 0;
+        let mut below = PlacementFlow::new(self);
+        let at_zero = below.raise_bound(0);
+        let mut at = below.clone();
+        let best = at.raise_bound(full);
+        if at_zero == best {
+            return below.placement(self);
         }
+        let (mut lo, mut hi) = (0u64, full);
         while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
-            if network.max_flow(mid) == best {
-                hi = mid;
+            let mut trial = below.clone();
+            if trial.raise_bound(mid) == best {
+                (hi, at) = (mid, trial);
             } else {
-                lo = mid;
+                (lo, below) = (mid, trial);
             }
         }
-        network.max_flow(hi);
-        network.placement(self)
+        at.placement(self)
     }
 
     /// The three strategies side by side, and the cost of counting every pair everywhere.
@@ -399,21 +404,25 @@ impl PlacementProblem {
     }
 }
 
-/// The max-flow network of [`PlacementProblem::optimal`], built once; only the switch → sink
-/// capacities change with the bound.
-struct FlowNetwork {
-    graph: Graph<(), u64>,
-    source: NodeIndex,
-    sink: NodeIndex,
+/// The max-flow network of [`PlacementProblem::optimal`]: source → path class (capacity: its
+/// pair count) → each switch of the class → sink (capacity: what the bound allows the switch).
+#[derive(Clone)]
+struct PlacementFlow {
+    network: FlowNetwork,
     /// Per path class: its pairs (batch indices, in order) and its class → switch edges.
-    classes: Vec<(Vec<usize>, Vec<(SwitchId, EdgeIndex)>)>,
+    classes: Vec<(Vec<usize>, Vec<(SwitchId, EdgeId)>)>,
     /// Per switch: its switch → sink edge, capacity and entries already used.
-    sink_edges: Vec<(EdgeIndex, u32, u32)>,
-    flows: Vec<u64>,
+    sink_edges: Vec<(EdgeId, u32, u32)>,
+    /// Flow sent so far, which is the number of pairs placed.
+    value: u64,
 }
 
-impl FlowNetwork {
-    fn new(problem: &PlacementProblem) -> FlowNetwork {
+const SOURCE: usize = 0;
+const SINK: usize = 1;
+
+impl PlacementFlow {
+    /// The network with the bound 0 and no flow.
+    fn new(problem: &PlacementProblem) -> PlacementFlow {
         let mut by_class: BTreeMap<Vec<SwitchId>, Vec<usize>> = BTreeMap::new();
         for (i, p) in problem.pairs.iter().enumerate() {
             let mut set = p.path.clone();
@@ -421,64 +430,65 @@ impl FlowNetwork {
             set.dedup();
             by_class.entry(set).or_default().push(i);
         }
-        let mut graph = Graph::new();
-        let source = graph.add_node(());
-        let sink = graph.add_node(());
-        let switch_nodes: Vec<NodeIndex> = problem
-            .switches
-            .iter()
-            .map(|_| graph.add_node(()))
-            .collect();
+        let switch_node = |s: SwitchId| 2 + s.0;
+        let first_class_node = 2 + problem.switches.len();
+        let mut network = FlowNetwork::new(first_class_node + by_class.len());
         let sink_edges = problem
             .switches
             .iter()
-            .zip(&switch_nodes)
-            .map(|(b, &n)| (graph.add_edge(n, sink, 0), b.capacity, b.used))
+            .enumerate()
+            .map(|(s, b)| {
+                (
+                    network.add_edge(switch_node(SwitchId(s)), SINK, 0),
+                    b.capacity,
+                    b.used,
+                )
+            })
             .collect();
         let classes = by_class
             .into_iter()
-            .map(|(set, pairs)| {
+            .enumerate()
+            .map(|(c, (set, pairs))| {
                 let size = pairs.len() as u64;
-                let node = graph.add_node(());
-                graph.add_edge(source, node, size);
+                let node = first_class_node + c;
+                network.add_edge(SOURCE, node, size);
                 let edges = set
                     .into_iter()
-                    .map(|s| (s, graph.add_edge(node, switch_nodes[s.0], size)))
+                    .map(|s| (s, network.add_edge(node, switch_node(s), size)))
                     .collect();
                 (pairs, edges)
             })
             .collect();
-        FlowNetwork {
-            graph,
-            source,
-            sink,
+        PlacementFlow {
+            network,
             classes,
             sink_edges,
-            flows: Vec::new(),
+            value: 0,
         }
     }
 
-    /// The most pairs that fit when every switch's load stays ≤ bound / 2^48.
-    fn max_flow(&mut self, bound: u64) -> u64 {
+    /// Raises every switch's allowance to load ≤ bound / 2^48 and augments: the result is the
+    /// most pairs that fit under that bound. The bound must not be below the current one.
+    fn raise_bound(&mut self, bound: u64) -> u64 {
         for &(edge, capacity, used) in &self.sink_edges {
             let allowed = (u128::from(bound) * u128::from(capacity)) >> BOUND_SCALE_BITS;
             // allowed ≤ capacity ≤ 2^24.
-            self.graph[edge] = (allowed as u64).saturating_sub(u64::from(used));
+            self.network
+                .set_capacity(edge, (allowed as u64).saturating_sub(u64::from(used)));
         }
-        let (value, flows) = petgraph::algo::dinics(&self.graph, self.source, self.sink);
-        self.flows = flows;
-        value
+        self.value += self.network.augment(SOURCE, SINK);
+        self.value
     }
 
     /// The pairs of each class go, in batch order, to the class's switches in switch order,
-    /// as many to each as the last flow sent there.
+    /// as many to each as the flow sends there.
     fn placement(&self, problem: &PlacementProblem) -> Placement {
         let mut switch_of = vec![None; problem.pairs.len()];
         let mut entries: Vec<u32> = problem.switches.iter().map(|b| b.used).collect();
         for (pairs, edges) in &self.classes {
             let mut pairs = pairs.iter();
             for &(switch, edge) in edges {
-                for _ in 0..self.flows[edge.index()] {
+                for _ in 0..self.network.flow(edge) {
                     // Flow into the class is at most its size, so there is a pair for each unit.
                     if let Some(&i) = pairs.next() {
                         switch_of[i] = Some(switch);
