@@ -409,12 +409,20 @@ impl PlacementProblem {
 #[derive(Clone)]
 struct PlacementFlow {
     network: FlowNetwork,
-    /// Per path class: its pairs (batch indices, in order) and its class → switch edges.
-    classes: Vec<(Vec<usize>, Vec<(SwitchId, EdgeId)>)>,
+    classes: Vec<PathClass>,
     /// Per switch: its switch → sink edge, capacity and entries already used.
     sink_edges: Vec<(EdgeId, u32, u32)>,
     /// Flow sent so far, which is the number of pairs placed.
     value: u64,
+}
+
+/// The pairs whose paths cross the same set of switches.
+#[derive(Clone)]
+struct PathClass {
+    /// Batch indices, in order.
+    pairs: Vec<usize>,
+    /// The class → switch edges, in switch order.
+    edges: Vec<(SwitchId, EdgeId)>,
 }
 
 const SOURCE: usize = 0;
@@ -456,7 +464,7 @@ impl PlacementFlow {
                     .into_iter()
                     .map(|s| (s, network.add_edge(node, switch_node(s), size)))
                     .collect();
-                (pairs, edges)
+                PathClass { pairs, edges }
             })
             .collect();
         PlacementFlow {
@@ -485,9 +493,9 @@ impl PlacementFlow {
     fn placement(&self, problem: &PlacementProblem) -> Placement {
         let mut switch_of = vec![None; problem.pairs.len()];
         let mut entries: Vec<u32> = problem.switches.iter().map(|b| b.used).collect();
-        for (pairs, edges) in &self.classes {
-            let mut pairs = pairs.iter();
-            for &(switch, edge) in edges {
+        for class in &self.classes {
+            let mut pairs = class.pairs.iter();
+            for &(switch, edge) in &class.edges {
                 for _ in 0..self.network.flow(edge) {
                     // Flow into the class is at most its size, so there is a pair for each unit.
                     if let Some(&i) = pairs.next() {

@@ -841,7 +841,7 @@ impl FatTree {
     /// A k-ary fat tree with 2 VMs per server and switches offering 4096 vm_pair entries
     /// (vmdep.p4's `VM_PAIR_SIZE`).
     pub fn new(k: u32) -> Result<FatTree, FatTreeError> {
-        if k < 2 || k % 2 != 0 || k > MAX_FAT_TREE_K {
+        if k < 2 || !k.is_multiple_of(2) || k > MAX_FAT_TREE_K {
             return Err(FatTreeError::BadArity(k));
         }
         Ok(FatTree {

@@ -387,50 +387,109 @@ fn mac_parse_and_display() {
     }
 }
 
+/// Random small files, mostly well formed (numbered names, references to existing things,
+/// distinct ids, ports and addresses) with occasional glitches (a clash, a dangling reference,
+/// a port used twice, a self link) and sometimes too few links, so that both outcomes are common.
 fn arb_file() -> impl Strategy<Value = TopologyFile> {
-    let name = prop::sample::select(vec!["s1", "s2", "s3", "h1", "h2", "v1", "v2", ""]);
-    let port_ref =
-        (prop::sample::select(vec!["s1", "s2", "s3", "s9"]), 0u16..4).prop_map(|(s, port)| {
-            PortRef {
-                switch: s.to_string(),
+    let glitch = || prop::bool::weighted(0.04);
+    (1usize..5, 0usize..4, 0usize..5)
+        .prop_flat_map(move |(n_switches, n_servers, n_vms)| {
+            let n_vms = if n_servers == 0 { 0 } else { n_vms };
+            let n_links = if n_switches == 1 {
+                0..1
+            } else {
+                0..n_switches + 2
+            };
+            let switch = (glitch(), glitch(), 0u32..5);
+            let link = (
+                0..n_switches,
+                1..n_switches.max(2),
+                glitch(),
+                glitch(),
+                glitch(),
+            );
+            let server = (0..n_switches, glitch(), glitch(), glitch());
+            let vm = (0..n_servers.max(1), glitch(), glitch(), glitch());
+            (
+                Just(n_switches),
+                prop::collection::vec(switch, n_switches),
+                prop::collection::vec(link, n_links),
+                prop::collection::vec(server, n_servers),
+                prop::collection::vec(vm, n_vms),
+            )
+        })
+        .prop_map(|(n_switches, switches, links, servers, vms)| {
+            // A dangling reference names a switch or server that does not exist.
+            let port_ref = |switch: usize, dangling: bool, port: u16| PortRef {
+                switch: format!("s{}", if dangling { 9 } else { switch }),
                 port,
+            };
+            // Ports: link j uses 20 + j and 40 + j, server i 10 + i; a clash uses port 1.
+            let port = |base: usize, index: usize, clash: bool| {
+                if clash {
+                    1
+                } else {
+                    (base + index) as u16
+                }
+            };
+            TopologyFile {
+                switches: switches
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (same_id, same_address, capacity))| SwitchEntry {
+                        name: format!("s{i}"),
+                        device_id: if same_id { 0 } else { i as u64 + 1 },
+                        p4runtime: SocketAddr::from((
+                            [127, 0, 0, 1],
+                            if same_address {
+                                50000
+                            } else {
+                                50001 + i as u16
+                            },
+                        )),
+                        vm_pair_capacity: capacity,
+                    })
+                    .collect(),
+                links: links
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, (a, offset, dangling, clash, self_link))| {
+                        let b = if self_link {
+                            a
+                        } else {
+                            (a + offset) % n_switches
+                        };
+                        LinkEntry {
+                            a: port_ref(a, dangling, port(20, j, clash)),
+                            b: port_ref(b, false, port(40, j, false)),
+                        }
+                    })
+                    .collect(),
+                servers: servers
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (switch, dangling, clash, same_agent))| ServerEntry {
+                        name: format!("h{i}"),
+                        sflow_agent: IpAddr::V4(Ipv4Addr::new(
+                            127,
+                            0,
+                            1,
+                            if same_agent { 0 } else { i as u8 + 1 },
+                        )),
+                        uplink: port_ref(switch, dangling, port(10, i, clash)),
+                    })
+                    .collect(),
+                vms: vms
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (server, no_server, same_ip, same_mac))| VmEntry {
+                        name: format!("v{i}"),
+                        ipv4: Ipv4Addr::new(10, 0, 0, if same_ip { 100 } else { i as u8 + 1 }),
+                        mac: MacAddr([2, 1, 0, 0, 0, if same_mac { 100 } else { i as u8 + 1 }]),
+                        server: format!("h{}", if no_server { 9 } else { server }),
+                    })
+                    .collect(),
             }
-        });
-    let switch = (name.clone(), 0u64..4, 0u16..3, 0u32..5).prop_map(|(n, d, a, c)| SwitchEntry {
-        name: n.to_string(),
-        device_id: d,
-        p4runtime: SocketAddr::from(([127, 0, 0, 1], 50000 + a)),
-        vm_pair_capacity: c,
-    });
-    let link = (port_ref.clone(), port_ref.clone()).prop_map(|(a, b)| LinkEntry { a, b });
-    let server = (name.clone(), 0u8..3, port_ref).prop_map(|(n, a, uplink)| ServerEntry {
-        name: n.to_string(),
-        sflow_agent: IpAddr::V4(Ipv4Addr::new(127, 0, 0, a)),
-        uplink,
-    });
-    let vm = (
-        name,
-        0u8..4,
-        0u8..4,
-        prop::sample::select(vec!["h1", "h2", "h3"]),
-    )
-        .prop_map(|(n, ip, mac, server)| VmEntry {
-            name: n.to_string(),
-            ipv4: Ipv4Addr::new(10, 0, 0, ip),
-            mac: MacAddr([2, 1, 0, 0, 0, mac]),
-            server: server.to_string(),
-        });
-    (
-        prop::collection::vec(switch, 0..4),
-        prop::collection::vec(link, 0..4),
-        prop::collection::vec(server, 0..3),
-        prop::collection::vec(vm, 0..4),
-    )
-        .prop_map(|(switches, links, servers, vms)| TopologyFile {
-            switches,
-            links,
-            servers,
-            vms,
         })
 }
 
