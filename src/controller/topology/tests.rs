@@ -519,3 +519,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn largest_fat_tree_is_valid() {
+    let t = FatTree::new(MAX_FAT_TREE_K)
+        .unwrap()
+        .vms_per_server(0)
+        .unwrap()
+        .topology();
+    assert_eq!(t.switches().len(), 5 * 64 * 64 / 4);
+    assert_eq!(t.servers().len(), 64 * 64 * 64 / 4);
+    let last = t.switches().last().unwrap();
+    assert_eq!((last.device_id, last.p4runtime.port()), (5120, 55120));
+}
