@@ -10,10 +10,10 @@
 //!   [`GreedyPlacer::mark_exhausted`]) is skipped until one of its entries is released.
 //! - **Optimal** ([`PlacementProblem::optimal`]), for a batch: first place as many pairs as
 //!   possible, then minimise the maximum load. Binary search on the load bound `t`; for a given
-//!   `t`, a max-flow (Dinic's algorithm, [`flow`]) over source → path class → switch → sink, where switch
-//!   `s` may take `floor(t · capacity_s) − used_s` more entries, tells whether the best count
-//!   fits. Pairs whose paths cross the same switch set form one class, which shrinks the network
-//!   from one node per pair to one per distinct path.
+//!   `t`, a max-flow (Dinic's algorithm, `placement/flow.rs`) over source → path class → switch
+//!   → sink, where switch `s` may take `floor(t · capacity_s) − used_s` more entries, tells
+//!   whether the best count fits. Pairs whose paths cross the same switch set form one class,
+//!   which shrinks the network from one node per pair to one per distinct path.
 //! - **Naive** ([`PlacementProblem::naive`]): every pair on its first switch, for comparison.
 //!
 //! [`PlacementProblem::report`] compares the three, and the cost of measuring every pair on every

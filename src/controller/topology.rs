@@ -829,7 +829,8 @@ pub const MAX_FAT_TREE_K: u32 = 64;
 ///   to edge i), k/2+1..=k up to cores; core j connects to aggregation j / (k/2) of every pod,
 ///   core port p+1 to pod p, at that aggregation switch's port k/2+1+(j mod k/2);
 /// - server `h<p>_<e>_<s>` (slot s of edge e in pod p), sFlow agent 127.1.0.1 onwards;
-/// - VM `vm<p>_<e>_<s>_<v>`, IPv4 10.0.0.1 onwards in that order, MAC 02:01:<its IPv4 bytes>.
+/// - VM `vm<p>_<e>_<s>_<v>`, IPv4 10.0.0.1 onwards in that order, MAC `02:01:` followed by
+///   its IPv4 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FatTree {
     k: u32,
