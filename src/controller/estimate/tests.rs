@@ -224,7 +224,13 @@ proptest! {
         threshold in 0u64..3000,
     ) {
         let t = reference();
-        let policy = SelectionPolicy { metric: Metric::Packets, threshold, top_k, entry_budget: budget, idle_windows: 2 };
+        let policy = SelectionPolicy {
+            metric: Metric::Packets,
+            threshold,
+            top_k,
+            entry_budget: budget,
+            idle_windows: 2,
+        };
         let mut selector = PairSelector::new(policy).unwrap();
         let mut twin = PairSelector::new(policy).unwrap();
         for pairs in windows {

@@ -202,7 +202,10 @@ mod tests {
         /// Same maximum as petgraph's Dinic; the flow respects capacities and is conserved;
         /// raising capacities and continuing gives the same value as solving from scratch.
         #[test]
-        fn agrees_with_petgraph((nodes, edges) in arb_network(), raise in prop::collection::vec(0u64..4, 30)) {
+        fn agrees_with_petgraph(
+            (nodes, edges) in arb_network(),
+            raise in prop::collection::vec(0u64..4, 30),
+        ) {
             let (source, sink) = (0, nodes - 1);
             let solve_petgraph = |edges: &[(usize, usize, u64)]| {
                 let mut g = petgraph::Graph::<(), u64>::new();
