@@ -11,3 +11,5 @@
 
 pub mod compiler;
 pub mod p4rt;
+pub mod sflow;
+pub mod wire;
