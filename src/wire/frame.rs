@@ -137,7 +137,7 @@ impl<'a> FrameRepr<'a> {
     }
 
     /// Length of the emitted frame in bytes.
-    pub fn len(&self) -> usize {
+    pub fn frame_len(&self) -> usize {
         self.ethernet.header_len() + ipv4::HEADER_LEN + usize::from(self.ipv4.payload_len)
     }
 
@@ -159,7 +159,7 @@ impl<'a> FrameRepr<'a> {
         if self.ipv4.more_frags || self.ipv4.frag_offset != 0 {
             return Err(WireError::Malformed("IPv4 fragment"));
         }
-        let len = self.len();
+        let len = self.frame_len();
         if buf.len() < len {
             return Err(WireError::Truncated);
         }
@@ -185,7 +185,7 @@ impl<'a> FrameRepr<'a> {
 
     /// The frame as a new vector.
     pub fn to_vec(&self) -> Result<Vec<u8>> {
-        let mut buf = vec![0; self.len()];
+        let mut buf = vec![0; self.frame_len()];
         self.emit(&mut buf)?;
         Ok(buf)
     }
@@ -398,7 +398,7 @@ mod tests {
         fn built_frames_round_trip((eth, transport, s, d, payload) in arb_frame()) {
             let f = FrameRepr::new(eth.src_addr, eth.dst_addr, eth.vlan, s.into(), d.into(), transport, &payload).unwrap();
             let bytes = f.to_vec().unwrap();
-            prop_assert_eq!(bytes.len(), f.len());
+            prop_assert_eq!(bytes.len(), f.frame_len());
             prop_assert_eq!(FrameRepr::parse(&bytes).unwrap(), f);
             let summary = HeaderSummary::parse(&bytes).unwrap();
             prop_assert_eq!(summary.ipv4.unwrap().src_addr, Ipv4Addr::from(s));
