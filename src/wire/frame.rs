@@ -127,13 +127,12 @@ impl<'a> FrameRepr<'a> {
         // it: the IPv4 payload length is the option-less transport header plus the payload.
         let mut ipv4 = ipv4;
         ipv4.payload_len = (transport.header_len() + payload.len()) as u16;
-        let parsed = FrameRepr {
+        Ok(FrameRepr {
             ethernet,
             ipv4,
             transport,
             payload,
-        };
-        Ok(parsed)
+        })
     }
 
     /// Length of the emitted frame in bytes.
