@@ -11,3 +11,4 @@
 
 pub mod compiler;
 pub mod p4rt;
+pub mod switch;
