@@ -38,8 +38,8 @@ use crate::p4rt::v1::p4_runtime_server::P4Runtime;
 use crate::p4rt::v1::{
     get_forwarding_pipeline_config_request::ResponseType,
     set_forwarding_pipeline_config_request::Action as SetAction, stream_error,
-    stream_message_request, stream_message_response, write_request::Atomicity,
-    CapabilitiesRequest, CapabilitiesResponse, Error as P4Error, ForwardingPipelineConfig,
+    stream_message_request, stream_message_response, write_request::Atomicity, CapabilitiesRequest,
+    CapabilitiesResponse, Error as P4Error, ForwardingPipelineConfig,
     GetForwardingPipelineConfigRequest, GetForwardingPipelineConfigResponse,
     MasterArbitrationUpdate, PacketOutError, ReadRequest, ReadResponse,
     SetForwardingPipelineConfigRequest, SetForwardingPipelineConfigResponse, StreamError,
@@ -150,7 +150,10 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl P4Runtime for P4RuntimeService {
-    async fn write(&self, request: Request<WriteRequest>) -> Result<Response<WriteResponse>, Status> {
+    async fn write(
+        &self,
+        request: Request<WriteRequest>,
+    ) -> Result<Response<WriteResponse>, Status> {
         let req = request.into_inner();
         self.check_device(req.device_id)?;
         check_role(&req.role, req.role_id)?;
@@ -196,7 +199,10 @@ impl P4Runtime for P4RuntimeService {
 
     type ReadStream = BoxStream<ReadResponse>;
 
-    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
+    async fn read(
+        &self,
+        request: Request<ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
         let req = request.into_inner();
         self.check_device(req.device_id)?;
         check_role(&req.role, 0)?;
@@ -238,7 +244,10 @@ impl P4Runtime for P4RuntimeService {
             .ok()
             .filter(|a| *a != SetAction::Unspecified)
             .ok_or_else(|| {
-                Status::invalid_argument(format!("pipeline config action {} is not valid", req.action))
+                Status::invalid_argument(format!(
+                    "pipeline config action {} is not valid",
+                    req.action
+                ))
             })?;
         let mut slot = self.device.pipeline();
         if !self
@@ -255,10 +264,9 @@ impl P4Runtime for P4RuntimeService {
             (SetAction::Commit, Some(_)) => {
                 return Err(Status::invalid_argument("COMMIT takes no config"))
             }
-            (SetAction::Commit, None) => slot
-                .saved
-                .take()
-                .ok_or_else(|| Status::not_found("no saved config to commit (VERIFY_AND_SAVE first)"))?,
+            (SetAction::Commit, None) => slot.saved.take().ok_or_else(|| {
+                Status::not_found("no saved config to commit (VERIFY_AND_SAVE first)")
+            })?,
             (_, Some(config)) => config,
             (_, None) => {
                 return Err(Status::invalid_argument(format!(
@@ -321,7 +329,10 @@ impl P4Runtime for P4RuntimeService {
                     cookie: c.cookie,
                     ..ForwardingPipelineConfig::default()
                 };
-                if matches!(response_type, ResponseType::All | ResponseType::P4infoAndCookie) {
+                if matches!(
+                    response_type,
+                    ResponseType::All | ResponseType::P4infoAndCookie
+                ) {
                     reply.p4info = c.p4info.clone();
                 }
                 if matches!(
@@ -332,7 +343,9 @@ impl P4Runtime for P4RuntimeService {
                 }
                 reply
             });
-        Ok(Response::new(GetForwardingPipelineConfigResponse { config }))
+        Ok(Response::new(GetForwardingPipelineConfigResponse {
+            config,
+        }))
     }
 
     type StreamChannelStream = BoxStream<StreamMessageResponse>;

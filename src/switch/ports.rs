@@ -257,10 +257,19 @@ mod tests {
         assert!(matches!(err("1@veth0"), PortSpecError::Interface(_)));
         assert!(err("1@veth0").to_string().contains("not supported yet"));
         assert!(matches!(err("veth0"), PortSpecError::Syntax(_)));
-        assert!(matches!(err("511@udp:127.0.0.1:1=127.0.0.1:2"), PortSpecError::PortNumber(_)));
-        assert!(matches!(err("x@udp:127.0.0.1:1=127.0.0.1:2"), PortSpecError::PortNumber(_)));
+        assert!(matches!(
+            err("511@udp:127.0.0.1:1=127.0.0.1:2"),
+            PortSpecError::PortNumber(_)
+        ));
+        assert!(matches!(
+            err("x@udp:127.0.0.1:1=127.0.0.1:2"),
+            PortSpecError::PortNumber(_)
+        ));
         assert!(matches!(err("1@udp:127.0.0.1:1"), PortSpecError::Syntax(_)));
-        assert!(matches!(err("1@udp:127.0.0.1=127.0.0.1:2"), PortSpecError::Address { .. }));
+        assert!(matches!(
+            err("1@udp:127.0.0.1=127.0.0.1:2"),
+            PortSpecError::Address { .. }
+        ));
         assert!(matches!(
             err("1@udp:127.0.0.1:1=10.0.0.1:2"),
             PortSpecError::NotLoopback { .. }
@@ -301,10 +310,11 @@ mod tests {
         peer.send_to(b"frame-in", local).await.unwrap();
         assert!(sender.send(b"frame-out"));
         let mut buf = [0u8; 64];
-        let (n, from) = tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let (n, from) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
         assert_eq!((&buf[..n], from), (&b"frame-out"[..], local));
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
         while sink.0.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {

@@ -213,7 +213,11 @@ pub async fn start(options: SwitchOptions) -> Result<RunningSwitch, StartError> 
     })
 }
 
-async fn idle_scanner(device: Arc<Device>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn idle_scanner(
+    device: Arc<Device>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -78,7 +78,11 @@ impl Sessions {
 
     /// Sends to the primary; false if there is none or its stream is full.
     fn send_to_primary(&self, update: stream_message_response::Update) -> bool {
-        let Some(tx) = self.arbitration.primary().and_then(|p| self.senders.get(&p)) else {
+        let Some(tx) = self
+            .arbitration
+            .primary()
+            .and_then(|p| self.senders.get(&p))
+        else {
             return false;
         };
         tx.try_send(Ok(StreamMessageResponse {
@@ -121,7 +125,9 @@ pub struct Device {
 /// Locks a mutex even if a thread panicked while holding it: the state is still the last one
 /// written, and refusing service forever would be worse.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Device {
@@ -173,10 +179,7 @@ impl Device {
                 active.switch.process(port, frame, &mut outputs);
                 let to_cpu = outputs.iter().any(|(p, _)| Some(p) == self.cpu_port);
                 if to_cpu {
-                    active
-                        .p4rt
-                        .as_ref()
-                        .and_then(|p| p.map.packet_in.clone())
+                    active.p4rt.as_ref().and_then(|p| p.map.packet_in.clone())
                 } else {
                     None
                 }

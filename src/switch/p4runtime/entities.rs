@@ -194,7 +194,9 @@ impl PipelineMap {
             ("externs", p4info.externs.len()),
         ];
         if let Some((what, _)) = unsupported.iter().find(|(_, n)| *n > 0) {
-            return Err(format!("the P4Info declares {what}, which this switch does not support"));
+            return Err(format!(
+                "the P4Info declares {what}, which this switch does not support"
+            ));
         }
         let mut map = PipelineMap {
             tables: Vec::new(),
@@ -304,7 +306,11 @@ impl PipelineMap {
         Ok(map)
     }
 
-    fn map_table(index: &P4InfoIndex, t: &cfg::Table, program: &Program) -> Result<TableMap, String> {
+    fn map_table(
+        index: &P4InfoIndex,
+        t: &cfg::Table,
+        program: &Program,
+    ) -> Result<TableMap, String> {
         let name = name_of(t.preamble.as_ref()).to_string();
         let table = program
             .table_by_name(&name)
@@ -328,7 +334,9 @@ impl PipelineMap {
                 .match_fields
                 .iter()
                 .find(|m| m.name == key.name)
-                .ok_or_else(|| format!("table `{name}`: key `{}` is not in the P4Info", key.name))?;
+                .ok_or_else(|| {
+                    format!("table `{name}`: key `{}` is not in the P4Info", key.name)
+                })?;
             let what = format!("table `{name}`, match field `{}`", mf.name);
             let width = p4info_width(mf.bitwidth, &what)?;
             let p4info_kind = match mf.r#match {
@@ -483,7 +491,10 @@ impl TableMap {
                 .iter()
                 .position(|f| f.id == m.field_id)
                 .ok_or_else(|| {
-                    invalid(format!("table `{}` has no match field with id {}", self.name, m.field_id))
+                    invalid(format!(
+                        "table `{}` has no match field with id {}",
+                        self.name, m.field_id
+                    ))
                 })?;
             if given[position].is_some() {
                 return Err(invalid(format!(
@@ -538,7 +549,10 @@ impl TableMap {
         };
         Ok(match (f.kind, m) {
             (MatchKind::Exact | MatchKind::Valid, None) => {
-                return Err(invalid(format!("{}: exact fields cannot be omitted", what())))
+                return Err(invalid(format!(
+                    "{}: exact fields cannot be omitted",
+                    what()
+                )))
             }
             (MatchKind::Exact | MatchKind::Valid, Some(F::Exact(e))) => {
                 MatchValue::Exact(decode(&e.value, width, what)?)
@@ -622,7 +636,9 @@ impl TableMap {
             .filter_map(|(f, m)| {
                 let w = f.width;
                 let value = match *m {
-                    MatchValue::Exact(v) => F::Exact(field_match::Exact { value: encode(v, w) }),
+                    MatchValue::Exact(v) => F::Exact(field_match::Exact {
+                        value: encode(v, w),
+                    }),
                     MatchValue::Lpm { prefix_len: 0, .. } => return None,
                     MatchValue::Lpm { value, prefix_len } => F::Lpm(field_match::Lpm {
                         value: encode(value, w),
@@ -639,9 +655,9 @@ impl TableMap {
                         high: encode(high, w),
                     }),
                     MatchValue::Optional(None) => return None,
-                    MatchValue::Optional(Some(v)) => {
-                        F::Optional(field_match::Optional { value: encode(v, w) })
-                    }
+                    MatchValue::Optional(Some(v)) => F::Optional(field_match::Optional {
+                        value: encode(v, w),
+                    }),
                 };
                 Some(FieldMatch {
                     field_id: f.id,
@@ -672,20 +688,33 @@ impl TableMap {
         if default && am.scope == Scope::TableOnly {
             return Err(EntityError::new(
                 Code::PermissionDenied,
-                format!("action `{}` may not be the default action of table `{}`", am.name, self.name),
+                format!(
+                    "action `{}` may not be the default action of table `{}`",
+                    am.name, self.name
+                ),
             ));
         }
         if !default && am.scope == Scope::DefaultOnly {
             return Err(EntityError::new(
                 Code::PermissionDenied,
-                format!("action `{}` may only be the default action of table `{}`", am.name, self.name),
+                format!(
+                    "action `{}` may only be the default action of table `{}`",
+                    am.name, self.name
+                ),
             ));
         }
         let mut args: Vec<Option<u128>> = vec![None; am.params.len()];
         for p in &a.params {
-            let position = am.params.iter().position(|m| m.id == p.param_id).ok_or_else(|| {
-                invalid(format!("action `{}` has no parameter with id {}", am.name, p.param_id))
-            })?;
+            let position = am
+                .params
+                .iter()
+                .position(|m| m.id == p.param_id)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "action `{}` has no parameter with id {}",
+                        am.name, p.param_id
+                    ))
+                })?;
             let pm = &am.params[position];
             if args[position].is_some() {
                 return Err(invalid(format!(
@@ -702,7 +731,10 @@ impl TableMap {
             .zip(&am.params)
             .map(|(v, pm)| {
                 v.ok_or_else(|| {
-                    invalid(format!("action `{}`: parameter `{}` is missing", am.name, pm.name))
+                    invalid(format!(
+                        "action `{}`: parameter `{}` is missing",
+                        am.name, pm.name
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -734,7 +766,10 @@ impl TableMap {
 }
 
 fn counter_value(data: &CounterData) -> Result<CounterValue, EntityError> {
-    match (u64::try_from(data.packet_count), u64::try_from(data.byte_count)) {
+    match (
+        u64::try_from(data.packet_count),
+        u64::try_from(data.byte_count),
+    ) {
         (Ok(packets), Ok(bytes)) => Ok(CounterValue { packets, bytes }),
         _ => Err(invalid("counter values cannot be negative")),
     }
@@ -748,7 +783,11 @@ fn counter_data(value: CounterValue) -> CounterData {
 }
 
 /// The cells an `Index` selects: all when unset.
-fn cells(index: Option<&Index>, size: usize, what: &str) -> Result<std::ops::Range<usize>, EntityError> {
+fn cells(
+    index: Option<&Index>,
+    size: usize,
+    what: &str,
+) -> Result<std::ops::Range<usize>, EntityError> {
     match index {
         None => Ok(0..size),
         Some(i) => {
@@ -844,7 +883,12 @@ impl P4rtState {
         let kind = update::Type::try_from(update.r#type)
             .ok()
             .filter(|k| *k != update::Type::Unspecified)
-            .ok_or_else(|| invalid(format!("update type {} is not INSERT, MODIFY or DELETE", update.r#type)))?;
+            .ok_or_else(|| {
+                invalid(format!(
+                    "update type {} is not INSERT, MODIFY or DELETE",
+                    update.r#type
+                ))
+            })?;
         let e = update
             .entity
             .as_ref()
@@ -887,7 +931,10 @@ impl P4rtState {
             return Err(invalid("idle_timeout_ns cannot be negative"));
         }
         if e.idle_timeout_ns > 0 && !t.support_timeout {
-            return Err(invalid(format!("table `{}` does not support idle timeouts", t.name)));
+            return Err(invalid(format!(
+                "table `{}` does not support idle timeouts",
+                t.name
+            )));
         }
         if e.counter_data.is_some() && !t.direct_counter {
             return Err(invalid(format!("table `{}` has no direct counter", t.name)));
@@ -1011,7 +1058,11 @@ impl P4rtState {
             return Err(invalid("counter entries can only be modified"));
         }
         let counter = self.map.counter(c.counter_id)?;
-        let range = cells(c.index.as_ref(), counter.size, &format!("counter `{}`", counter.name))?;
+        let range = cells(
+            c.index.as_ref(),
+            counter.size,
+            &format!("counter `{}`", counter.name),
+        )?;
         if let Some(data) = &c.data {
             let value = counter_value(data)?;
             for i in range {
@@ -1034,7 +1085,9 @@ impl P4rtState {
         let what = format!("register `{}`", register.name);
         let range = cells(r.index.as_ref(), register.size, &what)?;
         let value = match r.data.as_ref().and_then(|d| d.data.as_ref()) {
-            Some(p4_data::Data::Bitstring(bytes)) => decode(bytes, register.width, || what.clone())?,
+            Some(p4_data::Data::Bitstring(bytes)) => {
+                decode(bytes, register.width, || what.clone())?
+            }
             Some(_) => return Err(invalid(format!("{what}: data must be a bitstring"))),
             None => return Err(invalid(format!("{what}: a register write needs data"))),
         };
@@ -1068,7 +1121,11 @@ impl P4rtState {
                 if s.packet_length_bytes > 0 {
                     return Err(unsupported("truncating clones (packet_length_bytes > 0)"));
                 }
-                let replicas = s.replicas.iter().map(replica).collect::<Result<Vec<_>, _>>()?;
+                let replicas = s
+                    .replicas
+                    .iter()
+                    .map(replica)
+                    .collect::<Result<Vec<_>, _>>()?;
                 switch.set_clone_session(id, replicas)?;
                 self.clone_sessions.insert(id, s.clone());
                 Ok(())
@@ -1076,7 +1133,9 @@ impl P4rtState {
             Some(pre::Type::MulticastGroupEntry(g)) => {
                 let id = g.multicast_group_id;
                 if id == 0 {
-                    return Err(invalid("multicast group id 0 is reserved for wildcard reads"));
+                    return Err(invalid(
+                        "multicast group id 0 is reserved for wildcard reads",
+                    ));
                 }
                 let exists = self.multicast_groups.contains_key(&id);
                 check_existence(kind, exists, || format!("multicast group {id}"))?;
@@ -1085,7 +1144,11 @@ impl P4rtState {
                     switch.remove_multicast_group(id);
                     return Ok(());
                 }
-                let replicas = g.replicas.iter().map(replica).collect::<Result<Vec<_>, _>>()?;
+                let replicas = g
+                    .replicas
+                    .iter()
+                    .map(replica)
+                    .collect::<Result<Vec<_>, _>>()?;
                 switch.set_multicast_group(id, replicas);
                 self.multicast_groups.insert(id, g.clone());
                 Ok(())
@@ -1097,9 +1160,18 @@ impl P4rtState {
     // --------------------------------------------------------------------------- reads
 
     /// Answers one entity of a Read batch, appending what it selects to `out`.
-    pub fn read(&self, switch: &mut Switch, query: &Entity, out: &mut Vec<Entity>) -> Result<(), EntityError> {
+    pub fn read(
+        &self,
+        switch: &mut Switch,
+        query: &Entity,
+        out: &mut Vec<Entity>,
+    ) -> Result<(), EntityError> {
         use entity::Entity as E;
-        match query.entity.as_ref().ok_or_else(|| invalid("the entity is empty"))? {
+        match query
+            .entity
+            .as_ref()
+            .ok_or_else(|| invalid("the entity is empty"))?
+        {
             E::TableEntry(q) => self.read_table_entries(switch, q, out),
             E::DirectCounterEntry(q) => self.read_direct_counters(switch, q, out),
             E::CounterEntry(q) => self.read_counters(switch, q, out),
@@ -1111,9 +1183,10 @@ impl P4rtState {
             E::ActionProfileMember(q) => none_or_unknown(q.action_profile_id, "action profile"),
             E::ActionProfileGroup(q) => none_or_unknown(q.action_profile_id, "action profile"),
             E::MeterEntry(q) => none_or_unknown(q.meter_id, "meter"),
-            E::DirectMeterEntry(q) => {
-                none_or_unknown(q.table_entry.as_ref().map_or(0, |t| t.table_id), "direct meter")
-            }
+            E::DirectMeterEntry(q) => none_or_unknown(
+                q.table_entry.as_ref().map_or(0, |t| t.table_id),
+                "direct meter",
+            ),
             E::ValueSetEntry(q) => none_or_unknown(q.value_set_id, "value set"),
             E::DigestEntry(q) => none_or_unknown(q.digest_id, "digest"),
         }
@@ -1143,7 +1216,9 @@ impl P4rtState {
         };
         for t in self.tables_of(q.table_id)? {
             if q.is_default_action {
-                out.push(entity(entity::Entity::TableEntry(default_entry(t, switch)?)));
+                out.push(entity(entity::Entity::TableEntry(default_entry(
+                    t, switch,
+                )?)));
                 continue;
             }
             let now = switch.now_ns();
@@ -1152,7 +1227,11 @@ impl P4rtState {
                     key: stored.entry.key.clone(),
                     priority: stored.entry.priority,
                 };
-                let extras = self.extras.get(&(t.table, key)).cloned().unwrap_or_default();
+                let extras = self
+                    .extras
+                    .get(&(t.table, key))
+                    .cloned()
+                    .unwrap_or_default();
                 let wanted = (q.priority == 0 || q.priority == stored.entry.priority)
                     && (q.controller_metadata == 0
                         || q.controller_metadata == extras.controller_metadata)
@@ -1188,7 +1267,13 @@ impl P4rtState {
     }
 
     /// The P4Runtime form of a stored entry: key, action, priority, metadata, idle timeout.
-    fn entry(&self, t: &TableMap, switch: &Switch, stored: &StoredEntry, extras: EntryExtras) -> TableEntry {
+    fn entry(
+        &self,
+        t: &TableMap,
+        switch: &Switch,
+        stored: &StoredEntry,
+        extras: EntryExtras,
+    ) -> TableEntry {
         TableEntry {
             table_id: t.id,
             r#match: t.matches(&stored.entry.key),
@@ -1220,7 +1305,10 @@ impl P4rtState {
         }
         let tables = self.tables_of(query.table_id)?;
         if query.table_id != 0 && !tables[0].direct_counter {
-            return Err(invalid(format!("table `{}` has no direct counter", tables[0].name)));
+            return Err(invalid(format!(
+                "table `{}` has no direct counter",
+                tables[0].name
+            )));
         }
         for t in tables.into_iter().filter(|t| t.direct_counter) {
             let mut emit = |stored: &StoredEntry| {
@@ -1228,18 +1316,24 @@ impl P4rtState {
                     key: stored.entry.key.clone(),
                     priority: stored.entry.priority,
                 };
-                let extras = self.extras.get(&(t.table, key)).cloned().unwrap_or_default();
-                out.push(entity(entity::Entity::DirectCounterEntry(DirectCounterEntry {
-                    table_entry: Some(TableEntry {
-                        table_id: t.id,
-                        r#match: t.matches(&stored.entry.key),
-                        priority: stored.entry.priority,
-                        controller_metadata: extras.controller_metadata,
-                        metadata: extras.metadata,
-                        ..TableEntry::default()
-                    }),
-                    data: Some(counter_data(stored.counter)),
-                })));
+                let extras = self
+                    .extras
+                    .get(&(t.table, key))
+                    .cloned()
+                    .unwrap_or_default();
+                out.push(entity(entity::Entity::DirectCounterEntry(
+                    DirectCounterEntry {
+                        table_entry: Some(TableEntry {
+                            table_id: t.id,
+                            r#match: t.matches(&stored.entry.key),
+                            priority: stored.entry.priority,
+                            controller_metadata: extras.controller_metadata,
+                            metadata: extras.metadata,
+                            ..TableEntry::default()
+                        }),
+                        data: Some(counter_data(stored.counter)),
+                    },
+                )));
             };
             if query.r#match.is_empty() {
                 switch.entries(t.table)?.iter().for_each(&mut emit);
@@ -1251,14 +1345,23 @@ impl P4rtState {
         Ok(())
     }
 
-    fn read_counters(&self, switch: &mut Switch, q: &CounterEntry, out: &mut Vec<Entity>) -> Result<(), EntityError> {
+    fn read_counters(
+        &self,
+        switch: &mut Switch,
+        q: &CounterEntry,
+        out: &mut Vec<Entity>,
+    ) -> Result<(), EntityError> {
         let counters: Vec<&ArrayMap> = if q.counter_id == 0 {
             self.map.counters.iter().collect()
         } else {
             vec![self.map.counter(q.counter_id)?]
         };
         for c in counters {
-            let index = if q.counter_id == 0 { None } else { q.index.as_ref() };
+            let index = if q.counter_id == 0 {
+                None
+            } else {
+                q.index.as_ref()
+            };
             for i in cells(index, c.size, &format!("counter `{}`", c.name))? {
                 let value = switch.read_counter(c.array, i)?;
                 out.push(entity(entity::Entity::CounterEntry(CounterEntry {
@@ -1271,14 +1374,23 @@ impl P4rtState {
         Ok(())
     }
 
-    fn read_registers(&self, switch: &mut Switch, q: &RegisterEntry, out: &mut Vec<Entity>) -> Result<(), EntityError> {
+    fn read_registers(
+        &self,
+        switch: &mut Switch,
+        q: &RegisterEntry,
+        out: &mut Vec<Entity>,
+    ) -> Result<(), EntityError> {
         let registers: Vec<&ArrayMap> = if q.register_id == 0 {
             self.map.registers.iter().collect()
         } else {
             vec![self.map.register(q.register_id)?]
         };
         for r in registers {
-            let index = if q.register_id == 0 { None } else { q.index.as_ref() };
+            let index = if q.register_id == 0 {
+                None
+            } else {
+                q.index.as_ref()
+            };
             for i in cells(index, r.size, &format!("register `{}`", r.name))? {
                 let value = switch.read_register(r.array, i)?;
                 out.push(entity(entity::Entity::RegisterEntry(RegisterEntry {
@@ -1293,11 +1405,15 @@ impl P4rtState {
         Ok(())
     }
 
-    fn read_pre(&self, q: &PacketReplicationEngineEntry, out: &mut Vec<Entity>) -> Result<(), EntityError> {
+    fn read_pre(
+        &self,
+        q: &PacketReplicationEngineEntry,
+        out: &mut Vec<Entity>,
+    ) -> Result<(), EntityError> {
         let wrap = |t: pre::Type| {
-            entity(entity::Entity::PacketReplicationEngineEntry(PacketReplicationEngineEntry {
-                r#type: Some(t),
-            }))
+            entity(entity::Entity::PacketReplicationEngineEntry(
+                PacketReplicationEngineEntry { r#type: Some(t) },
+            ))
         };
         match &q.r#type {
             Some(pre::Type::CloneSessionEntry(s)) => {
@@ -1328,13 +1444,22 @@ impl P4rtState {
         let expired = switch.idle_timeouts(now);
         let mut by_table: BTreeMap<u32, Vec<TableEntry>> = BTreeMap::new();
         for x in expired {
-            let Some(t) = self.map.table_by_index.get(&x.table).map(|&i| &self.map.tables[i]) else {
+            let Some(t) = self
+                .map
+                .table_by_index
+                .get(&x.table)
+                .map(|&i| &self.map.tables[i])
+            else {
                 continue;
             };
             let Ok(stored) = switch.entry(x.table, &x.key) else {
                 continue;
             };
-            let extras = self.extras.get(&(x.table, x.key.clone())).cloned().unwrap_or_default();
+            let extras = self
+                .extras
+                .get(&(x.table, x.key.clone()))
+                .cloned()
+                .unwrap_or_default();
             let mut e = self.entry(t, switch, stored, extras);
             e.action = None;
             e.is_const = false;
@@ -1381,7 +1506,9 @@ fn write_default_entry(
 }
 
 fn default_entry(t: &TableMap, switch: &Switch) -> Result<TableEntry, EntityError> {
-    let action = switch.default_action(t.table)?.and_then(|call| t.action(call));
+    let action = switch
+        .default_action(t.table)?
+        .and_then(|call| t.action(call));
     Ok(TableEntry {
         table_id: t.id,
         action,
@@ -1396,24 +1523,32 @@ fn check_existence(
     what: impl FnOnce() -> String,
 ) -> Result<(), EntityError> {
     match (kind, exists) {
-        (update::Type::Insert, true) => {
-            Err(EntityError::new(Code::AlreadyExists, format!("{} already exists", what())))
-        }
-        (update::Type::Modify | update::Type::Delete, false) => {
-            Err(EntityError::new(Code::NotFound, format!("{} does not exist", what())))
-        }
+        (update::Type::Insert, true) => Err(EntityError::new(
+            Code::AlreadyExists,
+            format!("{} already exists", what()),
+        )),
+        (update::Type::Modify | update::Type::Delete, false) => Err(EntityError::new(
+            Code::NotFound,
+            format!("{} does not exist", what()),
+        )),
         _ => Ok(()),
     }
 }
 
 fn unsupported(what: &str) -> EntityError {
-    EntityError::new(Code::Unimplemented, format!("this switch does not support {what}"))
+    EntityError::new(
+        Code::Unimplemented,
+        format!("this switch does not support {what}"),
+    )
 }
 
 fn none_or_unknown(id: u32, what: &str) -> Result<(), EntityError> {
     if id == 0 {
         Ok(())
     } else {
-        Err(EntityError::new(Code::NotFound, format!("no {what} with id {id}")))
+        Err(EntityError::new(
+            Code::NotFound,
+            format!("no {what} with id {id}"),
+        ))
     }
 }

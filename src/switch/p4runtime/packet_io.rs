@@ -15,7 +15,9 @@ use crate::p4rt::v1::PacketMetadata;
 /// A P4Info controller header this switch cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ControllerHeaderError {
-    #[error("controller header `{header}`, field `{field}`: bitwidth {bitwidth} is not in 1..=128")]
+    #[error(
+        "controller header `{header}`, field `{field}`: bitwidth {bitwidth} is not in 1..=128"
+    )]
     Width {
         header: String,
         field: String,
@@ -101,13 +103,12 @@ impl ControllerHeader {
             if values[position].is_some() {
                 return Err(MetadataError::Duplicate(field.name.clone()));
             }
-            let value =
-                bytestring::decode(&m.value, field.bitwidth).map_err(|source| {
-                    MetadataError::Value {
-                        name: field.name.clone(),
-                        source,
-                    }
-                })?;
+            let value = bytestring::decode(&m.value, field.bitwidth).map_err(|source| {
+                MetadataError::Value {
+                    name: field.name.clone(),
+                    source,
+                }
+            })?;
             values[position] = Some(value);
         }
         let start = out.len();
