@@ -1168,3 +1168,96 @@ async fn idle_timeout_notifies_the_primary_once_and_keeps_the_entry() {
     assert_eq!(again.table_entry.len(), 1);
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn packet_out_enters_on_the_cpu_port_and_packet_in_reaches_the_primary() {
+    let mut options = SwitchOptions::new(DEVICE, "127.0.0.1:0".parse().unwrap());
+    options.channel_ports = vec![0, 1];
+    options.cpu_port = Some(255);
+    let mut running = start(options).await.unwrap();
+    let mut client = P4RuntimeClient::connect(format!("http://{}", running.grpc_addr))
+        .await
+        .unwrap();
+    let (mut primary, code) = Controller::join(&mut client, 10).await;
+    assert_eq!(code, OK);
+    let (mut backup, code) = Controller::join(&mut client, 2).await;
+    assert_eq!(code, Code::AlreadyExists as i32);
+    let (p4info, json) = fixture("ref2_ternary_counters");
+    let ids = ids(&P4InfoIndex::new(p4info.clone()).unwrap());
+    client
+        .set_forwarding_pipeline_config(set_request(
+            10,
+            SetAction::VerifyAndCommit,
+            Some(config(p4info, json, 1)),
+        ))
+        .await
+        .unwrap();
+    // UDP to port 53 from 10/8 goes to port 1; to 192.0.2.0/24 goes to the CPU port.
+    let to_port1 = TableEntry {
+        table_id: ids.acl,
+        r#match: vec![ternary(3, &[0x35], &[0xff, 0xff])],
+        action: action(ids.permit, &[(1, &[1])]),
+        priority: 10,
+        ..Default::default()
+    };
+    let to_cpu = TableEntry {
+        table_id: ids.acl,
+        r#match: vec![ternary(2, &[0xc0, 0, 2, 0], &[0xff, 0xff, 0xff, 0])],
+        action: action(ids.permit, &[(1, &[0x00, 0xff])]),
+        priority: 5,
+        ..Default::default()
+    };
+    use update::Type::Insert;
+    write(
+        &mut client,
+        10,
+        vec![table_update(Insert, to_port1), table_update(Insert, to_cpu)],
+    )
+    .await
+    .unwrap();
+
+    let dns = frame("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101");
+    let packet_out = |payload: Vec<u8>| StreamMessageRequest {
+        update: Some(stream_message_request::Update::Packet(PacketOut {
+            payload,
+            metadata: vec![],
+        })),
+    };
+    // A backup may not send packets: a stream error, and nothing comes out.
+    backup.tx.send(packet_out(dns.clone())).await.unwrap();
+    match backup.next().await.unwrap().update {
+        Some(stream_message_response::Update::Error(e)) => {
+            assert_eq!(e.canonical_code, Code::PermissionDenied as i32);
+            assert!(matches!(
+                e.details,
+                Some(stream_error::Details::PacketOut(_))
+            ));
+        }
+        other => panic!("expected a stream error, got {other:?}"),
+    }
+    // The primary's packet enters the pipeline on the CPU port and is forwarded to port 1.
+    primary.tx.send(packet_out(dns.clone())).await.unwrap();
+    let port1 = running.channel_ports.get_mut(&1).unwrap();
+    let out = tokio::time::timeout(WAIT, port1.from_switch.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, dns);
+
+    // A frame the program sends to the CPU port becomes a PacketIn for the primary only.
+    let to_doc = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
+    running.channel_ports[&0]
+        .to_switch
+        .send(to_doc.clone())
+        .await
+        .unwrap();
+    match primary.next().await.unwrap().update {
+        Some(stream_message_response::Update::Packet(p)) => {
+            assert_eq!((p.payload, p.metadata), (to_doc, vec![]));
+        }
+        other => panic!("expected a packet-in, got {other:?}"),
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(100), backup.rx.message()).await;
+    assert!(quiet.is_err(), "the backup got {quiet:?}");
+    running.shutdown().await.unwrap();
+}
