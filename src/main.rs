@@ -1,7 +1,7 @@
 //! The `vmdep` command line: one binary, one subcommand per part of the system.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -26,6 +26,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compile a P4_16 v1model program to bmv2 JSON and a P4Info
+    /// (DIR/NAME.json, DIR/NAME.p4info.txtpb, DIR/NAME.p4info.bin).
+    Compile {
+        /// The P4 source file.
+        file: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(short = 'o', long = "out-dir", default_value = ".")]
+        out_dir: PathBuf,
+    },
     /// A bmv2-compatible software switch served over P4Runtime (simple_switch_grpc's role).
     Switch(SwitchArgs),
 }
@@ -76,10 +85,12 @@ struct TrailingTargetArgs {
 const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9559";
 
 fn log_filter(cli: &Cli) -> EnvFilter {
-    let Command::Switch(args) = &cli.command;
-    match &args.log_level {
-        Some(level) => EnvFilter::new(format!("vmdep={level}")),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log)),
+    match &cli.command {
+        Command::Switch(SwitchArgs {
+            log_level: Some(level),
+            ..
+        }) => EnvFilter::new(format!("vmdep={level}")),
+        _ => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log)),
     }
 }
 
@@ -145,8 +156,50 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(log_filter(&cli))
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Switch(args) => runtime.block_on(run_switch(args)),
+        Command::Compile { file, out_dir } => compile(&file, &out_dir),
+        Command::Switch(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(run_switch(args)),
     }
+}
+
+fn compile(file: &Path, out_dir: &Path) -> anyhow::Result<()> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file.display().to_string();
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.clone());
+    let out = match vmdep::compiler::compile(&source, &file_name) {
+        Ok(out) => out,
+        Err(diags) => {
+            eprint!("{}", diags.render(&name, &source));
+            eprintln!("{}: {}", name, diags);
+            std::process::exit(1);
+        }
+    };
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "program".into());
+    let json_path = out_dir.join(format!("{stem}.json"));
+    std::fs::write(&json_path, &out.bmv2_json)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
+    let text_path = out_dir.join(format!("{stem}.p4info.txtpb"));
+    std::fs::write(&text_path, out.p4info_text())
+        .with_context(|| format!("cannot write {}", text_path.display()))?;
+    let bin_path = out_dir.join(format!("{stem}.p4info.bin"));
+    std::fs::write(&bin_path, out.p4info_binary())
+        .with_context(|| format!("cannot write {}", bin_path.display()))?;
+    tracing::info!(
+        json = %json_path.display(),
+        p4info = %text_path.display(),
+        "compiled {}",
+        file.display()
+    );
+    Ok(())
 }

@@ -512,3 +512,37 @@ proptest! {
         }
     }
 }
+
+/// ref1 with its start state selecting on a lookahead of the byte after Ethernet (0x45 → IPv4)
+/// instead of the EtherType, and no default transition.
+fn lookahead_ref1() -> Switch {
+    load_modified("ref1_lpm_checksum", |v| {
+        let start = &mut v["parsers"][0]["parse_states"][0];
+        start["transition_key"] = json!([{"type": "lookahead", "value": [0, 8]}]);
+        start["transitions"] = json!([
+            {"type": "hexstr", "value": "0x45", "mask": null, "next_state": "parse_ip"}
+        ]);
+    })
+    .unwrap()
+}
+
+#[test]
+fn lookahead_select_and_no_match() {
+    let mut sw = lookahead_ref1();
+    let t = sw.program().table_by_name("Ing.routes").unwrap();
+    sw.insert_entry(t, route(&sw, 0, 0, 1)).unwrap();
+    let mut out = Outputs::new();
+    let mut frame = udp_frame([10, 0, 0, 2], 9);
+    frame[12] = 0x12; // the EtherType no longer matters
+    sw.process(0, &frame, &mut out);
+    assert_eq!(out.len(), 1, "0x45 after Ethernet parses as IPv4");
+    assert_eq!(sw.stats().parser_errors, 0);
+    frame[14] = 0x46;
+    sw.process(0, &frame, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(sw.stats().parser_errors, 1, "NoMatch");
+    assert_eq!(sw.stats().packet_too_short, 0);
+    // Exactly an Ethernet header: the lookahead runs past the end.
+    sw.process(0, &frame[..14], &mut out);
+    assert_eq!(sw.stats().packet_too_short, 1);
+}

@@ -1277,6 +1277,12 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
 
 /// Reads `width` (≤ 128) bits starting at bit `bit` (MSB first); the caller checked the bounds.
 fn read_bits(buf: &[u8], bit: usize, width: u32) -> u128 {
+    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
+        let start = bit / 8;
+        return buf[start..start + (width / 8) as usize]
+            .iter()
+            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    }
     let mut v = 0u128;
     let mut pos = bit;
     let mut remaining = width as usize;
@@ -1295,6 +1301,12 @@ fn read_bits(buf: &[u8], bit: usize, width: u32) -> u128 {
 
 /// Writes the low `width` bits of `v` at bit `bit` (MSB first); the caller sized the buffer.
 fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
+    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
+        let (start, n) = (bit / 8, (width / 8) as usize);
+        let bytes = v.to_be_bytes();
+        buf[start..start + n].copy_from_slice(&bytes[16 - n..]);
+        return;
+    }
     let mut pos = bit;
     let mut remaining = width as usize;
     while remaining > 0 {
