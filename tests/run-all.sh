@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 echo "== installing test peers (PyPI: tests/python/requirements.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 
+echo "== installing p4runtime-shell into target/p4rt-shell-venv (tests/python/p4rt-shell-requirements.txt)"
+python3 -m venv target/p4rt-shell-venv
+target/p4rt-shell-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r tests/python/p4rt-shell-requirements.txt
+
 echo "== cargo fmt --check"
 cargo fmt --check
 
