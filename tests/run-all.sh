@@ -4,13 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== installing test peers (PyPI: tests/python/requirements.txt)"
-python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
-
-echo "== installing p4runtime-shell into target/p4rt-shell-venv (tests/python/p4rt-shell-requirements.txt)"
-python3 -m venv target/p4rt-shell-venv
-target/p4rt-shell-venv/bin/python -m pip install --quiet --disable-pip-version-check \
-    -r tests/python/p4rt-shell-requirements.txt
+echo "== installing test peers into target/py-venv (PyPI: tests/python/requirements.txt)"
+python3 -m venv target/py-venv
+target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r tests/python/requirements.txt
 
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -3,8 +3,8 @@
 //! this test sends ref2's frames through UDP wires on loopback, checks the frames that come out,
 //! and p4runtime-shell reads the direct and indexed counters back with exact counts.
 //!
-//! p4runtime-shell lives in its own venv, target/p4rt-shell-venv, which tests/run-all.sh creates
-//! from tests/python/p4rt-shell-requirements.txt (VMDEP_P4RT_SHELL_PYTHON overrides the path).
+//! p4runtime-shell lives in the test venv, target/py-venv, which tests/run-all.sh creates from
+//! tests/python/requirements.txt (VMDEP_PYTHON overrides the interpreter).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, UdpSocket};
@@ -15,17 +15,14 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn python() -> String {
-    if let Ok(path) = std::env::var("VMDEP_P4RT_SHELL_PYTHON") {
+    if let Ok(path) = std::env::var("VMDEP_PYTHON") {
         return path;
     }
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/p4rt-shell-venv/bin/python"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python");
     assert!(
         std::path::Path::new(path).exists(),
-        "{path} is missing: create it with\n  python3 -m venv target/p4rt-shell-venv && \
-         target/p4rt-shell-venv/bin/pip install -r tests/python/p4rt-shell-requirements.txt\n\
+        "{path} is missing: create it with\n  python3 -m venv target/py-venv && \
+         target/py-venv/bin/pip install -r tests/python/requirements.txt\n\
          (tests/run-all.sh does this)"
     );
     path.to_string()
