@@ -12,4 +12,5 @@
 pub mod compiler;
 pub mod p4rt;
 pub mod sflow;
+pub mod switch;
 pub mod wire;

@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== installing test peers (PyPI: tests/python/requirements.txt)"
-python3 -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+echo "== installing test peers into target/py-venv (PyPI: tests/python/requirements.txt)"
+python3 -m venv target/py-venv
+target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -r tests/python/requirements.txt
 
 echo "== cargo fmt --check"
 cargo fmt --check

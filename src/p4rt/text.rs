@@ -286,7 +286,10 @@ mod reference_tests {
     /// parses back equal.
     #[test]
     fn p4c_reference_p4infos_round_trip() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/p4c-reference/p4c-out");
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/p4c-reference/p4c-out"
+        );
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

@@ -1,0 +1,1343 @@
+//! The switch: runtime state (table entries, counters, registers, clone sessions, multicast
+//! groups, statistics), frame processing with v1model semantics as simple_switch implements them,
+//! and the runtime API the P4Runtime server sits on.
+//!
+//! Per frame: parser → checksum verification → ingress → (I2E clones) → multicast or unicast →
+//! egress → checksum update → deparser. Semantics worth knowing:
+//! - A parser error does not drop the frame: as in bmv2's v1model, parsing stops, the header being
+//!   extracted stays invalid, `standard_metadata.parser_error` carries the error code, and ingress
+//!   runs (programs drop on `parser_error != NoError`, as ref4 does). The frame is counted in
+//!   `Stats::parser_errors`.
+//! - `egress_spec == 511` at the end of ingress (`mark_to_drop`) drops the frame, and so does 511
+//!   at the end of egress. `mcast_grp != 0` replicates to a multicast group instead.
+//! - An I2E clone re-parses the frame as received (so it carries none of ingress's changes),
+//!   copies the clone's field list from the end of ingress, and enters egress with
+//!   `instance_type = 1` on each port of the clone session.
+//! - Direct and indexed counters count the whole frame as received (no FCS).
+//!
+//! Concurrency: every method takes `&mut self`; the caller serializes (a mutex around the switch).
+//! Nothing is allocated per frame once the scratch buffers have grown.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Instant;
+
+use super::pipeline::{
+    width_mask, BinOp, CalcInput, Expr, LoadError, MatchKind, Node, ParserOp, Primitive, Program,
+    SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
+};
+use super::table::{
+    check_action, check_entry, ActionCall, CounterValue, EntryKey, MatchValue, RuntimeError,
+    StoredEntry, TableEntry, TableState,
+};
+
+/// v1model's drop port (`mark_to_drop` sets `egress_spec` to it).
+pub const DROP_PORT: u128 = 511;
+/// `standard_metadata.instance_type` values, as bmv2's simple_switch sets them.
+pub const INSTANCE_NORMAL: u128 = 0;
+pub const INSTANCE_INGRESS_CLONE: u128 = 1;
+pub const INSTANCE_REPLICATION: u128 = 5;
+
+/// One copy a clone session or multicast group makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    pub port: u32,
+    /// The replica's instance (`egress_rid`).
+    pub instance: u32,
+}
+
+/// Per-switch frame statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_out: u64,
+    pub bytes_out: u64,
+    /// Frames whose parser ended in an error (they still run ingress; see the module doc).
+    pub parser_errors: u64,
+    /// Of those, frames shorter than a header the parser extracted.
+    pub packet_too_short: u64,
+    /// Frames whose checksum verification failed.
+    pub checksum_errors: u64,
+    /// Dropped at the end of ingress (`egress_spec == 511`).
+    pub dropped_ingress: u64,
+    /// Dropped at the end of egress (`mark_to_drop` in egress).
+    pub dropped_egress: u64,
+    /// Dropped by a failed `assert`/`assume`.
+    pub dropped_assert: u64,
+    /// Multicast to a group that does not exist.
+    pub dropped_no_multicast_group: u64,
+    /// Clones requested to a session that does not exist.
+    pub clones_no_session: u64,
+    /// Counter, register or clone accesses with an out-of-range index (ignored, as a no-op).
+    pub index_out_of_range: u64,
+}
+
+/// The frames one `process` call sent, in order, sharing one byte buffer.
+#[derive(Debug, Default, Clone)]
+pub struct Outputs {
+    bytes: Vec<u8>,
+    frames: Vec<(u32, Range<usize>)>,
+}
+
+impl Outputs {
+    pub fn new() -> Outputs {
+        Outputs::default()
+    }
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+    }
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+    /// `(egress port, frame)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[u8])> {
+        self.frames
+            .iter()
+            .map(|(port, r)| (*port, &self.bytes[r.clone()]))
+    }
+}
+
+/// An entry whose idle timeout expired (reported once until it is hit again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleTimeout {
+    pub table: usize,
+    pub key: EntryKey,
+}
+
+/// Header values and validity of one packet: one slot per field of every header.
+#[derive(Debug, Clone, Default)]
+struct Phv {
+    values: Vec<u128>,
+    valid: Vec<bool>,
+}
+
+impl Phv {
+    fn reset(&mut self, p: &Program) {
+        self.values.clear();
+        self.values.resize(p.slot_count, 0);
+        self.valid.clear();
+        self.valid.extend(p.headers.iter().map(|h| h.metadata));
+    }
+    fn copy_from(&mut self, other: &Phv) {
+        self.values.clone_from(&other.values);
+        self.valid.clone_from(&other.valid);
+    }
+}
+
+/// What a packet's actions asked for beyond header changes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Flags {
+    exit: bool,
+    clone: Option<(u128, Option<usize>)>,
+    truncate: Option<usize>,
+    assert_failed: bool,
+}
+
+/// The mutable state actions reach.
+struct Env<'a> {
+    counters: &'a mut [Vec<CounterValue>],
+    registers: &'a mut [Vec<u128>],
+    stats: &'a mut Stats,
+    calc_buf: &'a mut Vec<u8>,
+    frame_len: usize,
+}
+
+/// A bmv2-compatible v1model switch running one compiled program.
+pub struct Switch {
+    program: Program,
+    tables: Vec<TableState>,
+    counters: Vec<Vec<CounterValue>>,
+    registers: Vec<Vec<u128>>,
+    clone_sessions: HashMap<u32, Vec<Replica>>,
+    multicast_groups: HashMap<u32, Vec<Replica>>,
+    stats: Stats,
+    epoch: Instant,
+    phv: Phv,
+    phv2: Phv,
+    key_buf: Vec<u128>,
+    calc_buf: Vec<u8>,
+}
+
+impl Switch {
+    /// A switch running `program`, with empty tables (but the program's const entries and default
+    /// actions), zeroed counters and registers, and no clone sessions.
+    pub fn new(program: Program) -> Result<Switch, LoadError> {
+        let mut tables: Vec<TableState> = program.tables.iter().map(TableState::new).collect();
+        for (ti, t) in program.tables.iter().enumerate() {
+            for (i, ce) in t.const_entries.iter().enumerate() {
+                let ctx = format!("table {}, const entry {i}", t.name);
+                let entry = const_entry(t, ce).map_err(|m| LoadError::Invalid {
+                    message: m,
+                    context: ctx.clone(),
+                })?;
+                check_entry(t, &program.actions[ce.action].params, &entry)
+                    .and_then(|()| tables[ti].insert(t, entry, 0))
+                    .map_err(|e| LoadError::Invalid {
+                        message: e.to_string(),
+                        context: ctx,
+                    })?;
+            }
+        }
+        let counters = program
+            .counters
+            .iter()
+            .map(|c| {
+                if c.direct_table.is_some() {
+                    Vec::new()
+                } else {
+                    vec![CounterValue::default(); c.size]
+                }
+            })
+            .collect();
+        let registers = program.registers.iter().map(|r| vec![0; r.size]).collect();
+        Ok(Switch {
+            tables,
+            counters,
+            registers,
+            clone_sessions: HashMap::new(),
+            multicast_groups: HashMap::new(),
+            stats: Stats::default(),
+            epoch: Instant::now(),
+            phv: Phv::default(),
+            phv2: Phv::default(),
+            key_buf: Vec::new(),
+            calc_buf: Vec::new(),
+            program,
+        })
+    }
+
+    /// Loads bmv2 JSON text.
+    pub fn from_json_str(text: &str) -> Result<Switch, LoadError> {
+        Switch::new(Program::from_json_str(text)?)
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The switch clock: nanoseconds since the switch was created.
+    pub fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    // ---------------------------------------------------------------- runtime API: tables
+
+    fn table(&self, table: usize) -> Result<&super::pipeline::Table, RuntimeError> {
+        self.program
+            .tables
+            .get(table)
+            .ok_or(RuntimeError::NoSuchTable(table))
+    }
+
+    fn mutable_table(&self, table: usize) -> Result<(), RuntimeError> {
+        let t = self.table(table)?;
+        if self.tables[table].immutable {
+            return Err(RuntimeError::ConstTable(t.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Adds an entry (P4Runtime INSERT).
+    pub fn insert_entry(&mut self, table: usize, entry: TableEntry) -> Result<(), RuntimeError> {
+        let now = self.now_ns();
+        self.mutable_table(table)?;
+        self.check_call(table, &entry.action)?;
+        let t = &self.program.tables[table];
+        check_entry(t, &self.program.actions[entry.action.action].params, &entry)?;
+        self.tables[table].insert(t, entry, now)
+    }
+
+    /// Replaces the action (and idle timeout) of an existing entry (P4Runtime MODIFY); its
+    /// counter and idle clock are kept.
+    pub fn modify_entry(&mut self, table: usize, entry: TableEntry) -> Result<(), RuntimeError> {
+        self.mutable_table(table)?;
+        self.check_call(table, &entry.action)?;
+        let t = &self.program.tables[table];
+        check_entry(t, &self.program.actions[entry.action.action].params, &entry)?;
+        let id = EntryKey {
+            key: entry.key.clone(),
+            priority: entry.priority,
+        };
+        let at = self.tables[table]
+            .find(&id)
+            .ok_or_else(|| RuntimeError::NoSuchEntry(t.name.clone()))?;
+        let stored = &mut self.tables[table].entries[at];
+        stored.entry.action = entry.action;
+        stored.entry.idle_timeout_ns = entry.idle_timeout_ns;
+        Ok(())
+    }
+
+    /// Removes an entry (P4Runtime DELETE).
+    pub fn delete_entry(&mut self, table: usize, key: &EntryKey) -> Result<(), RuntimeError> {
+        self.mutable_table(table)?;
+        let t = &self.program.tables[table];
+        let at = self.tables[table]
+            .find(key)
+            .ok_or_else(|| RuntimeError::NoSuchEntry(t.name.clone()))?;
+        self.tables[table].remove(at);
+        Ok(())
+    }
+
+    /// Removes every entry of a table (not the const ones).
+    pub fn clear_table(&mut self, table: usize) -> Result<(), RuntimeError> {
+        self.mutable_table(table)?;
+        let t = &self.program.tables[table];
+        self.tables[table] = TableState::new(t);
+        Ok(())
+    }
+
+    /// All entries of a table, in match order, with counters and last-hit times.
+    pub fn entries(&self, table: usize) -> Result<&[StoredEntry], RuntimeError> {
+        self.table(table)?;
+        Ok(&self.tables[table].entries)
+    }
+
+    /// One entry by its key.
+    pub fn entry(&self, table: usize, key: &EntryKey) -> Result<&StoredEntry, RuntimeError> {
+        let t = self.table(table)?;
+        let state = &self.tables[table];
+        state
+            .find(key)
+            .map(|i| &state.entries[i])
+            .ok_or_else(|| RuntimeError::NoSuchEntry(t.name.clone()))
+    }
+
+    fn check_call(&self, table: usize, call: &ActionCall) -> Result<(), RuntimeError> {
+        let t = self.table(table)?;
+        let action = self.program.actions.get(call.action).ok_or_else(|| {
+            RuntimeError::ActionNotInTable {
+                table: t.name.clone(),
+                action: call.action,
+            }
+        })?;
+        check_action(t, &action.params, call)
+    }
+
+    /// Sets the action run on a miss. Refused if the program made the default action const.
+    pub fn set_default_action(
+        &mut self,
+        table: usize,
+        call: ActionCall,
+    ) -> Result<(), RuntimeError> {
+        self.check_call(table, &call)?;
+        let t = &self.program.tables[table];
+        if let Some(d) = &t.default_action {
+            if d.entry_const || (d.action_const && d.action != call.action) {
+                return Err(RuntimeError::ConstDefaultAction(t.name.clone()));
+            }
+        }
+        self.tables[table].default_action = Some(call);
+        Ok(())
+    }
+
+    /// Restores the program's default action.
+    pub fn reset_default_action(&mut self, table: usize) -> Result<(), RuntimeError> {
+        self.table(table)?;
+        let t = &self.program.tables[table];
+        self.tables[table].default_action = t.default_action.as_ref().map(|d| ActionCall {
+            action: d.action,
+            args: d.args.clone(),
+        });
+        Ok(())
+    }
+
+    pub fn default_action(&self, table: usize) -> Result<Option<&ActionCall>, RuntimeError> {
+        self.table(table)?;
+        Ok(self.tables[table].default_action.as_ref())
+    }
+
+    // ---------------------------------------------------------------- runtime API: counters
+
+    fn direct_entry_mut(
+        &mut self,
+        table: usize,
+        key: &EntryKey,
+    ) -> Result<&mut StoredEntry, RuntimeError> {
+        let t = self.table(table)?;
+        if t.direct_counter.is_none() {
+            return Err(RuntimeError::NoDirectCounter(t.name.clone()));
+        }
+        let name = t.name.clone();
+        let state = &mut self.tables[table];
+        let at = state.find(key).ok_or(RuntimeError::NoSuchEntry(name))?;
+        Ok(&mut state.entries[at])
+    }
+
+    /// The direct counter of an entry.
+    pub fn read_direct_counter(
+        &mut self,
+        table: usize,
+        key: &EntryKey,
+    ) -> Result<CounterValue, RuntimeError> {
+        Ok(self.direct_entry_mut(table, key)?.counter)
+    }
+
+    /// Sets (e.g. resets) the direct counter of an entry.
+    pub fn write_direct_counter(
+        &mut self,
+        table: usize,
+        key: &EntryKey,
+        value: CounterValue,
+    ) -> Result<(), RuntimeError> {
+        self.direct_entry_mut(table, key)?.counter = value;
+        Ok(())
+    }
+
+    fn counter_cell(
+        &mut self,
+        counter: usize,
+        index: usize,
+    ) -> Result<&mut CounterValue, RuntimeError> {
+        let c = self
+            .program
+            .counters
+            .get(counter)
+            .ok_or(RuntimeError::NoSuchCounter(counter))?;
+        if c.direct_table.is_some() {
+            return Err(RuntimeError::CounterIsDirect(c.name.clone()));
+        }
+        let (name, size) = (c.name.clone(), c.size);
+        self.counters[counter]
+            .get_mut(index)
+            .ok_or(RuntimeError::IndexOutOfRange {
+                what: format!("counter {name}"),
+                index,
+                size,
+            })
+    }
+
+    pub fn read_counter(
+        &mut self,
+        counter: usize,
+        index: usize,
+    ) -> Result<CounterValue, RuntimeError> {
+        Ok(*self.counter_cell(counter, index)?)
+    }
+
+    pub fn write_counter(
+        &mut self,
+        counter: usize,
+        index: usize,
+        value: CounterValue,
+    ) -> Result<(), RuntimeError> {
+        *self.counter_cell(counter, index)? = value;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- runtime API: registers
+
+    fn register_cell(&mut self, register: usize, index: usize) -> Result<&mut u128, RuntimeError> {
+        let r = self
+            .program
+            .registers
+            .get(register)
+            .ok_or(RuntimeError::NoSuchRegister(register))?;
+        let (name, size) = (r.name.clone(), r.size);
+        self.registers[register]
+            .get_mut(index)
+            .ok_or(RuntimeError::IndexOutOfRange {
+                what: format!("register {name}"),
+                index,
+                size,
+            })
+    }
+
+    pub fn read_register(&mut self, register: usize, index: usize) -> Result<u128, RuntimeError> {
+        Ok(*self.register_cell(register, index)?)
+    }
+
+    pub fn write_register(
+        &mut self,
+        register: usize,
+        index: usize,
+        value: u128,
+    ) -> Result<(), RuntimeError> {
+        let width = self
+            .program
+            .registers
+            .get(register)
+            .ok_or(RuntimeError::NoSuchRegister(register))?
+            .width;
+        if value & !width_mask(width) != 0 {
+            return Err(RuntimeError::TooWide {
+                what: format!("register {}", self.program.registers[register].name),
+                width,
+            });
+        }
+        *self.register_cell(register, index)? = value;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- runtime API: replication
+
+    /// Creates or replaces a clone session (P4Runtime CloneSessionEntry).
+    pub fn set_clone_session(
+        &mut self,
+        session: u32,
+        replicas: Vec<Replica>,
+    ) -> Result<(), RuntimeError> {
+        if let Some(r) = replicas.iter().find(|r| u128::from(r.port) > DROP_PORT) {
+            return Err(RuntimeError::BadCloneSession(
+                session,
+                format!("port {} does not fit v1model's 9-bit ports", r.port),
+            ));
+        }
+        self.clone_sessions.insert(session, replicas);
+        Ok(())
+    }
+
+    pub fn remove_clone_session(&mut self, session: u32) -> Result<(), RuntimeError> {
+        self.clone_sessions
+            .remove(&session)
+            .map(|_| ())
+            .ok_or(RuntimeError::NoSuchCloneSession(session))
+    }
+
+    pub fn clone_session(&self, session: u32) -> Option<&[Replica]> {
+        self.clone_sessions.get(&session).map(Vec::as_slice)
+    }
+
+    /// Creates or replaces a multicast group (P4Runtime MulticastGroupEntry).
+    pub fn set_multicast_group(&mut self, group: u32, replicas: Vec<Replica>) {
+        self.multicast_groups.insert(group, replicas);
+    }
+
+    pub fn remove_multicast_group(&mut self, group: u32) -> bool {
+        self.multicast_groups.remove(&group).is_some()
+    }
+
+    // ---------------------------------------------------------------- runtime API: idle timeouts
+
+    /// Entries whose idle timeout has passed at `now_ns` (switch clock) and that were not reported
+    /// since their last hit. Each is reported once; a hit re-arms it.
+    pub fn idle_timeouts(&mut self, now_ns: u64) -> Vec<IdleTimeout> {
+        let mut out = Vec::new();
+        for (ti, state) in self.tables.iter_mut().enumerate() {
+            for e in &mut state.entries {
+                if let Some(ttl) = e.entry.idle_timeout_ns {
+                    if !e.idle_reported && now_ns.saturating_sub(e.last_hit_ns) >= ttl {
+                        e.idle_reported = true;
+                        out.push(IdleTimeout {
+                            table: ti,
+                            key: EntryKey {
+                                key: e.entry.key.clone(),
+                                priority: e.entry.priority,
+                            },
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    // ---------------------------------------------------------------- the data plane
+
+    /// Processes one frame received on `in_port`; the frames it sends are appended to `out`.
+    pub fn process(&mut self, in_port: u32, frame: &[u8], out: &mut Outputs) {
+        let now = self.now_ns();
+        self.process_at(in_port, frame, now, out);
+    }
+
+    /// `process` with an explicit switch clock (for idle-timeout bookkeeping).
+    pub fn process_at(&mut self, in_port: u32, frame: &[u8], now_ns: u64, out: &mut Outputs) {
+        let p = &self.program;
+        self.stats.frames_in += 1;
+        self.stats.bytes_in += frame.len() as u64;
+        let std = p.std;
+        let phv = &mut self.phv;
+        phv.reset(p);
+        phv.values[std.ingress_port.slot as usize] =
+            u128::from(in_port) & width_mask(std.ingress_port.width);
+        let mut env = Env {
+            counters: &mut self.counters,
+            registers: &mut self.registers,
+            stats: &mut self.stats,
+            calc_buf: &mut self.calc_buf,
+            frame_len: frame.len(),
+        };
+        let cursor = parse_and_verify(p, frame, phv, &mut env, true);
+
+        let mut flags = Flags::default();
+        run_control(
+            p,
+            p.ingress.init,
+            &mut self.tables,
+            phv,
+            &mut env,
+            &mut self.key_buf,
+            &mut flags,
+            now_ns,
+        );
+        if flags.assert_failed {
+            env.stats.dropped_assert += 1;
+            return;
+        }
+
+        if let Some((session, field_list)) = flags.clone {
+            match u32::try_from(session)
+                .ok()
+                .and_then(|s| self.clone_sessions.get(&s))
+            {
+                None => env.stats.clones_no_session += 1,
+                Some(replicas) => {
+                    for r in replicas {
+                        let copy = &mut self.phv2;
+                        copy.reset(p);
+                        copy.values[std.ingress_port.slot as usize] =
+                            phv.values[std.ingress_port.slot as usize];
+                        let copy_cursor = parse_and_verify(p, frame, copy, &mut env, false);
+                        if let Some(fl) = field_list {
+                            for f in &p.field_lists[fl] {
+                                copy.values[f.slot as usize] = phv.values[f.slot as usize];
+                            }
+                        }
+                        copy.values[std.instance_type.slot as usize] = INSTANCE_INGRESS_CLONE;
+                        egress(
+                            p,
+                            &mut self.tables,
+                            copy,
+                            &mut env,
+                            &mut self.key_buf,
+                            *r,
+                            frame,
+                            copy_cursor,
+                            now_ns,
+                            out,
+                        );
+                    }
+                }
+            }
+        }
+
+        let mcast = std.mcast_grp.map_or(0, |f| phv.values[f.slot as usize]);
+        if mcast != 0 {
+            let Some(replicas) = u32::try_from(mcast)
+                .ok()
+                .and_then(|g| self.multicast_groups.get(&g))
+            else {
+                env.stats.dropped_no_multicast_group += 1;
+                return;
+            };
+            for r in replicas {
+                let copy = &mut self.phv2;
+                copy.copy_from(phv);
+                copy.values[std.instance_type.slot as usize] = INSTANCE_REPLICATION;
+                egress(
+                    p,
+                    &mut self.tables,
+                    copy,
+                    &mut env,
+                    &mut self.key_buf,
+                    *r,
+                    frame,
+                    cursor,
+                    now_ns,
+                    out,
+                );
+            }
+            return;
+        }
+        let egress_spec = phv.values[std.egress_spec.slot as usize];
+        if egress_spec == DROP_PORT {
+            env.stats.dropped_ingress += 1;
+            return;
+        }
+        phv.values[std.instance_type.slot as usize] = INSTANCE_NORMAL;
+        // A truncate requested in ingress applies to the frame that leaves.
+        let port = u32::try_from(egress_spec).unwrap_or(u32::MAX);
+        egress_with_truncate(
+            p,
+            &mut self.tables,
+            phv,
+            &mut env,
+            &mut self.key_buf,
+            Replica { port, instance: 0 },
+            frame,
+            cursor,
+            now_ns,
+            out,
+            flags.truncate,
+        );
+    }
+}
+
+/// Converts a const entry of the JSON into a runtime entry.
+fn const_entry(
+    t: &super::pipeline::Table,
+    ce: &super::pipeline::ConstEntry,
+) -> Result<TableEntry, String> {
+    use super::pipeline::parse_hexstr;
+    let hex = |v: Option<&str>, what: &str| -> Result<u128, String> {
+        let v = v.ok_or_else(|| format!("missing {what}"))?;
+        parse_hexstr(v, what).map_err(|e| e.to_string())
+    };
+    let mut key = Vec::new();
+    for (k, ck) in t.keys.iter().zip(&ce.key) {
+        let key_str = ck.key.as_ref().and_then(|v| v.as_str());
+        key.push(match (k.kind, ck.match_type.as_str()) {
+            (MatchKind::Valid, _) => match &ck.key {
+                Some(serde_json::Value::Bool(b)) => MatchValue::Exact(u128::from(*b)),
+                _ => MatchValue::Exact(hex(key_str, "key")?),
+            },
+            (MatchKind::Exact, "exact") => MatchValue::Exact(hex(key_str, "key")?),
+            (MatchKind::Lpm, "lpm") => MatchValue::Lpm {
+                value: hex(key_str, "key")?,
+                prefix_len: ck.prefix_length.ok_or("missing prefix_length")?,
+            },
+            (MatchKind::Ternary, "ternary") => {
+                let mask = hex(ck.mask.as_deref(), "mask")?;
+                MatchValue::Ternary {
+                    value: hex(key_str, "key")? & mask,
+                    mask,
+                }
+            }
+            (MatchKind::Optional, "ternary" | "optional") => {
+                let mask = match ck.mask.as_deref() {
+                    Some(m) => hex(Some(m), "mask")?,
+                    None => width_mask(k.width),
+                };
+                if mask == 0 {
+                    MatchValue::Optional(None)
+                } else {
+                    MatchValue::Optional(Some(hex(key_str, "key")?))
+                }
+            }
+            (MatchKind::Range, "range") => MatchValue::Range {
+                low: hex(ck.start.as_deref(), "start")?,
+                high: hex(ck.end.as_deref(), "end")?,
+            },
+            (kind, given) => {
+                return Err(format!(
+                    "key {} is {} but the entry gives {given}",
+                    k.name,
+                    kind.name()
+                ))
+            }
+        });
+    }
+    // bmv2: a lower number wins; P4Runtime (this switch's API): a higher one does.
+    let priority = if t.needs_priority() {
+        let bmv2 = ce
+            .bmv2_priority
+            .unwrap_or(0)
+            .clamp(0, i64::from(i32::MAX) - 1);
+        i32::try_from(i64::from(i32::MAX) - bmv2).unwrap_or(1)
+    } else {
+        0
+    };
+    Ok(TableEntry {
+        key,
+        priority,
+        action: ActionCall {
+            action: ce.action,
+            args: ce.args.clone(),
+        },
+        idle_timeout_ns: None,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn egress(
+    p: &Program,
+    tables: &mut [TableState],
+    phv: &mut Phv,
+    env: &mut Env,
+    key_buf: &mut Vec<u128>,
+    replica: Replica,
+    frame: &[u8],
+    cursor: usize,
+    now_ns: u64,
+    out: &mut Outputs,
+) {
+    egress_with_truncate(
+        p, tables, phv, env, key_buf, replica, frame, cursor, now_ns, out, None,
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn egress_with_truncate(
+    p: &Program,
+    tables: &mut [TableState],
+    phv: &mut Phv,
+    env: &mut Env,
+    key_buf: &mut Vec<u128>,
+    replica: Replica,
+    frame: &[u8],
+    cursor: usize,
+    now_ns: u64,
+    out: &mut Outputs,
+    ingress_truncate: Option<usize>,
+) {
+    let std = p.std;
+    phv.values[std.egress_port.slot as usize] =
+        u128::from(replica.port) & width_mask(std.egress_port.width);
+    if let Some(rid) = std.egress_rid {
+        phv.values[rid.slot as usize] = u128::from(replica.instance) & width_mask(rid.width);
+    }
+    let mut flags = Flags::default();
+    run_control(
+        p,
+        p.egress.init,
+        tables,
+        phv,
+        env,
+        key_buf,
+        &mut flags,
+        now_ns,
+    );
+    if flags.assert_failed {
+        env.stats.dropped_assert += 1;
+        return;
+    }
+    if phv.values[std.egress_spec.slot as usize] == DROP_PORT {
+        env.stats.dropped_egress += 1;
+        return;
+    }
+    for ck in p.checksums.iter().filter(|c| c.update) {
+        if ck
+            .condition
+            .as_ref()
+            .is_none_or(|c| eval(c, phv, &[], &[]) != 0)
+        {
+            let v = calculate(p, ck.calculation, phv, env.calc_buf);
+            phv.values[ck.target.slot as usize] = u128::from(v) & width_mask(ck.target.width);
+        }
+    }
+    let start = out.bytes.len();
+    for &h in &p.deparse_order {
+        if !phv.valid[h as usize] {
+            continue;
+        }
+        let layout = &p.headers[h as usize];
+        let at = out.bytes.len();
+        out.bytes.resize(at + (layout.bits / 8) as usize, 0);
+        let buf = &mut out.bytes[at..];
+        let mut bit = 0usize;
+        for (i, f) in layout.fields.iter().enumerate() {
+            write_bits(
+                buf,
+                bit,
+                f.width,
+                phv.values[layout.first_slot as usize + i],
+            );
+            bit += f.width as usize;
+        }
+    }
+    out.bytes
+        .extend_from_slice(frame.get(cursor..).unwrap_or(&[]));
+    if let Some(limit) = flags.truncate.or(ingress_truncate) {
+        if out.bytes.len() - start > limit {
+            out.bytes.truncate(start + limit);
+        }
+    }
+    env.stats.frames_out += 1;
+    env.stats.bytes_out += (out.bytes.len() - start) as u64;
+    out.frames.push((replica.port, start..out.bytes.len()));
+}
+
+/// Runs the parser and checksum verification; returns the payload offset (bytes).
+fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, count: bool) -> usize {
+    let std = p.std;
+    if let Some(f) = std.packet_length {
+        phv.values[f.slot as usize] = (frame.len() as u128) & width_mask(f.width);
+    }
+    let (cursor_bits, error) = parse(p, frame, phv);
+    if let Some(code) = error {
+        if count {
+            env.stats.parser_errors += 1;
+            if code == p.parser_errors.packet_too_short {
+                env.stats.packet_too_short += 1;
+            }
+        }
+        if let Some(f) = std.parser_error {
+            phv.values[f.slot as usize] = u128::from(code) & width_mask(f.width);
+        }
+    }
+    for ck in p.checksums.iter().filter(|c| c.verify) {
+        if ck
+            .condition
+            .as_ref()
+            .is_none_or(|c| eval(c, phv, &[], &[]) != 0)
+        {
+            let v = calculate(p, ck.calculation, phv, env.calc_buf);
+            if u128::from(v) & width_mask(ck.target.width) != phv.values[ck.target.slot as usize] {
+                if let Some(f) = std.checksum_error {
+                    phv.values[f.slot as usize] = 1;
+                }
+                if count {
+                    env.stats.checksum_errors += 1;
+                }
+            }
+        }
+    }
+    cursor_bits / 8
+}
+
+/// The parser: returns the cursor (bits) and the error, if parsing ended in one.
+fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
+    let total_bits = frame.len() * 8;
+    let mut cursor = 0usize;
+    let mut state = Some(p.parser_start);
+    let mut steps = 0usize;
+    let errs = p.parser_errors;
+    while let Some(si) = state {
+        steps += 1;
+        if steps > MAX_PARSER_STEPS {
+            return (cursor, Some(errs.parser_timeout));
+        }
+        let st = &p.parse_states[si];
+        for (op, &need) in st.ops.iter().zip(&st.op_lookahead) {
+            if cursor + need as usize > total_bits {
+                return (cursor, Some(errs.packet_too_short));
+            }
+            let ahead = &frame[cursor / 8..];
+            match op {
+                ParserOp::Extract(h) => {
+                    let layout = &p.headers[*h as usize];
+                    if cursor + layout.bits as usize > total_bits {
+                        return (cursor, Some(errs.packet_too_short));
+                    }
+                    let mut bit = cursor;
+                    for (i, f) in layout.fields.iter().enumerate() {
+                        phv.values[layout.first_slot as usize + i] = read_bits(frame, bit, f.width);
+                        bit += f.width as usize;
+                    }
+                    phv.valid[*h as usize] = true;
+                    cursor = bit;
+                }
+                ParserOp::Set { dst, src } => {
+                    phv.values[dst.slot as usize] =
+                        eval(src, phv, &[], ahead) & width_mask(dst.width);
+                }
+                ParserOp::Verify { cond, error } => {
+                    if eval(cond, phv, &[], ahead) == 0 {
+                        let code = u32::try_from(eval(error, phv, &[], ahead) & 0x7fff_ffff)
+                            .unwrap_or(errs.parser_invalid_argument);
+                        return (cursor, Some(code));
+                    }
+                }
+                ParserOp::Advance(e) => {
+                    let bits = eval(e, phv, &[], ahead);
+                    if !bits.is_multiple_of(8) {
+                        return (cursor, Some(errs.parser_invalid_argument));
+                    }
+                    match usize::try_from(bits) {
+                        Ok(b) if cursor.saturating_add(b) <= total_bits => cursor += b,
+                        _ => return (cursor, Some(errs.packet_too_short)),
+                    }
+                }
+                ParserOp::Primitive(prim) => header_primitive(p, prim, phv, ahead),
+            }
+        }
+        if cursor + st.key_lookahead as usize > total_bits {
+            return (cursor, Some(errs.packet_too_short));
+        }
+        let mut key = 0u128;
+        for (part, padded) in &st.key {
+            let v = match part {
+                SelectKeyPart::Field(f) => phv.values[f.slot as usize],
+                SelectKeyPart::Lookahead { offset, width } => {
+                    read_bits(frame, cursor + *offset as usize, *width)
+                }
+            };
+            key = if *padded >= 128 {
+                v
+            } else {
+                (key << padded) | v
+            };
+        }
+        let chosen = st
+            .transitions
+            .iter()
+            .find(|t| t.value.is_none_or(|v| key & t.mask == v));
+        match chosen {
+            Some(t) => state = t.next,
+            None => return (cursor, Some(errs.no_match)),
+        }
+    }
+    (cursor, None)
+}
+
+/// The header-only primitives a parser may run (the loader refuses the others in parsers).
+fn header_primitive(p: &Program, prim: &Primitive, phv: &mut Phv, ahead: &[u8]) {
+    match prim {
+        Primitive::Assign { dst, src } => {
+            phv.values[dst.slot as usize] = eval(src, phv, &[], ahead) & width_mask(dst.width);
+        }
+        Primitive::AssignHeader { dst, src } => assign_header(p, phv, *dst, *src),
+        Primitive::SetValid(h) => phv.valid[*h as usize] = true,
+        Primitive::SetInvalid(h) => phv.valid[*h as usize] = false,
+        _ => {}
+    }
+}
+
+/// Copies a header's fields and validity (headers of the same type).
+fn assign_header(p: &Program, phv: &mut Phv, dst: u32, src: u32) {
+    let (d, s) = (&p.headers[dst as usize], &p.headers[src as usize]);
+    let n = d.fields.len().min(s.fields.len());
+    let (ds, ss) = (d.first_slot as usize, s.first_slot as usize);
+    phv.values.copy_within(ss..ss + n, ds);
+    phv.valid[dst as usize] = phv.valid[src as usize];
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_control(
+    p: &Program,
+    init: Option<Node>,
+    tables: &mut [TableState],
+    phv: &mut Phv,
+    env: &mut Env,
+    key_buf: &mut Vec<u128>,
+    flags: &mut Flags,
+    now_ns: u64,
+) {
+    let mut node = init;
+    // The graph is acyclic (checked at load), so this visits each node at most once.
+    while let Some(n) = node {
+        match n {
+            Node::Conditional(c) => {
+                let k = &p.conditionals[c];
+                node = if eval(&k.expr, phv, &[], &[]) != 0 {
+                    k.true_next
+                } else {
+                    k.false_next
+                };
+            }
+            Node::Table(ti) => {
+                let t = &p.tables[ti];
+                key_buf.clear();
+                for k in &t.keys {
+                    let v = match k.source {
+                        super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
+                        super::pipeline::KeySource::Valid(h) => u128::from(phv.valid[h as usize]),
+                    };
+                    key_buf.push(k.mask.map_or(v, |m| v & m));
+                }
+                let state = &mut tables[ti];
+                let hit = state.lookup(t, key_buf);
+                if let Some(i) = hit {
+                    let e = &mut state.entries[i];
+                    if t.direct_counter.is_some() {
+                        e.counter.add(env.frame_len);
+                    }
+                    e.last_hit_ns = now_ns;
+                    e.idle_reported = false;
+                }
+                let state = &tables[ti];
+                let call = match hit {
+                    Some(i) => Some(&state.entries[i].entry.action),
+                    None => state.default_action.as_ref(),
+                };
+                let Some(call) = call else {
+                    node = match &t.next {
+                        TableNext::HitMiss { miss, .. } => *miss,
+                        TableNext::ByAction(_) => t.base_default_next,
+                    };
+                    continue;
+                };
+                run_action(p, call.action, &call.args, phv, env, flags);
+                node = match &t.next {
+                    TableNext::HitMiss { hit: h, miss } => {
+                        if hit.is_some() {
+                            *h
+                        } else {
+                            *miss
+                        }
+                    }
+                    TableNext::ByAction(v) => t
+                        .actions
+                        .iter()
+                        .position(|&a| a == call.action)
+                        .and_then(|i| v[i]),
+                };
+            }
+        }
+        if flags.exit || flags.assert_failed {
+            break;
+        }
+    }
+}
+
+fn run_action(
+    p: &Program,
+    action: usize,
+    args: &[u128],
+    phv: &mut Phv,
+    env: &mut Env,
+    flags: &mut Flags,
+) {
+    let body = &p.actions[action].body;
+    let mut pc = 0usize;
+    while let Some(prim) = body.get(pc) {
+        pc += 1;
+        match prim {
+            Primitive::Assign { dst, src } => {
+                phv.values[dst.slot as usize] = eval(src, phv, args, &[]) & width_mask(dst.width);
+            }
+            Primitive::AssignHeader { dst, src } => assign_header(p, phv, *dst, *src),
+            Primitive::SetValid(h) => phv.valid[*h as usize] = true,
+            Primitive::SetInvalid(h) => phv.valid[*h as usize] = false,
+            Primitive::MarkToDrop => {
+                phv.values[p.std.egress_spec.slot as usize] = DROP_PORT;
+                if let Some(m) = p.std.mcast_grp {
+                    phv.values[m.slot as usize] = 0;
+                }
+            }
+            Primitive::Count { counter, index } => {
+                let i = eval(index, phv, args, &[]);
+                match usize::try_from(i)
+                    .ok()
+                    .and_then(|i| env.counters[*counter].get_mut(i))
+                {
+                    Some(c) => c.add(env.frame_len),
+                    None => env.stats.index_out_of_range += 1,
+                }
+            }
+            Primitive::RegisterRead {
+                dst,
+                register,
+                index,
+            } => {
+                let i = eval(index, phv, args, &[]);
+                let v = match usize::try_from(i)
+                    .ok()
+                    .and_then(|i| env.registers[*register].get(i))
+                {
+                    Some(v) => *v,
+                    None => {
+                        env.stats.index_out_of_range += 1;
+                        0
+                    }
+                };
+                phv.values[dst.slot as usize] = v & width_mask(dst.width);
+            }
+            Primitive::RegisterWrite {
+                register,
+                index,
+                value,
+            } => {
+                let i = eval(index, phv, args, &[]);
+                let v = eval(value, phv, args, &[]) & width_mask(p.registers[*register].width);
+                match usize::try_from(i)
+                    .ok()
+                    .and_then(|i| env.registers[*register].get_mut(i))
+                {
+                    Some(cell) => *cell = v,
+                    None => env.stats.index_out_of_range += 1,
+                }
+            }
+            Primitive::HashOffset {
+                dst,
+                base,
+                calculation,
+                size,
+            } => {
+                let h = u128::from(calculate(p, *calculation, phv, env.calc_buf));
+                let size = eval(size, phv, args, &[]);
+                let offset = if size == 0 { h } else { h % size };
+                let v = eval(base, phv, args, &[]).wrapping_add(offset);
+                phv.values[dst.slot as usize] = v & width_mask(dst.width);
+            }
+            Primitive::CloneI2E {
+                session,
+                field_list,
+            } => {
+                flags.clone = Some((eval(session, phv, args, &[]), *field_list));
+            }
+            Primitive::Exit => {
+                flags.exit = true;
+                return;
+            }
+            Primitive::Truncate(len) => {
+                flags.truncate =
+                    Some(usize::try_from(eval(len, phv, args, &[])).unwrap_or(usize::MAX));
+            }
+            Primitive::Jump(t) => pc = *t,
+            Primitive::JumpIfZero(cond, t) => {
+                if eval(cond, phv, args, &[]) == 0 {
+                    pc = *t;
+                }
+            }
+            Primitive::Assert(cond) => {
+                if eval(cond, phv, args, &[]) == 0 {
+                    flags.assert_failed = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs a calculation over its inputs, bit-packed in order (fields of invalid headers skipped).
+fn calculate(p: &Program, calc: usize, phv: &Phv, buf: &mut Vec<u8>) -> u64 {
+    let c = &p.calculations[calc];
+    let included = |i: &CalcInput| match i {
+        CalcInput::Field(f) => phv.valid[f.header as usize],
+        CalcInput::Const { .. } => true,
+    };
+    let bits: usize = c
+        .inputs
+        .iter()
+        .filter(|i| included(i))
+        .map(|i| match i {
+            CalcInput::Field(f) => f.width as usize,
+            CalcInput::Const { width, .. } => *width as usize,
+        })
+        .sum();
+    buf.clear();
+    buf.resize(bits.div_ceil(8), 0);
+    let mut at = 0usize;
+    for i in c.inputs.iter().filter(|i| included(i)) {
+        let (v, w) = match i {
+            CalcInput::Field(f) => (phv.values[f.slot as usize], f.width),
+            CalcInput::Const { value, width } => (*value, *width),
+        };
+        write_bits(buf, at, w, v);
+        at += w as usize;
+    }
+    c.algo.compute(buf)
+}
+
+/// Evaluates an expression; `args` are the action's arguments, `ahead` the packet from the parser
+/// cursor on (lookaheads were bounds-checked before).
+fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
+    match e {
+        Expr::Const(v) => *v,
+        Expr::Field(f) => phv.values[f.slot as usize],
+        Expr::Valid(h) => u128::from(phv.valid[*h as usize]),
+        Expr::Param(i) => args.get(*i).copied().unwrap_or(0),
+        Expr::Lookahead { offset, width } => {
+            if (*offset as usize + *width as usize) <= ahead.len() * 8 {
+                read_bits(ahead, *offset as usize, *width)
+            } else {
+                0
+            }
+        }
+        Expr::Unary(op, a) => {
+            let a = eval(a, phv, args, ahead);
+            match op {
+                UnOp::Not => u128::from(a == 0),
+                UnOp::BitNot => !a,
+                UnOp::Neg => a.wrapping_neg(),
+                UnOp::D2b => u128::from(a != 0),
+            }
+        }
+        Expr::Binary(op, a, b) => {
+            let l = eval(a, phv, args, ahead);
+            // Logical operators short-circuit.
+            match op {
+                BinOp::And if l == 0 => return 0,
+                BinOp::Or if l != 0 => return 1,
+                _ => {}
+            }
+            let r = eval(b, phv, args, ahead);
+            match op {
+                BinOp::Add => l.wrapping_add(r),
+                BinOp::Sub => l.wrapping_sub(r),
+                BinOp::Mul => l.wrapping_mul(r),
+                BinOp::Shl => u32::try_from(r)
+                    .ok()
+                    .and_then(|s| l.checked_shl(s))
+                    .unwrap_or(0),
+                BinOp::Shr => u32::try_from(r)
+                    .ok()
+                    .and_then(|s| l.checked_shr(s))
+                    .unwrap_or(0),
+                BinOp::Eq => u128::from(l == r),
+                BinOp::Ne => u128::from(l != r),
+                BinOp::Gt => u128::from(l > r),
+                BinOp::Ge => u128::from(l >= r),
+                BinOp::Lt => u128::from(l < r),
+                BinOp::Le => u128::from(l <= r),
+                BinOp::And | BinOp::Or => u128::from(r != 0),
+                BinOp::BitAnd => l & r,
+                BinOp::BitOr => l | r,
+                BinOp::BitXor => l ^ r,
+            }
+        }
+        Expr::Cond(c, a, b) => {
+            if eval(c, phv, args, ahead) != 0 {
+                eval(a, phv, args, ahead)
+            } else {
+                eval(b, phv, args, ahead)
+            }
+        }
+    }
+}
+
+/// Reads `width` (≤ 128) bits starting at bit `bit` (MSB first); the caller checked the bounds.
+fn read_bits(buf: &[u8], bit: usize, width: u32) -> u128 {
+    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
+        let start = bit / 8;
+        return buf[start..start + (width / 8) as usize]
+            .iter()
+            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+    }
+    let mut v = 0u128;
+    let mut pos = bit;
+    let mut remaining = width as usize;
+    while remaining > 0 {
+        let in_byte = pos % 8;
+        let avail = 8 - in_byte;
+        let take = avail.min(remaining);
+        let byte = buf[pos / 8];
+        let chunk = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
+        v = if take >= 128 { 0 } else { v << take } | u128::from(chunk);
+        pos += take;
+        remaining -= take;
+    }
+    v
+}
+
+/// Writes the low `width` bits of `v` at bit `bit` (MSB first); the caller sized the buffer.
+fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
+    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
+        let (start, n) = (bit / 8, (width / 8) as usize);
+        let bytes = v.to_be_bytes();
+        buf[start..start + n].copy_from_slice(&bytes[16 - n..]);
+        return;
+    }
+    let mut pos = bit;
+    let mut remaining = width as usize;
+    while remaining > 0 {
+        let in_byte = pos % 8;
+        let avail = 8 - in_byte;
+        let take = avail.min(remaining);
+        let chunk = ((v >> (remaining - take)) as u8) & (((1u16 << take) - 1) as u8);
+        let shift = avail - take;
+        let mask = (((1u16 << take) - 1) as u8) << shift;
+        buf[pos / 8] = (buf[pos / 8] & !mask) | (chunk << shift);
+        pos += take;
+        remaining -= take;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_round_trip_at_odd_offsets() {
+        let mut buf = [0u8; 20];
+        write_bits(&mut buf, 3, 13, 0x1abc);
+        assert_eq!(read_bits(&buf, 3, 13), 0x1abc);
+        write_bits(&mut buf, 16, 128, u128::MAX - 5);
+        assert_eq!(read_bits(&buf, 16, 128), u128::MAX - 5);
+        assert_eq!(read_bits(&buf, 3, 13), 0x1abc);
+        let mut b = [0u8; 2];
+        write_bits(&mut b, 0, 4, 0x4);
+        write_bits(&mut b, 4, 4, 0x5);
+        write_bits(&mut b, 8, 8, 0x00);
+        assert_eq!(b, [0x45, 0x00]);
+    }
+}

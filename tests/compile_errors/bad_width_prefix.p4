@@ -1,0 +1,2 @@
+// A width prefix of zero bits.
+const bit<8> X = 0w5;

@@ -1,0 +1,1 @@
+package MySwitch(int x);

@@ -1,0 +1,1 @@
+parser Parser_t(packet_in pkt);

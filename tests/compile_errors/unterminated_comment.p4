@@ -1,0 +1,3 @@
+#include <core.p4>
+/* This comment never ends,
+header h_t { bit<8> x; }
