@@ -1,10 +1,14 @@
 //! The `vmdep` command line: one binary, one subcommand per part of the system.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+
+use vmdep::switch::ports::PortSpec;
+use vmdep::switch::runner::{self, SwitchOptions};
 
 #[derive(Parser)]
 #[command(
@@ -31,17 +35,132 @@ enum Command {
         #[arg(short = 'o', long = "out-dir", default_value = ".")]
         out_dir: PathBuf,
     },
+    /// A bmv2-compatible software switch served over P4Runtime (simple_switch_grpc's role).
+    Switch(SwitchArgs),
+}
+
+/// Options in bmv2 simple_switch_grpc's shape: `vmdep switch -i 1@udp:A=B prog.json -- --cpu-port 255`
+/// works, and so does the same without `--`.
+#[derive(Args)]
+struct SwitchArgs {
+    /// Device id used in P4Runtime requests.
+    #[arg(long, default_value_t = 0)]
+    device_id: u64,
+    /// A port: PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT (loopback UDP wire, one frame per datagram).
+    #[arg(short = 'i', long = "interface", value_name = "PORT@WHERE")]
+    interfaces: Vec<PortSpec>,
+    /// bmv2 log level (trace, debug, info, warn, error, off); overrides --log.
+    #[arg(short = 'L', long)]
+    log_level: Option<String>,
+    /// Start without a program; the controller sets one with SetForwardingPipelineConfig.
+    #[arg(long, conflicts_with = "json")]
+    no_p4: bool,
+    /// A bmv2 JSON to run from the start (a controller still sets a P4Info before writing).
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// bmv2 target options after `--` (--grpc-server-addr, --cpu-port).
+    #[arg(last = true, value_name = "TARGET_OPTIONS")]
+    target_options: Vec<String>,
+}
+
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// Address of the P4Runtime gRPC server.
+    #[arg(long)]
+    grpc_server_addr: Option<SocketAddr>,
+    /// The port packet-in/packet-out use (frames the program sends there go to the controller).
+    #[arg(long)]
+    cpu_port: Option<u32>,
+}
+
+/// The target options bmv2 takes after `--`.
+#[derive(Parser)]
+#[command(name = "vmdep switch --", no_binary_name = true)]
+struct TrailingTargetArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9559";
+
+fn log_filter(cli: &Cli) -> EnvFilter {
+    match &cli.command {
+        Command::Switch(SwitchArgs {
+            log_level: Some(level),
+            ..
+        }) => EnvFilter::new(format!("vmdep={level}")),
+        _ => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log)),
+    }
+}
+
+fn switch_options(args: SwitchArgs) -> anyhow::Result<SwitchOptions> {
+    let trailing = TrailingTargetArgs::try_parse_from(&args.target_options)
+        .context("bad target options after `--`")?
+        .target;
+    let grpc_addr = match trailing.grpc_server_addr.or(args.target.grpc_server_addr) {
+        Some(addr) => addr,
+        None => DEFAULT_GRPC_ADDR.parse().context("default gRPC address")?,
+    };
+    let mut options = SwitchOptions::new(args.device_id, grpc_addr);
+    options.cpu_port = trailing.cpu_port.or(args.target.cpu_port);
+    options.ports = args.interfaces;
+    options.json = if args.no_p4 { None } else { args.json };
+    Ok(options)
+}
+
+async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
+    let options = switch_options(args)?;
+    let running = runner::start(options)
+        .await
+        .context("cannot start the switch")?;
+    // Tools that start the switch with port 0 addresses read the bound ones from these lines.
+    eprintln!("vmdep switch: P4Runtime on {}", running.grpc_addr);
+    let mut udp_ports: Vec<_> = running.udp_ports.iter().collect();
+    udp_ports.sort();
+    for (port, local) in udp_ports {
+        eprintln!("vmdep switch: port {port} on udp {local}");
+    }
+    running
+        .run_until(stop_signal())
+        .await
+        .context("switch stopped with an error")
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn stop_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::error!(%err, "cannot wait for SIGTERM; Ctrl-C still stops the switch");
+                if let Err(err) = tokio::signal::ctrl_c().await {
+                    tracing::error!(%err, "cannot wait for Ctrl-C either; stopping");
+                }
+                return;
+            }
+        };
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            if let Err(err) = result {
+                tracing::error!(%err, "cannot wait for Ctrl-C; stopping");
+            }
+        }
+        _ = terminate.recv() => {}
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(&cli))
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Compile { file, out_dir } => compile(&file, &out_dir),
+        Command::Switch(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(run_switch(args)),
     }
 }
 

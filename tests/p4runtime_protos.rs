@@ -4,6 +4,13 @@
 
 use std::process::Command;
 
+/// The test venv's interpreter (tests/run-all.sh creates target/py-venv), or $VMDEP_PYTHON.
+fn python() -> String {
+    std::env::var("VMDEP_PYTHON").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python").to_string()
+    })
+}
+
 #[test]
 fn protos_match_the_official_p4runtime_package() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -14,15 +21,17 @@ fn protos_match_the_official_p4runtime_package() {
         "/tests/python/compare_protos.py"
     );
 
-    let output = match Command::new("python3")
+    let output = match Command::new(python())
         .arg(script)
         .arg(&descriptor_path)
         .output()
     {
         Ok(output) => output,
         Err(err) => panic!(
-            "cannot run python3 ({err}); this test needs Python 3 with the official P4Runtime \
-             definitions: `pip install p4runtime` (see tests/python/requirements.txt)"
+            "cannot run {} ({err}); this test needs the venv with the official P4Runtime \
+             definitions: `python3 -m venv target/py-venv && target/py-venv/bin/pip install \
+             -r tests/python/requirements.txt` (tests/run-all.sh does this)",
+            python()
         ),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -30,8 +39,9 @@ fn protos_match_the_official_p4runtime_package() {
     match output.status.code() {
         Some(0) => {}
         Some(2) => panic!(
-            "the official P4Runtime definitions are missing: `pip install p4runtime` \
-             (see tests/python/requirements.txt)\n{stderr}"
+            "the official P4Runtime definitions are missing from {}: install \
+             tests/python/requirements.txt into it (tests/run-all.sh does this)\n{stderr}",
+            python()
         ),
         _ => panic!("our protos differ from the official P4Runtime definitions:\n{stdout}{stderr}"),
     }

@@ -4,7 +4,9 @@
 //! - [`pipeline`] compiles it once, when a pipeline is set, into indices and small expression trees
 //!   (nothing is looked up by name per packet) and refuses what this switch does not implement;
 //! - [`dataplane`] holds the switch state (table entries, counters, registers, clone sessions,
-//!   statistics), processes frames and offers the runtime API the P4Runtime server sits on.
+//!   statistics), processes frames and offers the runtime API the P4Runtime server sits on;
+//! - [`p4runtime`] is that server (P4Runtime 1.4 over gRPC), [`ports`] the port backends (UDP
+//!   wires, in-process channels) and [`runner`] starts and stops the whole switch.
 //!
 //! This module loads pipelines, it never builds them (no use of the compiler), and it knows
 //! nothing of the controller.
@@ -12,7 +14,10 @@
 pub mod dataplane;
 pub mod hash;
 pub mod json;
+pub mod p4runtime;
 pub mod pipeline;
+pub mod ports;
+pub mod runner;
 pub mod stf;
 pub mod table;
 

@@ -1,0 +1,327 @@
+//! Switch ports: where frames enter and leave `vmdep switch`.
+//!
+//! Backends:
+//! - a UDP "wire" on loopback (`-i 1@udp:127.0.0.1:20001=127.0.0.1:20002`): one Ethernet frame
+//!   per datagram, received on the local address and sent to the peer; datagrams from any other
+//!   source are ignored;
+//! - an in-process channel, for tests and for wiring switches inside one process.
+//!
+//! Linux interfaces (`-i 1@veth0`, AF_PACKET) are not implemented yet and are refused clearly.
+//! Sending never blocks the data plane: a frame a backend cannot take at once is dropped and
+//! counted by the caller, as a congested wire would.
+//!
+//! Owns only port I/O; it knows nothing of P4Runtime or the pipeline (frames go to a
+//! [`FrameSink`]).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+/// The largest port number a v1model port can carry, exclusive of 511 (the drop port).
+pub const MAX_PORT: u32 = 510;
+
+/// Where frames received on a port go.
+pub trait FrameSink: Send + Sync + 'static {
+    fn receive(&self, port: u32, frame: &[u8]);
+}
+
+/// How one port is attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortBackend {
+    /// A UDP wire: bind `local`, exchange datagrams with `peer` only.
+    Udp { local: SocketAddr, peer: SocketAddr },
+}
+
+/// One `-i PORT@WHERE` option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    pub port: u32,
+    pub backend: PortBackend,
+}
+
+/// A `-i` option that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PortSpecError {
+    #[error("`{0}`: expected PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT")]
+    Syntax(String),
+    #[error("`{0}`: the port number must be an integer in 0..={MAX_PORT}")]
+    PortNumber(String),
+    #[error("`{spec}`: `{addr}` is not an IP address with a port")]
+    Address { spec: String, addr: String },
+    #[error("`{spec}`: {addr} is not a loopback address; UDP wires stay on 127.0.0.0/8 or ::1")]
+    NotLoopback { spec: String, addr: SocketAddr },
+    #[error(
+        "`{0}`: Linux interfaces (AF_PACKET) are not supported yet; use a UDP wire, \
+         PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT"
+    )]
+    Interface(String),
+}
+
+impl FromStr for PortSpec {
+    type Err = PortSpecError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (port, target) = spec
+            .split_once('@')
+            .ok_or_else(|| PortSpecError::Syntax(spec.to_string()))?;
+        let port: u32 = port
+            .parse()
+            .ok()
+            .filter(|p| *p <= MAX_PORT)
+            .ok_or_else(|| PortSpecError::PortNumber(spec.to_string()))?;
+        let Some(wire) = target.strip_prefix("udp:") else {
+            if target.is_empty() || target.contains(':') || target.contains('=') {
+                return Err(PortSpecError::Syntax(spec.to_string()));
+            }
+            return Err(PortSpecError::Interface(spec.to_string()));
+        };
+        let (local, peer) = wire
+            .split_once('=')
+            .ok_or_else(|| PortSpecError::Syntax(spec.to_string()))?;
+        let parse = |addr: &str| -> Result<SocketAddr, PortSpecError> {
+            let parsed: SocketAddr = addr.parse().map_err(|_| PortSpecError::Address {
+                spec: spec.to_string(),
+                addr: addr.to_string(),
+            })?;
+            if !parsed.ip().is_loopback() {
+                return Err(PortSpecError::NotLoopback {
+                    spec: spec.to_string(),
+                    addr: parsed,
+                });
+            }
+            Ok(parsed)
+        };
+        Ok(PortSpec {
+            port,
+            backend: PortBackend::Udp {
+                local: parse(local)?,
+                peer: parse(peer)?,
+            },
+        })
+    }
+}
+
+/// The sending half of a port.
+#[derive(Debug, Clone)]
+pub enum PortSender {
+    Udp {
+        socket: Arc<UdpSocket>,
+        peer: SocketAddr,
+    },
+    Channel(mpsc::Sender<Vec<u8>>),
+}
+
+impl PortSender {
+    /// Sends one frame without waiting; false if the backend could not take it.
+    pub fn send(&self, frame: &[u8]) -> bool {
+        match self {
+            PortSender::Udp { socket, peer } => match socket.try_send_to(frame, *peer) {
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::debug!(%peer, %err, "UDP wire send failed");
+                    false
+                }
+            },
+            PortSender::Channel(tx) => tx.try_send(frame.to_vec()).is_ok(),
+        }
+    }
+}
+
+/// An opened UDP wire: its sender and the address it is bound to.
+pub struct UdpWire {
+    pub sender: PortSender,
+    pub local: SocketAddr,
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+}
+
+impl UdpWire {
+    pub async fn open(local: SocketAddr, peer: SocketAddr) -> std::io::Result<UdpWire> {
+        let socket = Arc::new(UdpSocket::bind(local).await?);
+        let local = socket.local_addr()?;
+        Ok(UdpWire {
+            sender: PortSender::Udp {
+                socket: socket.clone(),
+                peer,
+            },
+            local,
+            socket,
+            peer,
+        })
+    }
+
+    /// Receives datagrams from the peer into `sink` until `shutdown` turns true.
+    pub async fn receive_loop(
+        self,
+        port: u32,
+        sink: Arc<dyn FrameSink>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // Larger than any Ethernet frame, jumbo included; longer datagrams are truncated by
+        // the kernel and then counted as they are.
+        let mut buf = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) if from == self.peer => sink.receive(port, &buf[..len]),
+                    Ok((_, from)) => tracing::debug!(port, %from, "datagram from a stranger ignored"),
+                    // ICMP port-unreachable from an absent peer shows up here; keep going.
+                    Err(err) => tracing::debug!(port, %err, "UDP wire receive error"),
+                },
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// The test side of an in-process port.
+#[derive(Debug)]
+pub struct ChannelPort {
+    /// Frames sent here enter the switch on this port.
+    pub to_switch: mpsc::Sender<Vec<u8>>,
+    /// Frames the switch sends out of this port.
+    pub from_switch: mpsc::Receiver<Vec<u8>>,
+}
+
+/// Frames each direction of an in-process port can queue.
+pub const CHANNEL_DEPTH: usize = 1024;
+
+/// Creates an in-process port: the switch's sender, the test side, and the receive half to
+/// drive with [`channel_receive_loop`].
+pub fn channel_port() -> (PortSender, ChannelPort, mpsc::Receiver<Vec<u8>>) {
+    let (out_tx, out_rx) = mpsc::channel(CHANNEL_DEPTH);
+    let (in_tx, in_rx) = mpsc::channel(CHANNEL_DEPTH);
+    (
+        PortSender::Channel(out_tx),
+        ChannelPort {
+            to_switch: in_tx,
+            from_switch: out_rx,
+        },
+        in_rx,
+    )
+}
+
+/// Feeds frames from an in-process port into `sink` until the sender closes or shutdown.
+pub async fn channel_receive_loop(
+    port: u32,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+    sink: Arc<dyn FrameSink>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => sink.receive(port, &frame),
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn udp_wire_specs() {
+        let spec: PortSpec = "1@udp:127.0.0.1:20001=127.0.0.1:20002".parse().unwrap();
+        assert_eq!(
+            spec,
+            PortSpec {
+                port: 1,
+                backend: PortBackend::Udp {
+                    local: "127.0.0.1:20001".parse().unwrap(),
+                    peer: "127.0.0.1:20002".parse().unwrap(),
+                }
+            }
+        );
+        let v6: PortSpec = "510@udp:[::1]:0=[::1]:9".parse().unwrap();
+        assert_eq!(v6.port, 510);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let err = |s: &str| s.parse::<PortSpec>().unwrap_err();
+        assert!(matches!(err("1@veth0"), PortSpecError::Interface(_)));
+        assert!(err("1@veth0").to_string().contains("not supported yet"));
+        assert!(matches!(err("veth0"), PortSpecError::Syntax(_)));
+        assert!(matches!(
+            err("511@udp:127.0.0.1:1=127.0.0.1:2"),
+            PortSpecError::PortNumber(_)
+        ));
+        assert!(matches!(
+            err("x@udp:127.0.0.1:1=127.0.0.1:2"),
+            PortSpecError::PortNumber(_)
+        ));
+        assert!(matches!(err("1@udp:127.0.0.1:1"), PortSpecError::Syntax(_)));
+        assert!(matches!(
+            err("1@udp:127.0.0.1=127.0.0.1:2"),
+            PortSpecError::Address { .. }
+        ));
+        assert!(matches!(
+            err("1@udp:127.0.0.1:1=10.0.0.1:2"),
+            PortSpecError::NotLoopback { .. }
+        ));
+        assert!(matches!(
+            err("1@udp:0.0.0.0:1=127.0.0.1:2"),
+            PortSpecError::NotLoopback { .. }
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(s in "\\PC{0,40}") {
+            let _ = s.parse::<PortSpec>();
+        }
+    }
+
+    #[tokio::test]
+    async fn udp_wire_carries_frames_both_ways_and_ignores_strangers() {
+        struct Collect(std::sync::Mutex<Vec<(u32, Vec<u8>)>>);
+        impl FrameSink for Collect {
+            fn receive(&self, port: u32, frame: &[u8]) {
+                self.0.lock().unwrap().push((port, frame.to_vec()));
+            }
+        }
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let wire = UdpWire::open("127.0.0.1:0".parse().unwrap(), peer.local_addr().unwrap())
+            .await
+            .unwrap();
+        let local = wire.local;
+        let sender = wire.sender.clone();
+        let sink = Arc::new(Collect(std::sync::Mutex::new(Vec::new())));
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(wire.receive_loop(3, sink.clone(), shutdown));
+
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        stranger.send_to(b"stranger", local).await.unwrap();
+        peer.send_to(b"frame-in", local).await.unwrap();
+        assert!(sender.send(b"frame-out"));
+        let mut buf = [0u8; 64];
+        let (n, from) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+        assert_eq!((&buf[..n], from), (&b"frame-out"[..], local));
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while sink.0.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert_eq!(*sink.0.lock().unwrap(), vec![(3, b"frame-in".to_vec())]);
+    }
+}
