@@ -295,7 +295,8 @@ impl Switch {
         Ok(())
     }
 
-    /// All entries of a table, in match order, with counters and last-hit times.
+    /// All entries of a table, with counters and last-hit times: in match order for tables with
+    /// priorities, otherwise in no particular order.
     pub fn entries(&self, table: usize) -> Result<&[StoredEntry], RuntimeError> {
         self.table(table)?;
         Ok(&self.tables[table].entries)
