@@ -393,9 +393,7 @@ impl TableState {
         match &self.index {
             Index::Exact(map) => map.get(values),
             Index::Lpm { field, lengths } => {
-                let Some(first) = lengths.first() else {
-                    return None;
-                };
+                let first = lengths.first()?;
                 if let KeyMapInner::Packed(_) = first.map.map {
                     let full = pack(&first.map.widths, values);
                     return lengths.iter().find_map(|l| match &l.map.map {
@@ -844,7 +842,7 @@ mod tests {
                         prefix_len: len,
                     }
                 }
-                _ => MatchValue::Exact(exact % 3 & width_mask(width)),
+                _ => MatchValue::Exact((exact % 3) & width_mask(width)),
             })
             .collect()
     }
@@ -854,7 +852,7 @@ mod tests {
             .iter()
             .map(|&(kind, width)| match kind {
                 MatchKind::Lpm => value & width_mask(width),
-                _ => exact % 3 & width_mask(width),
+                _ => (exact % 3) & width_mask(width),
             })
             .collect()
     }
