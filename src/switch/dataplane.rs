@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Instant;
 
+use super::hash::HashAlgo;
 use super::pipeline::{
     width_mask, BinOp, CalcInput, Expr, LoadError, MatchKind, Node, ParserOp, Primitive, Program,
     SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
@@ -822,16 +823,15 @@ fn egress_with_truncate(
         let layout = &p.headers[h as usize];
         let at = out.bytes.len();
         out.bytes.resize(at + (layout.bits / 8) as usize, 0);
-        let buf = &mut out.bytes[at..];
-        let mut bit = 0usize;
-        for (i, f) in layout.fields.iter().enumerate() {
-            write_bits(
-                buf,
-                bit,
-                f.width,
-                phv.values[layout.first_slot as usize + i],
-            );
-            bit += f.width as usize;
+        let mut w = BitWriter::new(&mut out.bytes[at..]);
+        let first = layout.first_slot as usize;
+        // Packet headers are whole bytes (checked at load): no partial byte is left to flush.
+        for (f, &v) in layout
+            .fields
+            .iter()
+            .zip(&phv.values[first..first + layout.fields.len()])
+        {
+            w.put(v, f.width);
         }
     }
     out.bytes
@@ -908,13 +908,17 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
                     if cursor + layout.bits as usize > total_bits {
                         return (cursor, Some(errs.packet_too_short));
                     }
-                    let mut bit = cursor;
-                    for (i, f) in layout.fields.iter().enumerate() {
-                        phv.values[layout.first_slot as usize + i] = read_bits(frame, bit, f.width);
-                        bit += f.width as usize;
+                    let mut r = BitReader::at(frame, cursor);
+                    let first = layout.first_slot as usize;
+                    for (f, slot) in layout
+                        .fields
+                        .iter()
+                        .zip(&mut phv.values[first..first + layout.fields.len()])
+                    {
+                        *slot = r.take(f.width);
                     }
                     phv.valid[*h as usize] = true;
-                    cursor = bit;
+                    cursor += layout.bits as usize;
                 }
                 ParserOp::Set { dst, src } => {
                     phv.values[dst.slot as usize] =
@@ -948,7 +952,7 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
             let v = match part {
                 SelectKeyPart::Field(f) => phv.values[f.slot as usize],
                 SelectKeyPart::Lookahead { offset, width } => {
-                    read_bits(frame, cursor + *offset as usize, *width)
+                    BitReader::at(frame, cursor + *offset as usize).take(*width)
                 }
             };
             key = if *padded >= 128 {
@@ -1182,31 +1186,65 @@ fn run_action(
 /// Runs a calculation over its inputs, bit-packed in order (fields of invalid headers skipped).
 fn calculate(p: &Program, calc: usize, phv: &Phv, buf: &mut Vec<u8>) -> u64 {
     let c = &p.calculations[calc];
-    let included = |i: &CalcInput| match i {
-        CalcInput::Field(f) => phv.valid[f.header as usize],
-        CalcInput::Const { .. } => true,
-    };
+    if c.algo == HashAlgo::Csum16 {
+        return u64::from(csum16_of_inputs(&c.inputs, phv));
+    }
     let bits: usize = c
         .inputs
         .iter()
-        .filter(|i| included(i))
-        .map(|i| match i {
-            CalcInput::Field(f) => f.width as usize,
-            CalcInput::Const { width, .. } => *width as usize,
-        })
+        .filter_map(|i| calc_input(i, phv))
+        .map(|(_, w)| w as usize)
         .sum();
     buf.clear();
     buf.resize(bits.div_ceil(8), 0);
-    let mut at = 0usize;
-    for i in c.inputs.iter().filter(|i| included(i)) {
-        let (v, w) = match i {
-            CalcInput::Field(f) => (phv.values[f.slot as usize], f.width),
-            CalcInput::Const { value, width } => (*value, *width),
-        };
-        write_bits(buf, at, w, v);
-        at += w as usize;
+    let mut w = BitWriter::new(buf);
+    for (v, width) in c.inputs.iter().filter_map(|i| calc_input(i, phv)) {
+        w.put(v, width);
     }
+    w.finish();
     c.algo.compute(buf)
+}
+
+/// An input's value and width, or `None` for a field of an invalid header (left out).
+fn calc_input(i: &CalcInput, phv: &Phv) -> Option<(u128, u32)> {
+    match *i {
+        CalcInput::Field(f) => {
+            phv.valid[f.header as usize].then(|| (phv.values[f.slot as usize], f.width))
+        }
+        CalcInput::Const { value, width } => Some((value, width)),
+    }
+}
+
+/// The Internet checksum of the bit-packed inputs, computed without packing them. The ones'
+/// complement sum of a buffer's 16-bit words is the buffer, read as one number, modulo 0xffff
+/// (as 2^16 = 1 modulo 0xffff), and 0 only when every word is 0. So each input contributes its
+/// own value modulo 0xffff, rotated by its bit distance (mod 16) from the end of the buffer
+/// padded to whole 16-bit words, which is what `hash::csum16` sums.
+fn csum16_of_inputs(inputs: &[CalcInput], phv: &Phv) -> u16 {
+    let total: u64 = inputs
+        .iter()
+        .filter_map(|i| calc_input(i, phv))
+        .map(|(_, w)| u64::from(w))
+        .sum();
+    let mut from_end = total.next_multiple_of(16) - total;
+    let mut sum = 0u64;
+    for (v, w) in inputs.iter().rev().filter_map(|i| calc_input(i, phv)) {
+        sum += u64::from(fold16(v & width_mask(w)).rotate_left((from_end % 16) as u32));
+        from_end += u64::from(w);
+    }
+    !(fold16(u128::from(sum)))
+}
+
+/// `v` modulo 0xffff as a ones' complement sum of its 16-bit words: in 1..=0xffff unless `v` is 0.
+fn fold16(v: u128) -> u16 {
+    let mut s = (v as u64 & 0xffff_ffff)
+        + ((v >> 32) as u64 & 0xffff_ffff)
+        + ((v >> 64) as u64 & 0xffff_ffff)
+        + (v >> 96) as u64;
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
 }
 
 /// Evaluates an expression; `args` are the action's arguments, `ahead` the packet from the parser
@@ -1219,7 +1257,7 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
         Expr::Param(i) => args.get(*i).copied().unwrap_or(0),
         Expr::Lookahead { offset, width } => {
             if (*offset as usize + *width as usize) <= ahead.len() * 8 {
-                read_bits(ahead, *offset as usize, *width)
+                BitReader::at(ahead, *offset as usize).take(*width)
             } else {
                 0
             }
@@ -1276,50 +1314,89 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
     }
 }
 
-/// Reads `width` (≤ 128) bits starting at bit `bit` (MSB first); the caller checked the bounds.
-fn read_bits(buf: &[u8], bit: usize, width: u32) -> u128 {
-    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
-        let start = bit / 8;
-        return buf[start..start + (width / 8) as usize]
-            .iter()
-            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
-    }
-    let mut v = 0u128;
-    let mut pos = bit;
-    let mut remaining = width as usize;
-    while remaining > 0 {
-        let in_byte = pos % 8;
-        let avail = 8 - in_byte;
-        let take = avail.min(remaining);
-        let byte = buf[pos / 8];
-        let chunk = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-        v = if take >= 128 { 0 } else { v << take } | u128::from(chunk);
-        pos += take;
-        remaining -= take;
-    }
-    v
+/// Reads consecutive values MSB first from bytes, a byte at a time into an accumulator; the
+/// caller checked that the bytes are there.
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    next: usize,
+    acc: u128,
+    /// How many low bits of `acc` are not read yet.
+    bits: u32,
 }
 
-/// Writes the low `width` bits of `v` at bit `bit` (MSB first); the caller sized the buffer.
-fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
-    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
-        let (start, n) = (bit / 8, (width / 8) as usize);
-        let bytes = v.to_be_bytes();
-        buf[start..start + n].copy_from_slice(&bytes[16 - n..]);
-        return;
+impl<'a> BitReader<'a> {
+    fn at(bytes: &'a [u8], bit: usize) -> BitReader<'a> {
+        let mut r = BitReader {
+            bytes,
+            next: bit / 8,
+            acc: 0,
+            bits: 0,
+        };
+        let skip = (bit % 8) as u32;
+        if skip != 0 {
+            r.acc = u128::from(bytes[r.next]);
+            r.next += 1;
+            r.bits = 8 - skip;
+        }
+        r
     }
-    let mut pos = bit;
-    let mut remaining = width as usize;
-    while remaining > 0 {
-        let in_byte = pos % 8;
-        let avail = 8 - in_byte;
-        let take = avail.min(remaining);
-        let chunk = ((v >> (remaining - take)) as u8) & (((1u16 << take) - 1) as u8);
-        let shift = avail - take;
-        let mask = (((1u16 << take) - 1) as u8) << shift;
-        buf[pos / 8] = (buf[pos / 8] & !mask) | (chunk << shift);
-        pos += take;
-        remaining -= take;
+
+    /// The next `width` (1..=128) bits.
+    fn take(&mut self, width: u32) -> u128 {
+        if width > 64 {
+            let high = self.take(width - 64);
+            return (high << 64) | self.take(64);
+        }
+        while self.bits < width {
+            self.acc = (self.acc << 8) | u128::from(self.bytes[self.next]);
+            self.next += 1;
+            self.bits += 8;
+        }
+        self.bits -= width;
+        (self.acc >> self.bits) & width_mask(width)
+    }
+}
+
+/// Writes consecutive values MSB first into bytes sized for them, a byte at a time.
+struct BitWriter<'a> {
+    bytes: &'a mut [u8],
+    next: usize,
+    acc: u128,
+    /// How many low bits of `acc` are not written yet (fewer than 8 between calls).
+    bits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(bytes: &'a mut [u8]) -> BitWriter<'a> {
+        BitWriter {
+            bytes,
+            next: 0,
+            acc: 0,
+            bits: 0,
+        }
+    }
+
+    /// Appends the low `width` (1..=128) bits of `v`.
+    fn put(&mut self, v: u128, width: u32) {
+        if width > 64 {
+            self.put(v >> 64, width - 64);
+            self.put(v, 64);
+            return;
+        }
+        self.acc = (self.acc << width) | (v & width_mask(width));
+        self.bits += width;
+        while self.bits >= 8 {
+            self.bits -= 8;
+            self.bytes[self.next] = (self.acc >> self.bits) as u8;
+            self.next += 1;
+        }
+    }
+
+    /// Writes a last partial byte, zero-padded.
+    fn finish(self) {
+        if self.bits > 0 {
+            self.bytes[self.next] = (self.acc << (8 - self.bits)) as u8;
+        }
     }
 }
 
@@ -1330,15 +1407,109 @@ mod tests {
     #[test]
     fn bits_round_trip_at_odd_offsets() {
         let mut buf = [0u8; 20];
-        write_bits(&mut buf, 3, 13, 0x1abc);
-        assert_eq!(read_bits(&buf, 3, 13), 0x1abc);
-        write_bits(&mut buf, 16, 128, u128::MAX - 5);
-        assert_eq!(read_bits(&buf, 16, 128), u128::MAX - 5);
-        assert_eq!(read_bits(&buf, 3, 13), 0x1abc);
+        let mut w = BitWriter::new(&mut buf);
+        w.put(0b101, 3);
+        w.put(0x1abc, 13);
+        w.put(u128::MAX - 5, 128);
+        w.put(0x5, 4);
+        w.finish();
+        let mut r = BitReader::at(&buf, 0);
+        assert_eq!(r.take(3), 0b101);
+        assert_eq!(r.take(13), 0x1abc);
+        assert_eq!(r.take(128), u128::MAX - 5);
+        assert_eq!(r.take(4), 0x5);
+        assert_eq!(buf[18], 0x50);
+        assert_eq!(BitReader::at(&buf, 3).take(13), 0x1abc);
+        assert_eq!(BitReader::at(&buf, 16).take(128), u128::MAX - 5);
         let mut b = [0u8; 2];
-        write_bits(&mut b, 0, 4, 0x4);
-        write_bits(&mut b, 4, 4, 0x5);
-        write_bits(&mut b, 8, 8, 0x00);
-        assert_eq!(b, [0x45, 0x00]);
+        let mut w = BitWriter::new(&mut b);
+        w.put(0x4, 4);
+        w.put(0x5, 4);
+        w.put(0x1ff, 8);
+        assert_eq!(b, [0x45, 0xff]);
+    }
+
+    proptest::proptest! {
+        /// Reading back what was written gives the values (each cut to its width).
+        #[test]
+        fn bit_writer_and_reader_agree(
+            fields in proptest::collection::vec((proptest::num::u128::ANY, 1u32..=128), 0..12),
+            start in 0usize..8,
+        ) {
+            let bits: usize = fields.iter().map(|f| f.1 as usize).sum();
+            let mut buf = vec![0u8; (start + 1 + bits).div_ceil(8)];
+            let mut w = BitWriter::new(&mut buf);
+            w.put(0, start as u32 + 1);
+            for &(v, width) in &fields {
+                w.put(v, width);
+            }
+            w.finish();
+            let mut r = BitReader::at(&buf, start + 1);
+            for &(v, width) in &fields {
+                proptest::prop_assert_eq!(r.take(width), v & width_mask(width));
+            }
+        }
+
+        /// The checksum computed from the inputs' values equals the checksum of the packed bytes,
+        /// whatever the widths, values and header validity.
+        #[test]
+        fn csum16_without_packing_equals_csum16_of_packed_bytes(
+            inputs in proptest::collection::vec(
+                (proptest::num::u128::ANY, 1u32..=128, proptest::bool::ANY, proptest::bool::ANY),
+                0..14,
+            ),
+        ) {
+            use super::super::pipeline::FieldRef;
+            let mut phv = Phv::default();
+            let calc: Vec<CalcInput> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, &(value, width, is_const, valid))| {
+                    phv.values.push(value & width_mask(width));
+                    phv.valid.push(valid);
+                    if is_const {
+                        CalcInput::Const { value, width }
+                    } else {
+                        CalcInput::Field(FieldRef { slot: i as u32, header: i as u32, width })
+                    }
+                })
+                .collect();
+            let packed: Vec<(u128, u32)> =
+                calc.iter().filter_map(|i| calc_input(i, &phv)).collect();
+            let bits: usize = packed.iter().map(|p| p.1 as usize).sum();
+            let mut buf = vec![0u8; bits.div_ceil(8)];
+            let mut w = BitWriter::new(&mut buf);
+            for &(v, width) in &packed {
+                w.put(v, width);
+            }
+            w.finish();
+            proptest::prop_assert_eq!(
+                csum16_of_inputs(&calc, &phv),
+                super::super::hash::csum16(&buf)
+            );
+        }
+    }
+
+    #[test]
+    fn csum16_without_packing_of_zeros_and_of_all_ones() {
+        use super::super::pipeline::FieldRef;
+        let phv = Phv {
+            values: vec![0, 0xffff, 0xff],
+            valid: vec![true, true, true],
+        };
+        let field = |slot: u32, width: u32| {
+            CalcInput::Field(FieldRef {
+                slot,
+                header: slot,
+                width,
+            })
+        };
+        // All-zero words: the sum is 0, the checksum 0xffff.
+        assert_eq!(csum16_of_inputs(&[field(0, 32)], &phv), 0xffff);
+        // One word 0xffff: the sum is 0xffff (not 0), the checksum 0.
+        assert_eq!(csum16_of_inputs(&[field(1, 16)], &phv), 0);
+        // An odd byte is padded: 0xff00.
+        assert_eq!(csum16_of_inputs(&[field(2, 8)], &phv), 0x00ff);
+        assert_eq!(csum16_of_inputs(&[], &phv), 0xffff);
     }
 }
