@@ -1218,29 +1218,28 @@ fn calc_input(i: &CalcInput, phv: &Phv) -> Option<(u128, u32)> {
 /// The Internet checksum of the bit-packed inputs, computed without packing them. The ones'
 /// complement sum of a buffer's 16-bit words is the buffer, read as one number, modulo 0xffff
 /// (as 2^16 = 1 modulo 0xffff), and 0 only when every word is 0. So each input contributes its
-/// own value modulo 0xffff, rotated by its bit distance (mod 16) from the end of the buffer
-/// padded to whole 16-bit words, which is what `hash::csum16` sums.
+/// value shifted by its bit distance (mod 16) from the end of the data, and the sum is finally
+/// shifted by the zero padding up to whole 16-bit words, which is what `hash::csum16` sums.
 fn csum16_of_inputs(inputs: &[CalcInput], phv: &Phv) -> u16 {
-    let total: u64 = inputs
-        .iter()
-        .filter_map(|i| calc_input(i, phv))
-        .map(|(_, w)| u64::from(w))
-        .sum();
-    let mut from_end = total.next_multiple_of(16) - total;
+    let mut from_end = 0u32;
+    // Each term is below 2^49 (a 128-bit value folded to 34 bits, shifted by < 16).
     let mut sum = 0u64;
     for (v, w) in inputs.iter().rev().filter_map(|i| calc_input(i, phv)) {
-        sum += u64::from(fold16(v & width_mask(w)).rotate_left((from_end % 16) as u32));
-        from_end += u64::from(w);
+        let v = v & width_mask(w);
+        let folded = (v as u64 & 0xffff_ffff)
+            + ((v >> 32) as u64 & 0xffff_ffff)
+            + ((v >> 64) as u64 & 0xffff_ffff)
+            + (v >> 96) as u64;
+        sum = sum.wrapping_add(folded << (from_end % 16));
+        from_end = from_end.wrapping_add(w);
     }
-    !(fold16(u128::from(sum)))
+    let padding = (16 - from_end % 16) % 16;
+    !fold16(sum).rotate_left(padding)
 }
 
 /// `v` modulo 0xffff as a ones' complement sum of its 16-bit words: in 1..=0xffff unless `v` is 0.
-fn fold16(v: u128) -> u16 {
-    let mut s = (v as u64 & 0xffff_ffff)
-        + ((v >> 32) as u64 & 0xffff_ffff)
-        + ((v >> 64) as u64 & 0xffff_ffff)
-        + (v >> 96) as u64;
+fn fold16(v: u64) -> u16 {
+    let mut s = (v & 0xffff_ffff) + (v >> 32);
     while s >> 16 != 0 {
         s = (s & 0xffff) + (s >> 16);
     }
@@ -1314,13 +1313,17 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
     }
 }
 
+/// Values up to this wide go through the 64-bit accumulators in one piece (at most 7 bits wait
+/// there between values).
+const CHUNK: u32 = 56;
+
 /// Reads consecutive values MSB first from bytes, a byte at a time into an accumulator; the
 /// caller checked that the bytes are there.
 struct BitReader<'a> {
     bytes: &'a [u8],
     next: usize,
-    acc: u128,
-    /// How many low bits of `acc` are not read yet.
+    acc: u64,
+    /// How many low bits of `acc` are not read yet (fewer than 8 between calls).
     bits: u32,
 }
 
@@ -1334,7 +1337,7 @@ impl<'a> BitReader<'a> {
         };
         let skip = (bit % 8) as u32;
         if skip != 0 {
-            r.acc = u128::from(bytes[r.next]);
+            r.acc = u64::from(bytes[r.next]);
             r.next += 1;
             r.bits = 8 - skip;
         }
@@ -1342,18 +1345,30 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next `width` (1..=128) bits.
+    #[inline]
     fn take(&mut self, width: u32) -> u128 {
-        if width > 64 {
-            let high = self.take(width - 64);
-            return (high << 64) | self.take(64);
+        if width <= CHUNK {
+            return u128::from(self.take_chunk(width));
         }
+        let mut v = 0u128;
+        let mut rest = width;
+        while rest > 0 {
+            let n = rest.min(CHUNK);
+            v = (v << n) | u128::from(self.take_chunk(n));
+            rest -= n;
+        }
+        v
+    }
+
+    #[inline]
+    fn take_chunk(&mut self, width: u32) -> u64 {
         while self.bits < width {
-            self.acc = (self.acc << 8) | u128::from(self.bytes[self.next]);
+            self.acc = (self.acc << 8) | u64::from(self.bytes[self.next]);
             self.next += 1;
             self.bits += 8;
         }
         self.bits -= width;
-        (self.acc >> self.bits) & width_mask(width)
+        (self.acc >> self.bits) & ((1u64 << width) - 1)
     }
 }
 
@@ -1361,7 +1376,7 @@ impl<'a> BitReader<'a> {
 struct BitWriter<'a> {
     bytes: &'a mut [u8],
     next: usize,
-    acc: u128,
+    acc: u64,
     /// How many low bits of `acc` are not written yet (fewer than 8 between calls).
     bits: u32,
 }
@@ -1377,13 +1392,23 @@ impl<'a> BitWriter<'a> {
     }
 
     /// Appends the low `width` (1..=128) bits of `v`.
+    #[inline]
     fn put(&mut self, v: u128, width: u32) {
-        if width > 64 {
-            self.put(v >> 64, width - 64);
-            self.put(v, 64);
+        if width <= CHUNK {
+            self.put_chunk(v as u64, width);
             return;
         }
-        self.acc = (self.acc << width) | (v & width_mask(width));
+        let mut rest = width;
+        while rest > 0 {
+            let n = rest.min(CHUNK);
+            rest -= n;
+            self.put_chunk((v >> rest) as u64, n);
+        }
+    }
+
+    #[inline]
+    fn put_chunk(&mut self, v: u64, width: u32) {
+        self.acc = (self.acc << width) | (v & ((1u64 << width) - 1));
         self.bits += width;
         while self.bits >= 8 {
             self.bits -= 8;
