@@ -1088,7 +1088,8 @@ fn run_action(
         pc += 1;
         match prim {
             Primitive::Assign { dst, src } => {
-                phv.values[dst.slot as usize] = eval(src, phv, args, &[]) & width_mask(dst.width);
+                phv.values[dst.slot as usize] =
+                    operand(src, phv, args, &[]) & width_mask(dst.width);
             }
             Primitive::AssignHeader { dst, src } => assign_header(p, phv, *dst, *src),
             Primitive::SetValid(h) => phv.valid[*h as usize] = true,
@@ -1266,6 +1267,17 @@ fn fold16(v: u64) -> u16 {
     s as u16
 }
 
+/// `eval` with the leaves (constants, fields, parameters) read inline, without a call.
+#[inline(always)]
+fn operand(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
+    match e {
+        Expr::Const(v) => *v,
+        Expr::Field(f) => phv.values[f.slot as usize],
+        Expr::Param(i) => args.get(*i).copied().unwrap_or(0),
+        _ => eval(e, phv, args, ahead),
+    }
+}
+
 /// Evaluates an expression; `args` are the action's arguments, `ahead` the packet from the parser
 /// cursor on (lookaheads were bounds-checked before).
 fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
@@ -1282,7 +1294,7 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
             }
         }
         Expr::Unary(op, a) => {
-            let a = eval(a, phv, args, ahead);
+            let a = operand(a, phv, args, ahead);
             match op {
                 UnOp::Not => u128::from(a == 0),
                 UnOp::BitNot => !a,
@@ -1291,14 +1303,14 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
             }
         }
         Expr::Binary(op, a, b) => {
-            let l = eval(a, phv, args, ahead);
+            let l = operand(a, phv, args, ahead);
             // Logical operators short-circuit.
             match op {
                 BinOp::And if l == 0 => return 0,
                 BinOp::Or if l != 0 => return 1,
                 _ => {}
             }
-            let r = eval(b, phv, args, ahead);
+            let r = operand(b, phv, args, ahead);
             match op {
                 BinOp::Add => l.wrapping_add(r),
                 BinOp::Sub => l.wrapping_sub(r),
@@ -1324,10 +1336,10 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
             }
         }
         Expr::Cond(c, a, b) => {
-            if eval(c, phv, args, ahead) != 0 {
-                eval(a, phv, args, ahead)
+            if operand(c, phv, args, ahead) != 0 {
+                operand(a, phv, args, ahead)
             } else {
-                eval(b, phv, args, ahead)
+                operand(b, phv, args, ahead)
             }
         }
     }
@@ -1335,14 +1347,14 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
 
 /// Reads the `width` (1..=128) bits at bit `bit` (MSB first); the caller checked that they are
 /// there. Most fields come from one big-endian 64-bit load of the 8 bytes that end with the
-/// field (bytes before the field are in the buffer too unless the field ends in its first 8).
+/// field (or, near the start of the buffer, of its first 8 bytes).
 #[inline]
 fn read_field(buf: &[u8], bit: usize, width: u32) -> u128 {
     let end = bit + width as usize;
-    let end_byte = end.div_ceil(8);
-    let tail = (end_byte * 8 - end) as u32;
-    if width + tail <= 64 && end_byte >= 8 {
-        if let Ok(window) = <[u8; 8]>::try_from(&buf[end_byte - 8..end_byte]) {
+    let start = end.div_ceil(8).saturating_sub(8);
+    if let Some(bytes) = buf.get(start..start + 8) {
+        let tail = ((start + 8) * 8 - end) as u32;
+        if let (true, Ok(window)) = (width + tail <= 64, <[u8; 8]>::try_from(bytes)) {
             return u128::from((u64::from_be_bytes(window) >> tail) & (u64::MAX >> (64 - width)));
         }
     }
@@ -1355,11 +1367,10 @@ fn read_field(buf: &[u8], bit: usize, width: u32) -> u128 {
 #[inline]
 fn write_field(buf: &mut [u8], bit: usize, width: u32, v: u128) {
     let end = bit + width as usize;
-    let end_byte = end.div_ceil(8);
-    let tail = (end_byte * 8 - end) as u32;
-    if width + tail <= 64 && end_byte >= 8 {
-        let window = &mut buf[end_byte - 8..end_byte];
-        if let Ok(bytes) = <[u8; 8]>::try_from(&*window) {
+    let start = end.div_ceil(8).saturating_sub(8);
+    if let Some(window) = buf.get_mut(start..start + 8) {
+        let tail = ((start + 8) * 8 - end) as u32;
+        if let (true, Ok(bytes)) = (width + tail <= 64, <[u8; 8]>::try_from(&*window)) {
             let mask = (u64::MAX >> (64 - width)) << tail;
             let word = (u64::from_be_bytes(bytes) & !mask) | (((v as u64) << tail) & mask);
             window.copy_from_slice(&word.to_be_bytes());
