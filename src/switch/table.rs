@@ -553,7 +553,8 @@ pub fn check_entry(
         });
     }
     for (m, k) in entry.key.iter().zip(&table.keys) {
-        let what = format!("table {}, key {}", table.name, k.name);
+        // Built only for an error: inserting many entries should not format strings.
+        let what = || format!("table {}, key {}", table.name, k.name);
         let wrong = || RuntimeError::WrongMatchKind {
             table: table.name.clone(),
             field: k.name.clone(),
@@ -562,7 +563,7 @@ pub fn check_entry(
         let fits = |v: u128| {
             if v & !width_mask(k.width) != 0 {
                 Err(RuntimeError::TooWide {
-                    what: what.clone(),
+                    what: what(),
                     width: k.width,
                 })
             } else {
@@ -575,13 +576,13 @@ pub fn check_entry(
                 fits(*value)?;
                 if *prefix_len > k.width {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: format!("prefix length {prefix_len} > width {}", k.width),
                     });
                 }
                 if value & !prefix_mask(k.width, *prefix_len) != 0 {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: "bits set beyond the prefix".into(),
                     });
                 }
@@ -591,7 +592,7 @@ pub fn check_entry(
                 fits(*mask)?;
                 if value & !mask != 0 {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: "bits set outside the mask".into(),
                     });
                 }
@@ -601,7 +602,7 @@ pub fn check_entry(
                 fits(*high)?;
                 if low > high {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: "low > high".into(),
                     });
                 }
