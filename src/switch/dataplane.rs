@@ -821,18 +821,17 @@ fn egress_with_truncate(
             continue;
         }
         let layout = &p.headers[h as usize];
-        let at = out.bytes.len();
-        out.bytes.resize(at + (layout.bits / 8) as usize, 0);
         let first = layout.first_slot as usize;
-        let mut bit = at * 8;
+        let mut w = BitWriter::new(&mut out.bytes);
         for (f, &v) in layout
             .fields
             .iter()
             .zip(&phv.values[first..first + layout.fields.len()])
         {
-            write_field(&mut out.bytes, bit, f.width, v);
-            bit += f.width as usize;
+            w.put(v, f.width);
         }
+        // Packet headers are whole bytes (checked at load): nothing is padded.
+        w.finish();
     }
     out.bytes
         .extend_from_slice(frame.get(cursor..).unwrap_or(&[]));
@@ -1194,19 +1193,12 @@ fn calculate(p: &Program, calc: usize, phv: &Phv, buf: &mut Vec<u8>) -> u64 {
         }
         return u64::from(csum16_of_inputs(&c.inputs, phv));
     }
-    let bits: usize = c
-        .inputs
-        .iter()
-        .filter_map(|i| calc_input(i, phv))
-        .map(|(_, w)| w as usize)
-        .sum();
     buf.clear();
-    buf.resize(bits.div_ceil(8), 0);
-    let mut bit = 0usize;
+    let mut w = BitWriter::new(buf);
     for (v, width) in c.inputs.iter().filter_map(|i| calc_input(i, phv)) {
-        write_field(buf, bit, width, v);
-        bit += width as usize;
+        w.put(v, width);
     }
+    w.finish();
     c.algo.compute(buf)
 }
 
@@ -1361,33 +1353,53 @@ fn read_field(buf: &[u8], bit: usize, width: u32) -> u128 {
     BitReader::at(buf, bit).take(width)
 }
 
-/// Writes the low `width` (1..=128) bits of `v` at bit `bit` (MSB first), keeping the other bits
-/// of the bytes it touches; the caller sized the buffer. Like `read_field`, mostly one 64-bit
-/// read-modify-write.
-#[inline]
-fn write_field(buf: &mut [u8], bit: usize, width: u32, v: u128) {
-    let end = bit + width as usize;
-    let start = end.div_ceil(8).saturating_sub(8);
-    if let Some(window) = buf.get_mut(start..start + 8) {
-        let tail = ((start + 8) * 8 - end) as u32;
-        if let (true, Ok(bytes)) = (width + tail <= 64, <[u8; 8]>::try_from(&*window)) {
-            let mask = (u64::MAX >> (64 - width)) << tail;
-            let word = (u64::from_be_bytes(bytes) & !mask) | (((v as u64) << tail) & mask);
-            window.copy_from_slice(&word.to_be_bytes());
-            return;
+/// Appends values MSB first to bytes, 64 bits at a time. It only stores: re-reading bytes just
+/// written (a read-modify-write per field) would stall on store-to-load forwarding.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u128,
+    /// How many low bits of `acc` are not written yet (fewer than 64 between calls).
+    bits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> BitWriter<'a> {
+        BitWriter {
+            out,
+            acc: 0,
+            bits: 0,
         }
     }
-    let mut pos = bit;
-    let mut remaining = width;
-    while remaining > 0 {
-        let in_byte = (pos % 8) as u32;
-        let take = (8 - in_byte).min(remaining);
-        remaining -= take;
-        let chunk = ((v >> remaining) as u8) & (u8::MAX >> (8 - take));
-        let shift = 8 - in_byte - take;
-        let mask = (u8::MAX >> (8 - take)) << shift;
-        buf[pos / 8] = (buf[pos / 8] & !mask) | (chunk << shift);
-        pos += take as usize;
+
+    /// Appends the low `width` (1..=128) bits of `v`.
+    #[inline]
+    fn put(&mut self, v: u128, width: u32) {
+        if width > 64 {
+            self.put_chunk((v >> 64) as u64, width - 64);
+            self.put_chunk(v as u64, 64);
+        } else {
+            self.put_chunk(v as u64, width);
+        }
+    }
+
+    /// Appends the low `width` (1..=64) bits of `v`.
+    #[inline]
+    fn put_chunk(&mut self, v: u64, width: u32) {
+        self.acc = (self.acc << width) | u128::from(v & (u64::MAX >> (64 - width)));
+        self.bits += width;
+        if self.bits >= 64 {
+            self.bits -= 64;
+            self.out
+                .extend_from_slice(&((self.acc >> self.bits) as u64).to_be_bytes());
+        }
+    }
+
+    /// Writes what is left, a last partial byte padded with zeros.
+    fn finish(self) {
+        let n = self.bits.div_ceil(8);
+        let left = (self.acc << (n * 8 - self.bits)) as u64;
+        self.out
+            .extend_from_slice(&left.to_be_bytes()[(8 - n) as usize..]);
     }
 }
 
@@ -1449,15 +1461,17 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
-    /// Writes `fields` one after the other from bit `start` of a zeroed buffer.
+    /// `fields` one after the other after `start` zero bits, the last byte zero-padded.
     fn packed(start: usize, fields: &[(u128, u32)]) -> Vec<u8> {
-        let bits: usize = fields.iter().map(|f| f.1 as usize).sum();
-        let mut buf = vec![0u8; (start + bits).div_ceil(8)];
-        let mut bit = start;
-        for &(v, width) in fields {
-            write_field(&mut buf, bit, width, v);
-            bit += width as usize;
+        let mut buf = Vec::new();
+        let mut w = BitWriter::new(&mut buf);
+        for _ in 0..start {
+            w.put(0, 1);
         }
+        for &(v, width) in fields {
+            w.put(v, width);
+        }
+        w.finish();
         buf
     }
 
@@ -1474,26 +1488,21 @@ mod tests {
             bit += width as usize;
         }
         assert_eq!(packed(0, &[(0x4, 4), (0x5, 4), (0x1ff, 8)]), [0x45, 0xff]);
-        // Writing keeps the neighbouring bits.
-        let mut b = [0xffu8; 10];
-        write_field(&mut b, 70, 3, 0);
-        write_field(&mut b, 1, 2, 0);
-        assert_eq!(
-            b,
-            [0x9f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfc, 0x7f]
-        );
+        assert_eq!(packed(3, &[(0x1f, 5), (1, 1)]), [0x1f, 0x80]);
+        assert_eq!(packed(0, &[]), Vec::<u8>::new());
     }
 
     proptest::proptest! {
         /// Reading back what was written gives the values (each cut to its width), through the
-        /// 64-bit windows and the byte-wise paths alike, and writing leaves other bits alone.
+        /// 64-bit windows and the byte-wise paths alike, and the bytes are just long enough.
         #[test]
         fn fields_written_read_back(
             fields in proptest::collection::vec((proptest::num::u128::ANY, 1u32..=128), 0..12),
             start in 0usize..80,
-            background in proptest::num::u8::ANY,
         ) {
             let buf = packed(start, &fields);
+            let bits: usize = start + fields.iter().map(|f| f.1 as usize).sum::<usize>();
+            proptest::prop_assert_eq!(buf.len(), bits.div_ceil(8));
             let mut bit = start;
             for &(v, width) in &fields {
                 proptest::prop_assert_eq!(read_field(&buf, bit, width), v & width_mask(width));
@@ -1503,20 +1512,8 @@ mod tests {
                 );
                 bit += width as usize;
             }
-            // Over a non-zero background, then rewritten: the same fields, the prefix intact.
-            let mut over = vec![background; buf.len()];
-            let mut bit = start;
-            for &(v, width) in &fields {
-                write_field(&mut over, bit, width, v);
-                bit += width as usize;
-            }
-            for &(v, width) in fields.iter().rev() {
-                bit -= width as usize;
-                proptest::prop_assert_eq!(read_field(&over, bit, width), v & width_mask(width));
-            }
-            for b in 0..start {
-                let expected = (background >> (7 - b % 8)) & 1;
-                proptest::prop_assert_eq!(read_field(&over, b, 1), u128::from(expected));
+            if bits % 8 != 0 {
+                proptest::prop_assert_eq!(read_field(&buf, bits, (8 - bits % 8) as u32), 0);
             }
         }
 
