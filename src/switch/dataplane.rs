@@ -1512,7 +1512,7 @@ mod tests {
                 );
                 bit += width as usize;
             }
-            if bits % 8 != 0 {
+            if !bits.is_multiple_of(8) {
                 proptest::prop_assert_eq!(read_field(&buf, bits, (8 - bits % 8) as u32), 0);
             }
         }
