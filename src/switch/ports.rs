@@ -4,22 +4,27 @@
 //! - a UDP "wire" on loopback (`-i 1@udp:127.0.0.1:20001=127.0.0.1:20002`): one Ethernet frame
 //!   per datagram, received on the local address and sent to the peer; datagrams from any other
 //!   source are ignored;
+//! - a Linux interface (`-i 1@veth0`): a raw AF_PACKET socket on it ([`af_packet`]);
 //! - an in-process channel, for tests and for wiring switches inside one process.
 //!
-//! Linux interfaces (`-i 1@veth0`, AF_PACKET) are not implemented yet and are refused clearly.
 //! Sending never blocks the data plane: a frame a backend cannot take at once is dropped and
 //! counted by the caller, as a congested wire would.
 //!
 //! Owns only port I/O; it knows nothing of P4Runtime or the pipeline (frames go to a
 //! [`FrameSink`]).
 
+pub mod af_packet;
+
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use thiserror::Error;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
+
+use af_packet::{PacketSocket, Received};
 
 /// The largest port number a v1model port can carry, exclusive of 511 (the drop port).
 pub const MAX_PORT: u32 = 510;
@@ -34,6 +39,8 @@ pub trait FrameSink: Send + Sync + 'static {
 pub enum PortBackend {
     /// A UDP wire: bind `local`, exchange datagrams with `peer` only.
     Udp { local: SocketAddr, peer: SocketAddr },
+    /// A Linux interface, through an AF_PACKET socket.
+    Interface { name: String },
 }
 
 /// One `-i PORT@WHERE` option.
@@ -46,7 +53,7 @@ pub struct PortSpec {
 /// A `-i` option that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PortSpecError {
-    #[error("`{0}`: expected PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT")]
+    #[error("`{0}`: expected PORT@INTERFACE or PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT")]
     Syntax(String),
     #[error("`{0}`: the port number must be an integer in 0..={MAX_PORT}")]
     PortNumber(String),
@@ -55,10 +62,25 @@ pub enum PortSpecError {
     #[error("`{spec}`: {addr} is not a loopback address; UDP wires stay on 127.0.0.0/8 or ::1")]
     NotLoopback { spec: String, addr: SocketAddr },
     #[error(
-        "`{0}`: Linux interfaces (AF_PACKET) are not supported yet; use a UDP wire, \
-         PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT"
+        "`{spec}`: `{name}` is not a Linux interface name (1 to {} bytes, no `/`, `:`, `=` or \
+         white space)",
+        IFNAME_MAX
     )]
-    Interface(String),
+    InterfaceName { spec: String, name: String },
+}
+
+/// The longest Linux interface name (IFNAMSIZ less the terminating NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// Whether the kernel would accept `name` as an interface name (its dev_valid_name rules).
+fn valid_interface_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c == '=' || c == '\0' || c.is_whitespace())
 }
 
 impl FromStr for PortSpec {
@@ -77,7 +99,18 @@ impl FromStr for PortSpec {
             if target.is_empty() || target.contains(':') || target.contains('=') {
                 return Err(PortSpecError::Syntax(spec.to_string()));
             }
-            return Err(PortSpecError::Interface(spec.to_string()));
+            if !valid_interface_name(target) {
+                return Err(PortSpecError::InterfaceName {
+                    spec: spec.to_string(),
+                    name: target.to_string(),
+                });
+            }
+            return Ok(PortSpec {
+                port,
+                backend: PortBackend::Interface {
+                    name: target.to_string(),
+                },
+            });
         };
         let (local, peer) = wire
             .split_once('=')
@@ -112,6 +145,7 @@ pub enum PortSender {
         socket: Arc<UdpSocket>,
         peer: SocketAddr,
     },
+    Interface(Arc<AsyncFd<PacketSocket>>),
     Channel(mpsc::Sender<Vec<u8>>),
 }
 
@@ -123,6 +157,13 @@ impl PortSender {
                 Ok(_) => true,
                 Err(err) => {
                     tracing::debug!(%peer, %err, "UDP wire send failed");
+                    false
+                }
+            },
+            PortSender::Interface(socket) => match socket.get_ref().send(frame) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::debug!(ifindex = socket.get_ref().ifindex(), %err, "interface send failed");
                     false
                 }
             },
@@ -172,6 +213,70 @@ impl UdpWire {
                     // ICMP port-unreachable from an absent peer shows up here; keep going.
                     Err(err) => tracing::debug!(port, %err, "UDP wire receive error"),
                 },
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+/// An opened Linux interface port.
+pub struct InterfacePort {
+    pub sender: PortSender,
+    socket: Arc<AsyncFd<PacketSocket>>,
+}
+
+/// Frames taken from an interface per wake-up before other tasks get a turn.
+const INTERFACE_BURST: usize = 256;
+
+impl InterfacePort {
+    /// Opens `name` (needs CAP_NET_RAW); must run inside a tokio runtime.
+    pub fn open(name: &str) -> std::io::Result<InterfacePort> {
+        let socket = PacketSocket::open(name)?;
+        // SAFETY: a PacketSocket owns its descriptor for its whole life and always returns that
+        // same one from as_raw_fd, which is what registering it with the reactor requires.
+        let socket = Arc::new(unsafe { AsyncFd::register(socket) }.map_err(std::io::Error::from)?);
+        Ok(InterfacePort {
+            sender: PortSender::Interface(socket.clone()),
+            socket,
+        })
+    }
+
+    /// Receives the interface's frames into `sink` until `shutdown` turns true.
+    pub async fn receive_loop(
+        self,
+        port: u32,
+        sink: Arc<dyn FrameSink>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        // Larger than any frame, jumbo and GRO-merged ones included.
+        let mut buf = vec![0u8; 65536];
+        loop {
+            tokio::select! {
+                ready = self.socket.readable() => {
+                    let mut guard = match ready {
+                        Ok(guard) => guard,
+                        Err(err) => {
+                            tracing::error!(port, %err, "interface port cannot be polled; port stopped");
+                            return;
+                        }
+                    };
+                    for _ in 0..INTERFACE_BURST {
+                        match guard.try_io(|socket| socket.get_ref().receive(&mut buf)) {
+                            Ok(Ok(Received::Frame(len))) => sink.receive(port, &buf[..len]),
+                            Ok(Ok(Received::Outgoing)) => {}
+                            // The interface went down or away: keep polling, it may come back.
+                            Ok(Err(err)) => {
+                                tracing::debug!(port, %err, "interface receive error");
+                                break;
+                            }
+                            // Drained: readiness was cleared, wait for the next frame.
+                            Err(_would_block) => break,
+                        }
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
@@ -249,13 +354,29 @@ mod tests {
         );
         let v6: PortSpec = "510@udp:[::1]:0=[::1]:9".parse().unwrap();
         assert_eq!(v6.port, 510);
+        let veth: PortSpec = "2@veth0".parse().unwrap();
+        assert_eq!(
+            veth,
+            PortSpec {
+                port: 2,
+                backend: PortBackend::Interface {
+                    name: "veth0".into()
+                }
+            }
+        );
     }
 
     #[test]
     fn bad_specs_say_what_is_wrong() {
         let err = |s: &str| s.parse::<PortSpec>().unwrap_err();
-        assert!(matches!(err("1@veth0"), PortSpecError::Interface(_)));
-        assert!(err("1@veth0").to_string().contains("not supported yet"));
+        assert!(matches!(
+            err("1@abcdefghijklmnop"),
+            PortSpecError::InterfaceName { .. }
+        ));
+        assert!(matches!(err("1@a b"), PortSpecError::InterfaceName { .. }));
+        assert!(matches!(err("1@a/b"), PortSpecError::InterfaceName { .. }));
+        assert!(matches!(err("1@.."), PortSpecError::InterfaceName { .. }));
+        assert!(matches!(err("1@"), PortSpecError::Syntax(_)));
         assert!(matches!(err("veth0"), PortSpecError::Syntax(_)));
         assert!(matches!(
             err("511@udp:127.0.0.1:1=127.0.0.1:2"),
