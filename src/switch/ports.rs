@@ -3,7 +3,8 @@
 //! Backends:
 //! - a UDP "wire" on loopback (`-i 1@udp:127.0.0.1:20001=127.0.0.1:20002`): one Ethernet frame
 //!   per datagram, received on the local address and sent to the peer; datagrams from any other
-//!   source are ignored;
+//!   source are ignored (the socket is connected to the peer, so the kernel filters them). Frames
+//!   move in batches, up to [`mmsg::BATCH`] per syscall ([`mmsg`]);
 //! - a Linux interface (`-i 1@veth0`): a raw AF_PACKET socket on it ([`af_packet`]);
 //! - an in-process channel, for tests and for wiring switches inside one process.
 //!
@@ -14,13 +15,16 @@
 //! [`FrameSink`]).
 
 pub mod af_packet;
+pub mod mmsg;
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
@@ -32,6 +36,14 @@ pub const MAX_PORT: u32 = 510;
 /// Where frames received on a port go.
 pub trait FrameSink: Send + Sync + 'static {
     fn receive(&self, port: u32, frame: &[u8]);
+
+    /// Frames received together on `port`, in order. A sink that can share work across them
+    /// (one lock, one batched send) does so here.
+    fn receive_batch(&self, port: u32, frames: &mut dyn Iterator<Item = &[u8]>) {
+        for frame in frames {
+            self.receive(port, frame);
+        }
+    }
 }
 
 /// How one port is attached.
@@ -141,57 +153,70 @@ impl FromStr for PortSpec {
 /// The sending half of a port.
 #[derive(Debug, Clone)]
 pub enum PortSender {
-    Udp {
-        socket: Arc<UdpSocket>,
-        peer: SocketAddr,
-    },
+    /// A UDP socket connected to the wire's peer.
+    Udp(Arc<UdpSocket>),
     Interface(Arc<AsyncFd<PacketSocket>>),
     Channel(mpsc::Sender<Vec<u8>>),
 }
 
 impl PortSender {
-    /// Sends one frame without waiting; false if the backend could not take it.
-    pub fn send(&self, frame: &[u8]) -> bool {
+    /// Sends `frames` in order without waiting; returns how many the backend took (the rest
+    /// are the caller's to count as dropped).
+    pub fn send_batch(&self, frames: &[&[u8]]) -> usize {
         match self {
-            PortSender::Udp { socket, peer } => match socket.try_send_to(frame, *peer) {
-                Ok(_) => true,
+            PortSender::Udp(socket) => match mmsg::send_batch(socket.as_fd(), frames) {
+                Ok(sent) => sent,
                 Err(err) => {
-                    tracing::debug!(%peer, %err, "UDP wire send failed");
-                    false
+                    // ICMP port-unreachable from an absent peer shows up here, once.
+                    tracing::debug!(peer = ?socket.peer_addr().ok(), %err, "UDP wire send failed");
+                    0
                 }
             },
-            PortSender::Interface(socket) => match socket.get_ref().send(frame) {
-                Ok(()) => true,
-                Err(err) => {
-                    tracing::debug!(ifindex = socket.get_ref().ifindex(), %err, "interface send failed");
-                    false
+            PortSender::Interface(socket) => {
+                let socket = socket.get_ref();
+                let mut sent = 0;
+                for frame in frames {
+                    if let Err(err) = socket.send(frame) {
+                        tracing::debug!(ifindex = socket.ifindex(), %err, "interface send failed");
+                        break;
+                    }
+                    sent += 1;
                 }
-            },
-            PortSender::Channel(tx) => tx.try_send(frame.to_vec()).is_ok(),
+                sent
+            }
+            PortSender::Channel(tx) => frames
+                .iter()
+                .take_while(|frame| tx.try_send(frame.to_vec()).is_ok())
+                .count(),
         }
     }
 }
+
+/// Kernel buffer asked for each UDP wire socket, each way: room for bursts of thousands of
+/// frames while the switch is busy.
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
+/// Batches taken from a wire per wake-up before other tasks get a turn.
+const UDP_BURST_BATCHES: usize = 16;
 
 /// An opened UDP wire: its sender and the address it is bound to.
 pub struct UdpWire {
     pub sender: PortSender,
     pub local: SocketAddr,
     socket: Arc<UdpSocket>,
-    peer: SocketAddr,
 }
 
 impl UdpWire {
     pub async fn open(local: SocketAddr, peer: SocketAddr) -> std::io::Result<UdpWire> {
-        let socket = Arc::new(UdpSocket::bind(local).await?);
+        let socket = UdpSocket::bind(local).await?;
+        socket.connect(peer).await?;
+        mmsg::set_buffer_sizes(socket.as_fd(), UDP_BUFFER_BYTES)?;
+        let socket = Arc::new(socket);
         let local = socket.local_addr()?;
         Ok(UdpWire {
-            sender: PortSender::Udp {
-                socket: socket.clone(),
-                peer,
-            },
+            sender: PortSender::Udp(socket.clone()),
             local,
             socket,
-            peer,
         })
     }
 
@@ -202,17 +227,30 @@ impl UdpWire {
         sink: Arc<dyn FrameSink>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // Larger than any Ethernet frame, jumbo included; longer datagrams are truncated by
-        // the kernel and then counted as they are.
-        let mut buf = vec![0u8; 65536];
+        let mut batch = mmsg::RecvBatch::new();
         loop {
             tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) if from == self.peer => sink.receive(port, &buf[..len]),
-                    Ok((_, from)) => tracing::debug!(port, %from, "datagram from a stranger ignored"),
-                    // ICMP port-unreachable from an absent peer shows up here; keep going.
-                    Err(err) => tracing::debug!(port, %err, "UDP wire receive error"),
-                },
+                ready = self.socket.readable() => {
+                    if let Err(err) = ready {
+                        tracing::error!(port, %err, "UDP wire cannot be polled; port stopped");
+                        return;
+                    }
+                    for _ in 0..UDP_BURST_BATCHES {
+                        let received = self
+                            .socket
+                            .try_io(Interest::READABLE, || batch.receive(self.socket.as_fd()));
+                        match received {
+                            Ok(_) => sink.receive_batch(port, &mut batch.frames()),
+                            // Drained: readiness was cleared, wait for the next datagram.
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                            // ICMP port-unreachable from an absent peer shows up here; keep going.
+                            Err(err) => {
+                                tracing::debug!(port, %err, "UDP wire receive error");
+                                break;
+                            }
+                        }
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
             if *shutdown.borrow() {
@@ -429,7 +467,7 @@ mod tests {
         let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         stranger.send_to(b"stranger", local).await.unwrap();
         peer.send_to(b"frame-in", local).await.unwrap();
-        assert!(sender.send(b"frame-out"));
+        assert_eq!(sender.send_batch(&[b"frame-out"]), 1);
         let mut buf = [0u8; 64];
         let (n, from) =
             tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv_from(&mut buf))
