@@ -4,7 +4,8 @@
 //! - a UDP "wire" on loopback (`-i 1@udp:127.0.0.1:20001=127.0.0.1:20002`): one Ethernet frame
 //!   per datagram, received on the local address and sent to the peer; datagrams from any other
 //!   source are ignored (the socket is connected to the peer, so the kernel filters them). Frames
-//!   move in batches, up to [`mmsg::BATCH`] per syscall ([`mmsg`]);
+//!   move in batches of up to [`mmsg::BATCH`] messages per syscall, runs of equal-sized frames
+//!   as one UDP GSO/GRO message ([`mmsg`]); the peer sees ordinary datagrams either way;
 //! - a Linux interface (`-i 1@veth0`): a raw AF_PACKET socket on it ([`af_packet`]);
 //! - an in-process channel, for tests and for wiring switches inside one process.
 //!
@@ -211,6 +212,10 @@ impl UdpWire {
         let socket = UdpSocket::bind(local).await?;
         socket.connect(peer).await?;
         mmsg::set_buffer_sizes(socket.as_fd(), UDP_BUFFER_BYTES)?;
+        // Kernels before 5.0 lack UDP_GRO: the wire then receives datagram by datagram.
+        if let Err(err) = mmsg::enable_gro(socket.as_fd()) {
+            tracing::debug!(%local, %err, "UDP GRO unavailable");
+        }
         let socket = Arc::new(socket);
         let local = socket.local_addr()?;
         Ok(UdpWire {
