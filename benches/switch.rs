@@ -1,42 +1,149 @@
-//! Frames per second through `vmdep switch`'s data plane, in process: ref1 (parse Ethernet+IPv4,
-//! verify and update the checksum, one lpm lookup, TTL decrement, deparse).
+//! Frames per second through `vmdep switch`'s data plane, in process, on one core:
+//! - `ref1_route_one_frame`: ref1 (Ethernet+IPv4, checksum verify and update, one lpm lookup,
+//!   TTL decrement, deparse) with 3 routes and one frame over and over;
+//! - `ref1_1000_routes`: ref1 with 1,000 routes of mixed prefix lengths, frames to 256 different
+//!   destinations (each matching some route);
+//! - `ref2_10000_flows`: ref2 (ternary acl + exact flows table with direct counters and idle
+//!   timeouts) with 10,000 flow entries (the table's size raised from 4,096) and 256 frames, most
+//!   of them hitting a flow;
+//! - `vmdep_1000_routes_10000_pairs`: p4/vmdep.p4 as `vmdep compile` builds it, 1,000 routes in
+//!   `ipv4_lpm`, 10,000 pairs in `vm_pair`, 256 UDP/TCP frames (mostly pairs being counted).
+//!
+//! Each iteration runs a batch of frames; criterion reports elements (frames) per second.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vmdep::switch::{ActionCall, MatchValue, Outputs, Switch, TableEntry};
 
-fn ref1_routing(c: &mut Criterion) {
-    let json = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/p4c-reference/p4c-out/ref1_lpm_checksum.json"
+/// Frames per measured iteration (one pass over the batch).
+const BATCH: usize = 256;
+
+fn reference_json(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/p4c-reference/p4c-out/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
     ))
-    .unwrap();
-    let mut sw = Switch::from_json_str(&json).unwrap();
+    .unwrap()
+}
+
+/// A small deterministic generator (xorshift64*), so every run measures the same tables.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Ethernet + IPv4 (correct checksum) + UDP (protocol 17) or TCP (6) with a few payload bytes.
+fn ipv4_frame(src: u32, dst: u32, protocol: u8) -> Vec<u8> {
+    let mut f = vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 2, 0x08, 0x00];
+    let l4_len: u16 = if protocol == 6 { 20 } else { 8 } + 4;
+    let total = 20 + l4_len;
+    let mut ip = vec![0x45, 0];
+    ip.extend(total.to_be_bytes());
+    ip.extend([0, 7, 0, 0, 64, protocol, 0, 0]);
+    ip.extend(src.to_be_bytes());
+    ip.extend(dst.to_be_bytes());
+    let ck = vmdep::switch::hash::csum16(&ip);
+    ip[10..12].copy_from_slice(&ck.to_be_bytes());
+    f.extend(ip);
+    f.extend(0x1234u16.to_be_bytes());
+    f.extend(80u16.to_be_bytes());
+    if protocol == 6 {
+        f.extend([0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0]);
+    } else {
+        f.extend(l4_len.to_be_bytes());
+        f.extend([0, 0]);
+    }
+    f.extend([1, 2, 3, 4]);
+    f
+}
+
+/// `n` distinct routes: mostly /24, some /16, /32 and /8, as in a data center fabric.
+fn random_routes(rng: &mut Rng, n: usize) -> Vec<(u32, u32)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut routes = Vec::new();
+    while routes.len() < n {
+        let len = match rng.below(10) {
+            0 => 8,
+            1 | 2 => 16,
+            3 => 32,
+            _ => 24,
+        };
+        let value = (rng.next() as u32) & (u32::MAX << (32 - len));
+        if seen.insert((value, len)) {
+            routes.push((value, len));
+        }
+    }
+    routes
+}
+
+/// An address inside the route's prefix.
+fn inside(rng: &mut Rng, (value, len): (u32, u32)) -> u32 {
+    let host = if len == 32 {
+        0
+    } else {
+        (rng.next() as u32) >> len
+    };
+    value | host
+}
+
+fn lpm_entry(action: usize, args: Vec<u128>, (value, len): (u32, u32)) -> TableEntry {
+    TableEntry {
+        key: vec![MatchValue::Lpm {
+            value: u128::from(value),
+            prefix_len: len,
+        }],
+        priority: 0,
+        action: ActionCall { action, args },
+        idle_timeout_ns: None,
+    }
+}
+
+fn run_batch(
+    c: &mut Criterion,
+    name: &str,
+    sw: &mut Switch,
+    frames: &[Vec<u8>],
+    expect_out: usize,
+) {
+    let mut out = Outputs::new();
+    // Sanity: the workload forwards what it should (not, say, drops everything).
+    for f in frames {
+        sw.process(0, f, &mut out);
+    }
+    assert_eq!(out.len(), expect_out, "{name}: frames forwarded");
+    let mut g = c.benchmark_group("switch");
+    g.throughput(Throughput::Elements(frames.len() as u64));
+    g.bench_function(name, |b| {
+        b.iter(|| {
+            for f in frames {
+                out.clear();
+                sw.process(0, f, &mut out);
+            }
+        })
+    });
+    g.finish();
+}
+
+fn ref1_routing(c: &mut Criterion) {
+    let mut sw = Switch::from_json_str(&reference_json("ref1_lpm_checksum")).unwrap();
     let t = sw.program().table_by_name("Ing.routes").unwrap();
     let route = sw.program().table_action_by_name(t, "Ing.route").unwrap();
-    for (port, (value, prefix_len)) in [
-        (0x0a00_0000u128, 8u32),
-        (0x0a01_0000, 16),
-        (0x0a01_0203, 32),
-    ]
-    .into_iter()
-    .enumerate()
+    for (port, prefix) in [(0x0a00_0000u32, 8u32), (0x0a01_0000, 16), (0x0a01_0203, 32)]
+        .into_iter()
+        .enumerate()
     {
-        sw.insert_entry(
-            t,
-            TableEntry {
-                key: vec![MatchValue::Lpm { value, prefix_len }],
-                priority: 0,
-                action: ActionCall {
-                    action: route,
-                    args: vec![port as u128 + 1, 0xa1],
-                },
-                idle_timeout_ns: None,
-            },
-        )
-        .unwrap();
+        sw.insert_entry(t, lpm_entry(route, vec![port as u128 + 1, 0xa1], prefix))
+            .unwrap();
     }
-    let frame =
-        hex("00000000000100000000000208004500001c1234000040119392c00002010a010909abababababababab");
+    let frame = ipv4_frame(0xc000_0201, 0x0a01_0909, 17);
     let mut out = Outputs::new();
     let mut g = c.benchmark_group("switch");
     g.throughput(Throughput::Elements(1));
@@ -50,12 +157,150 @@ fn ref1_routing(c: &mut Criterion) {
     g.finish();
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+fn ref1_1000_routes(c: &mut Criterion) {
+    let mut sw = Switch::from_json_str(&reference_json("ref1_lpm_checksum")).unwrap();
+    let t = sw.program().table_by_name("Ing.routes").unwrap();
+    let route = sw.program().table_action_by_name(t, "Ing.route").unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let routes = random_routes(&mut rng, 1000);
+    for (i, r) in routes.iter().enumerate() {
+        let port = 1 + (i as u128 % 8);
+        sw.insert_entry(t, lpm_entry(route, vec![port, 0xa1], *r))
+            .unwrap();
+    }
+    let frames: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| {
+            let r = routes[rng.below(routes.len() as u64) as usize];
+            ipv4_frame(0xc000_0201, inside(&mut rng, r), 17)
+        })
+        .collect();
+    run_batch(c, "ref1_1000_routes", &mut sw, &frames, BATCH);
+}
+
+fn ref2_10000_flows(c: &mut Criterion) {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&reference_json("ref2_ternary_counters")).unwrap();
+    for p in doc["pipelines"].as_array_mut().unwrap() {
+        for t in p["tables"].as_array_mut().unwrap() {
+            if t["name"] == "Ing.flows" {
+                t["max_size"] = 16384.into();
+            }
+        }
+    }
+    let mut sw = Switch::from_json_str(&doc.to_string()).unwrap();
+    let p = sw.program();
+    let acl = p.table_by_name("Ing.acl").unwrap();
+    let permit = p.table_action_by_name(acl, "Ing.permit").unwrap();
+    let flows = p.table_by_name("Ing.flows").unwrap();
+    let track = p.table_action_by_name(flows, "Ing.track").unwrap();
+    let any = MatchValue::Ternary { value: 0, mask: 0 };
+    sw.insert_entry(
+        acl,
+        TableEntry {
+            key: vec![any; 3],
+            priority: 1,
+            action: ActionCall {
+                action: permit,
+                args: vec![2],
+            },
+            idle_timeout_ns: None,
+        },
+    )
+    .unwrap();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let pairs = random_pairs(&mut rng, 10_000);
+    for &(src, dst) in &pairs {
+        sw.insert_entry(flows, pair_entry(track, src, dst)).unwrap();
+    }
+    let frames = pair_frames(&mut rng, &pairs, false);
+    run_batch(c, "ref2_10000_flows", &mut sw, &frames, BATCH);
+}
+
+/// `n` distinct (src, dst) pairs of addresses in 10.0.0.0/8.
+fn random_pairs(rng: &mut Rng, n: usize) -> Vec<(u32, u32)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::new();
+    while pairs.len() < n {
+        let a = 0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff);
+        let b = 0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff);
+        if seen.insert((a, b)) {
+            pairs.push((a, b));
+        }
+    }
+    pairs
+}
+
+fn pair_entry(action: usize, src: u32, dst: u32) -> TableEntry {
+    TableEntry {
+        key: vec![
+            MatchValue::Exact(u128::from(src)),
+            MatchValue::Exact(u128::from(dst)),
+        ],
+        priority: 0,
+        action: ActionCall {
+            action,
+            args: vec![],
+        },
+        idle_timeout_ns: Some(10_000_000_000),
+    }
+}
+
+/// BATCH frames: 9 in 10 between a known pair (UDP, or TCP if `mix_tcp` for every other one),
+/// the rest between addresses of no pair.
+fn pair_frames(rng: &mut Rng, pairs: &[(u32, u32)], mix_tcp: bool) -> Vec<Vec<u8>> {
+    (0..BATCH)
+        .map(|i| {
+            let protocol = if mix_tcp && i % 2 == 1 { 6 } else { 17 };
+            if rng.below(10) == 0 {
+                ipv4_frame(0x0b00_0001, 0x0a00_0000 | (i as u32), protocol)
+            } else {
+                let (src, dst) = pairs[rng.below(pairs.len() as u64) as usize];
+                ipv4_frame(src, dst, protocol)
+            }
+        })
         .collect()
 }
 
-criterion_group!(benches, ref1_routing);
+fn vmdep_pipeline(c: &mut Criterion) {
+    let source = include_str!("../p4/vmdep.p4");
+    let compiled = vmdep::compiler::compile(source, "vmdep.p4").unwrap();
+    let mut sw = Switch::from_json_str(&compiled.bmv2_json).unwrap();
+    let p = sw.program();
+    let lpm = p.table_by_name("MyIngress.ipv4_lpm").unwrap();
+    let next_hop = p
+        .table_action_by_name(lpm, "MyIngress.set_next_hop")
+        .unwrap();
+    let vm_pair = p.table_by_name("MyIngress.vm_pair").unwrap();
+    let count = p
+        .table_action_by_name(vm_pair, "MyIngress.count_pair")
+        .unwrap();
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    // The pairs live in 10/8; make sure a route covers them, besides 999 others.
+    let mut routes = random_routes(&mut rng, 999);
+    routes.retain(|r| *r != (0x0a00_0000, 8));
+    routes.push((0x0a00_0000, 8));
+    while routes.len() < 1000 {
+        routes.extend(random_routes(&mut rng, 1).into_iter().filter(|r| r.1 != 8));
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let port = 1 + (i as u128 % 8);
+        let args = vec![0x0200_0000_0001, 0x0200_0000_0100 + i as u128, port];
+        sw.insert_entry(lpm, lpm_entry(next_hop, args, *r)).unwrap();
+    }
+    let pairs = random_pairs(&mut rng, 10_000);
+    for &(src, dst) in &pairs {
+        sw.insert_entry(vm_pair, pair_entry(count, src, dst))
+            .unwrap();
+    }
+    let frames = pair_frames(&mut rng, &pairs, true);
+    run_batch(c, "vmdep_1000_routes_10000_pairs", &mut sw, &frames, BATCH);
+}
+
+criterion_group!(
+    benches,
+    ref1_routing,
+    ref1_1000_routes,
+    ref2_10000_flows,
+    vmdep_pipeline
+);
 criterion_main!(benches);

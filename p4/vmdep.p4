@@ -17,9 +17,10 @@ const bit<16> ETHERTYPE_IPV4 = 0x0800;
 const bit<8>  IPPROTO_TCP = 6;
 const bit<8>  IPPROTO_UDP = 17;
 
-/* Table capacities. vm_pair's size is the counting budget a switch offers the controller. */
+/* Table capacities. vm_pair holds the counting entries a switch can offer the controller (the
+ * topology file sets how many of them the controller may use). */
 const bit<32> IPV4_LPM_SIZE = 1024;
-const bit<32> VM_PAIR_SIZE = 4096;
+const bit<32> VM_PAIR_SIZE = 16384;
 
 typedef bit<9>  port_t;
 typedef bit<48> mac_addr_t;

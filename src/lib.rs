@@ -10,5 +10,8 @@
 //! ```
 
 pub mod compiler;
+pub mod controller;
 pub mod p4rt;
+pub mod sflow;
 pub mod switch;
+pub mod wire;

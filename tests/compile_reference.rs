@@ -383,7 +383,7 @@ fn vmdep_data_plane_exposes_the_names_the_controller_uses() {
         .find(|t| t.preamble.name == "MyIngress.vm_pair")
         .unwrap();
     assert!(vm_pair.support_timeout);
-    assert_eq!(vm_pair.size, 4096);
+    assert_eq!(vm_pair.size, 16384);
     assert_eq!(
         vm_pair.direct_counters,
         vec!["MyIngress.vm_pair_counter".to_string()]

@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages of the real peers: tshark decodes our sFlow (tests/sflow_tshark.rs).
+missing=()
+command -v tshark >/dev/null || missing+=(tshark)
+if ((${#missing[@]})); then
+    echo "== installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 echo "== installing test peers into target/py-venv (PyPI: tests/python/requirements.txt)"
 python3 -m venv target/py-venv
 target/py-venv/bin/python -m pip install --quiet --disable-pip-version-check \

@@ -22,9 +22,10 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Instant;
 
+use super::hash::HashAlgo;
 use super::pipeline::{
-    width_mask, BinOp, CalcInput, Expr, LoadError, MatchKind, Node, ParserOp, Primitive, Program,
-    SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
+    width_mask, BinOp, CalcInput, Calculation, Expr, LoadError, MatchKind, Node, ParserOp,
+    Primitive, Program, SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
 };
 use super::table::{
     check_action, check_entry, ActionCall, CounterValue, EntryKey, MatchValue, RuntimeError,
@@ -295,7 +296,8 @@ impl Switch {
         Ok(())
     }
 
-    /// All entries of a table, in match order, with counters and last-hit times.
+    /// All entries of a table, with counters and last-hit times: in match order for tables with
+    /// priorities, otherwise in no particular order.
     pub fn entries(&self, table: usize) -> Result<&[StoredEntry], RuntimeError> {
         self.table(table)?;
         Ok(&self.tables[table].entries)
@@ -819,19 +821,17 @@ fn egress_with_truncate(
             continue;
         }
         let layout = &p.headers[h as usize];
-        let at = out.bytes.len();
-        out.bytes.resize(at + (layout.bits / 8) as usize, 0);
-        let buf = &mut out.bytes[at..];
-        let mut bit = 0usize;
-        for (i, f) in layout.fields.iter().enumerate() {
-            write_bits(
-                buf,
-                bit,
-                f.width,
-                phv.values[layout.first_slot as usize + i],
-            );
-            bit += f.width as usize;
+        let first = layout.first_slot as usize;
+        let mut w = BitWriter::new(&mut out.bytes);
+        for (f, &v) in layout
+            .fields
+            .iter()
+            .zip(&phv.values[first..first + layout.fields.len()])
+        {
+            w.put(v, f.width);
         }
+        // Packet headers are whole bytes (checked at load): nothing is padded.
+        w.finish();
     }
     out.bytes
         .extend_from_slice(frame.get(cursor..).unwrap_or(&[]));
@@ -907,13 +907,18 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
                     if cursor + layout.bits as usize > total_bits {
                         return (cursor, Some(errs.packet_too_short));
                     }
+                    let first = layout.first_slot as usize;
                     let mut bit = cursor;
-                    for (i, f) in layout.fields.iter().enumerate() {
-                        phv.values[layout.first_slot as usize + i] = read_bits(frame, bit, f.width);
+                    for (f, slot) in layout
+                        .fields
+                        .iter()
+                        .zip(&mut phv.values[first..first + layout.fields.len()])
+                    {
+                        *slot = read_field(frame, bit, f.width);
                         bit += f.width as usize;
                     }
                     phv.valid[*h as usize] = true;
-                    cursor = bit;
+                    cursor += layout.bits as usize;
                 }
                 ParserOp::Set { dst, src } => {
                     phv.values[dst.slot as usize] =
@@ -947,7 +952,7 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
             let v = match part {
                 SelectKeyPart::Field(f) => phv.values[f.slot as usize],
                 SelectKeyPart::Lookahead { offset, width } => {
-                    read_bits(frame, cursor + *offset as usize, *width)
+                    read_field(frame, cursor + *offset as usize, *width)
                 }
             };
             key = if *padded >= 128 {
@@ -1082,7 +1087,8 @@ fn run_action(
         pc += 1;
         match prim {
             Primitive::Assign { dst, src } => {
-                phv.values[dst.slot as usize] = eval(src, phv, args, &[]) & width_mask(dst.width);
+                phv.values[dst.slot as usize] =
+                    operand(src, phv, args, &[]) & width_mask(dst.width);
             }
             Primitive::AssignHeader { dst, src } => assign_header(p, phv, *dst, *src),
             Primitive::SetValid(h) => phv.valid[*h as usize] = true,
@@ -1181,31 +1187,87 @@ fn run_action(
 /// Runs a calculation over its inputs, bit-packed in order (fields of invalid headers skipped).
 fn calculate(p: &Program, calc: usize, phv: &Phv, buf: &mut Vec<u8>) -> u64 {
     let c = &p.calculations[calc];
-    let included = |i: &CalcInput| match i {
-        CalcInput::Field(f) => phv.valid[f.header as usize],
-        CalcInput::Const { .. } => true,
-    };
-    let bits: usize = c
-        .inputs
-        .iter()
-        .filter(|i| included(i))
-        .map(|i| match i {
-            CalcInput::Field(f) => f.width as usize,
-            CalcInput::Const { width, .. } => *width as usize,
-        })
-        .sum();
-    buf.clear();
-    buf.resize(bits.div_ceil(8), 0);
-    let mut at = 0usize;
-    for i in c.inputs.iter().filter(|i| included(i)) {
-        let (v, w) = match i {
-            CalcInput::Field(f) => (phv.values[f.slot as usize], f.width),
-            CalcInput::Const { value, width } => (*value, *width),
-        };
-        write_bits(buf, at, w, v);
-        at += w as usize;
+    if c.algo == HashAlgo::Csum16 {
+        if c.headers.iter().all(|&h| phv.valid[h as usize]) {
+            return u64::from(csum16_all_included(c, phv));
+        }
+        return u64::from(csum16_of_inputs(&c.inputs, phv));
     }
+    buf.clear();
+    let mut w = BitWriter::new(buf);
+    for (v, width) in c.inputs.iter().filter_map(|i| calc_input(i, phv)) {
+        w.put(v, width);
+    }
+    w.finish();
     c.algo.compute(buf)
+}
+
+/// An input's value and width, or `None` for a field of an invalid header (left out).
+fn calc_input(i: &CalcInput, phv: &Phv) -> Option<(u128, u32)> {
+    match *i {
+        CalcInput::Field(f) => {
+            phv.valid[f.header as usize].then(|| (phv.values[f.slot as usize], f.width))
+        }
+        CalcInput::Const { value, width } => Some((value, width)),
+    }
+}
+
+/// The Internet checksum of the bit-packed inputs, computed without packing them. The ones'
+/// complement sum of a buffer's 16-bit words is the buffer, read as one number, modulo 0xffff
+/// (as 2^16 = 1 modulo 0xffff), and 0 only when every word is 0. So each input contributes its
+/// value shifted by its bit distance (mod 16) from the end of the data, and the sum is finally
+/// shifted by the zero padding up to whole 16-bit words, which is what `hash::csum16` sums.
+fn csum16_of_inputs(inputs: &[CalcInput], phv: &Phv) -> u16 {
+    let mut from_end = 0u32;
+    // Each term is below 2^49 (a 128-bit value folded to 34 bits, shifted by < 16).
+    let mut sum = 0u64;
+    for (v, w) in inputs.iter().rev().filter_map(|i| calc_input(i, phv)) {
+        let v = v & width_mask(w);
+        let folded = (v as u64 & 0xffff_ffff)
+            + ((v >> 32) as u64 & 0xffff_ffff)
+            + ((v >> 64) as u64 & 0xffff_ffff)
+            + (v >> 96) as u64;
+        sum = sum.wrapping_add(folded << (from_end % 16));
+        from_end = from_end.wrapping_add(w);
+    }
+    let padding = (16 - from_end % 16) % 16;
+    !fold16(sum).rotate_left(padding)
+}
+
+/// `csum16_of_inputs` when every input is included: the shifts are known at load.
+fn csum16_all_included(c: &Calculation, phv: &Phv) -> u16 {
+    let mut sum = 0u64;
+    for (i, &shift) in c.inputs.iter().zip(&c.csum_shifts) {
+        // Field values and constants fit their widths (every write masks them).
+        let v = match *i {
+            CalcInput::Field(f) => phv.values[f.slot as usize],
+            CalcInput::Const { value, .. } => value,
+        };
+        let (low, high) = (v as u64, (v >> 64) as u64);
+        let folded = (low & 0xffff_ffff) + (low >> 32) + (high & 0xffff_ffff) + (high >> 32);
+        sum = sum.wrapping_add(folded << shift);
+    }
+    !fold16(sum)
+}
+
+/// `v` modulo 0xffff as a ones' complement sum of its 16-bit words: in 1..=0xffff unless `v` is 0.
+fn fold16(v: u64) -> u16 {
+    let mut s = (v & 0xffff_ffff) + (v >> 32);
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// `eval` with the leaves (constants, fields, parameters) read inline, without a call.
+#[inline(always)]
+fn operand(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
+    match e {
+        Expr::Const(v) => *v,
+        Expr::Field(f) => phv.values[f.slot as usize],
+        Expr::Param(i) => args.get(*i).copied().unwrap_or(0),
+        _ => eval(e, phv, args, ahead),
+    }
 }
 
 /// Evaluates an expression; `args` are the action's arguments, `ahead` the packet from the parser
@@ -1218,13 +1280,13 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
         Expr::Param(i) => args.get(*i).copied().unwrap_or(0),
         Expr::Lookahead { offset, width } => {
             if (*offset as usize + *width as usize) <= ahead.len() * 8 {
-                read_bits(ahead, *offset as usize, *width)
+                read_field(ahead, *offset as usize, *width)
             } else {
                 0
             }
         }
         Expr::Unary(op, a) => {
-            let a = eval(a, phv, args, ahead);
+            let a = operand(a, phv, args, ahead);
             match op {
                 UnOp::Not => u128::from(a == 0),
                 UnOp::BitNot => !a,
@@ -1233,14 +1295,14 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
             }
         }
         Expr::Binary(op, a, b) => {
-            let l = eval(a, phv, args, ahead);
+            let l = operand(a, phv, args, ahead);
             // Logical operators short-circuit.
             match op {
                 BinOp::And if l == 0 => return 0,
                 BinOp::Or if l != 0 => return 1,
                 _ => {}
             }
-            let r = eval(b, phv, args, ahead);
+            let r = operand(b, phv, args, ahead);
             match op {
                 BinOp::Add => l.wrapping_add(r),
                 BinOp::Sub => l.wrapping_sub(r),
@@ -1266,59 +1328,132 @@ fn eval(e: &Expr, phv: &Phv, args: &[u128], ahead: &[u8]) -> u128 {
             }
         }
         Expr::Cond(c, a, b) => {
-            if eval(c, phv, args, ahead) != 0 {
-                eval(a, phv, args, ahead)
+            if operand(c, phv, args, ahead) != 0 {
+                operand(a, phv, args, ahead)
             } else {
-                eval(b, phv, args, ahead)
+                operand(b, phv, args, ahead)
             }
         }
     }
 }
 
-/// Reads `width` (≤ 128) bits starting at bit `bit` (MSB first); the caller checked the bounds.
-fn read_bits(buf: &[u8], bit: usize, width: u32) -> u128 {
-    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
-        let start = bit / 8;
-        return buf[start..start + (width / 8) as usize]
-            .iter()
-            .fold(0u128, |acc, &b| (acc << 8) | u128::from(b));
+/// Reads the `width` (1..=128) bits at bit `bit` (MSB first); the caller checked that they are
+/// there. Most fields come from one big-endian 64-bit load of the 8 bytes that end with the
+/// field (or, near the start of the buffer, of its first 8 bytes).
+#[inline]
+fn read_field(buf: &[u8], bit: usize, width: u32) -> u128 {
+    let end = bit + width as usize;
+    let start = end.div_ceil(8).saturating_sub(8);
+    if let Some(bytes) = buf.get(start..start + 8) {
+        let tail = ((start + 8) * 8 - end) as u32;
+        if let (true, Ok(window)) = (width + tail <= 64, <[u8; 8]>::try_from(bytes)) {
+            return u128::from((u64::from_be_bytes(window) >> tail) & (u64::MAX >> (64 - width)));
+        }
     }
-    let mut v = 0u128;
-    let mut pos = bit;
-    let mut remaining = width as usize;
-    while remaining > 0 {
-        let in_byte = pos % 8;
-        let avail = 8 - in_byte;
-        let take = avail.min(remaining);
-        let byte = buf[pos / 8];
-        let chunk = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
-        v = if take >= 128 { 0 } else { v << take } | u128::from(chunk);
-        pos += take;
-        remaining -= take;
-    }
-    v
+    BitReader::at(buf, bit).take(width)
 }
 
-/// Writes the low `width` bits of `v` at bit `bit` (MSB first); the caller sized the buffer.
-fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
-    if bit.is_multiple_of(8) && width.is_multiple_of(8) {
-        let (start, n) = (bit / 8, (width / 8) as usize);
-        let bytes = v.to_be_bytes();
-        buf[start..start + n].copy_from_slice(&bytes[16 - n..]);
-        return;
+/// Appends values MSB first to bytes, 64 bits at a time. It only stores: re-reading bytes just
+/// written (a read-modify-write per field) would stall on store-to-load forwarding.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u128,
+    /// How many low bits of `acc` are not written yet (fewer than 64 between calls).
+    bits: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> BitWriter<'a> {
+        BitWriter {
+            out,
+            acc: 0,
+            bits: 0,
+        }
     }
-    let mut pos = bit;
-    let mut remaining = width as usize;
-    while remaining > 0 {
-        let in_byte = pos % 8;
-        let avail = 8 - in_byte;
-        let take = avail.min(remaining);
-        let chunk = ((v >> (remaining - take)) as u8) & (((1u16 << take) - 1) as u8);
-        let shift = avail - take;
-        let mask = (((1u16 << take) - 1) as u8) << shift;
-        buf[pos / 8] = (buf[pos / 8] & !mask) | (chunk << shift);
-        pos += take;
-        remaining -= take;
+
+    /// Appends the low `width` (1..=128) bits of `v`.
+    #[inline]
+    fn put(&mut self, v: u128, width: u32) {
+        if width > 64 {
+            self.put_chunk((v >> 64) as u64, width - 64);
+            self.put_chunk(v as u64, 64);
+        } else {
+            self.put_chunk(v as u64, width);
+        }
+    }
+
+    /// Appends the low `width` (1..=64) bits of `v`.
+    #[inline]
+    fn put_chunk(&mut self, v: u64, width: u32) {
+        self.acc = (self.acc << width) | u128::from(v & (u64::MAX >> (64 - width)));
+        self.bits += width;
+        if self.bits >= 64 {
+            self.bits -= 64;
+            self.out
+                .extend_from_slice(&((self.acc >> self.bits) as u64).to_be_bytes());
+        }
+    }
+
+    /// Writes what is left, a last partial byte padded with zeros.
+    fn finish(self) {
+        let n = self.bits.div_ceil(8);
+        let left = (self.acc << (n * 8 - self.bits)) as u64;
+        self.out
+            .extend_from_slice(&left.to_be_bytes()[(8 - n) as usize..]);
+    }
+}
+
+/// Reads consecutive values MSB first from bytes, a byte at a time into an accumulator: the
+/// general case of `read_field`.
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    next: usize,
+    acc: u64,
+    /// How many low bits of `acc` are not read yet (fewer than 8 between calls).
+    bits: u32,
+}
+
+/// Values up to this wide go through the 64-bit accumulator in one piece (at most 7 bits wait
+/// there between values).
+const CHUNK: u32 = 56;
+
+impl<'a> BitReader<'a> {
+    fn at(bytes: &'a [u8], bit: usize) -> BitReader<'a> {
+        let mut r = BitReader {
+            bytes,
+            next: bit / 8,
+            acc: 0,
+            bits: 0,
+        };
+        let skip = (bit % 8) as u32;
+        if skip != 0 {
+            r.acc = u64::from(bytes[r.next]);
+            r.next += 1;
+            r.bits = 8 - skip;
+        }
+        r
+    }
+
+    /// The next `width` (1..=128) bits.
+    fn take(&mut self, width: u32) -> u128 {
+        let mut v = 0u128;
+        let mut rest = width;
+        while rest > 0 {
+            let n = rest.min(CHUNK);
+            v = (v << n) | u128::from(self.take_chunk(n));
+            rest -= n;
+        }
+        v
+    }
+
+    fn take_chunk(&mut self, width: u32) -> u64 {
+        while self.bits < width {
+            self.acc = (self.acc << 8) | u64::from(self.bytes[self.next]);
+            self.next += 1;
+            self.bits += 8;
+        }
+        self.bits -= width;
+        (self.acc >> self.bits) & ((1u64 << width) - 1)
     }
 }
 
@@ -1326,18 +1461,119 @@ fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
 mod tests {
     use super::*;
 
+    /// `fields` one after the other after `start` zero bits, the last byte zero-padded.
+    fn packed(start: usize, fields: &[(u128, u32)]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut w = BitWriter::new(&mut buf);
+        for _ in 0..start {
+            w.put(0, 1);
+        }
+        for &(v, width) in fields {
+            w.put(v, width);
+        }
+        w.finish();
+        buf
+    }
+
     #[test]
     fn bits_round_trip_at_odd_offsets() {
-        let mut buf = [0u8; 20];
-        write_bits(&mut buf, 3, 13, 0x1abc);
-        assert_eq!(read_bits(&buf, 3, 13), 0x1abc);
-        write_bits(&mut buf, 16, 128, u128::MAX - 5);
-        assert_eq!(read_bits(&buf, 16, 128), u128::MAX - 5);
-        assert_eq!(read_bits(&buf, 3, 13), 0x1abc);
-        let mut b = [0u8; 2];
-        write_bits(&mut b, 0, 4, 0x4);
-        write_bits(&mut b, 4, 4, 0x5);
-        write_bits(&mut b, 8, 8, 0x00);
-        assert_eq!(b, [0x45, 0x00]);
+        let fields = [(0b101, 3), (0x1abc, 13), (u128::MAX - 5, 128), (0x5, 4)];
+        let buf = packed(0, &fields);
+        assert_eq!(buf.len(), 19);
+        assert_eq!(buf[18], 0x50);
+        let mut bit = 0;
+        for (v, width) in fields {
+            assert_eq!(read_field(&buf, bit, width), v);
+            assert_eq!(BitReader::at(&buf, bit).take(width), v);
+            bit += width as usize;
+        }
+        assert_eq!(packed(0, &[(0x4, 4), (0x5, 4), (0x1ff, 8)]), [0x45, 0xff]);
+        assert_eq!(packed(3, &[(0x1f, 5), (1, 1)]), [0x1f, 0x80]);
+        assert_eq!(packed(0, &[]), Vec::<u8>::new());
+    }
+
+    proptest::proptest! {
+        /// Reading back what was written gives the values (each cut to its width), through the
+        /// 64-bit windows and the byte-wise paths alike, and the bytes are just long enough.
+        #[test]
+        fn fields_written_read_back(
+            fields in proptest::collection::vec((proptest::num::u128::ANY, 1u32..=128), 0..12),
+            start in 0usize..80,
+        ) {
+            let buf = packed(start, &fields);
+            let bits: usize = start + fields.iter().map(|f| f.1 as usize).sum::<usize>();
+            proptest::prop_assert_eq!(buf.len(), bits.div_ceil(8));
+            let mut bit = start;
+            for &(v, width) in &fields {
+                proptest::prop_assert_eq!(read_field(&buf, bit, width), v & width_mask(width));
+                proptest::prop_assert_eq!(
+                    BitReader::at(&buf, bit).take(width),
+                    v & width_mask(width)
+                );
+                bit += width as usize;
+            }
+            if !bits.is_multiple_of(8) {
+                proptest::prop_assert_eq!(read_field(&buf, bits, (8 - bits % 8) as u32), 0);
+            }
+        }
+
+        /// The checksum computed from the inputs' values equals the checksum of the packed bytes,
+        /// whatever the widths, values and header validity.
+        #[test]
+        fn csum16_without_packing_equals_csum16_of_packed_bytes(
+            inputs in proptest::collection::vec(
+                (proptest::num::u128::ANY, 1u32..=128, proptest::bool::ANY, proptest::bool::weighted(0.85)),
+                0..14,
+            ),
+        ) {
+            use super::super::pipeline::FieldRef;
+            let mut phv = Phv::default();
+            let calc: Vec<CalcInput> = inputs
+                .iter()
+                .enumerate()
+                .map(|(i, &(value, width, is_const, valid))| {
+                    phv.values.push(value & width_mask(width));
+                    phv.valid.push(valid);
+                    if is_const {
+                        // As loaded: constants fit their widths.
+                        CalcInput::Const { value: value & width_mask(width), width }
+                    } else {
+                        CalcInput::Field(FieldRef { slot: i as u32, header: i as u32, width })
+                    }
+                })
+                .collect();
+            let included: Vec<(u128, u32)> =
+                calc.iter().filter_map(|i| calc_input(i, &phv)).collect();
+            let buf = packed(0, &included);
+            let expected = super::super::hash::csum16(&buf);
+            proptest::prop_assert_eq!(csum16_of_inputs(&calc, &phv), expected);
+            let c = Calculation::new("c".into(), HashAlgo::Csum16, calc);
+            if c.headers.iter().all(|&h| phv.valid[h as usize]) {
+                proptest::prop_assert_eq!(csum16_all_included(&c, &phv), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn csum16_without_packing_of_zeros_and_of_all_ones() {
+        use super::super::pipeline::FieldRef;
+        let phv = Phv {
+            values: vec![0, 0xffff, 0xff],
+            valid: vec![true, true, true],
+        };
+        let field = |slot: u32, width: u32| {
+            CalcInput::Field(FieldRef {
+                slot,
+                header: slot,
+                width,
+            })
+        };
+        // All-zero words: the sum is 0, the checksum 0xffff.
+        assert_eq!(csum16_of_inputs(&[field(0, 32)], &phv), 0xffff);
+        // One word 0xffff: the sum is 0xffff (not 0), the checksum 0.
+        assert_eq!(csum16_of_inputs(&[field(1, 16)], &phv), 0);
+        // An odd byte is padded: 0xff00.
+        assert_eq!(csum16_of_inputs(&[field(2, 8)], &phv), 0x00ff);
+        assert_eq!(csum16_of_inputs(&[], &phv), 0xffff);
     }
 }

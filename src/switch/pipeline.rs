@@ -133,6 +133,48 @@ pub struct Calculation {
     pub name: String,
     pub algo: HashAlgo,
     pub inputs: Vec<CalcInput>,
+    /// The headers the input fields belong to (each once).
+    pub headers: Vec<u32>,
+    /// For each input, its bit distance (mod 16) from the end of the packed inputs padded to
+    /// whole 16-bit words, when all `headers` are valid (every input included): what a csum16
+    /// computed from the values needs.
+    pub csum_shifts: Vec<u32>,
+}
+
+impl Calculation {
+    pub fn new(name: String, algo: HashAlgo, inputs: Vec<CalcInput>) -> Calculation {
+        let mut headers = Vec::new();
+        for i in &inputs {
+            if let CalcInput::Field(f) = i {
+                if !headers.contains(&f.header) {
+                    headers.push(f.header);
+                }
+            }
+        }
+        let width = |i: &CalcInput| match i {
+            CalcInput::Field(f) => f.width,
+            CalcInput::Const { width, .. } => *width,
+        };
+        let total: u32 = inputs.iter().map(width).sum();
+        let mut from_end = total.next_multiple_of(16) - total;
+        let mut csum_shifts: Vec<u32> = inputs
+            .iter()
+            .rev()
+            .map(|i| {
+                let shift = from_end % 16;
+                from_end += width(i);
+                shift
+            })
+            .collect();
+        csum_shifts.reverse();
+        Calculation {
+            name,
+            algo,
+            inputs,
+            headers,
+            csum_shifts,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -1059,11 +1101,13 @@ impl<'a> Compiler<'a> {
                 )),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Calculation {
-            name: x.name.clone(),
-            algo,
-            inputs,
-        })
+        if inputs.len() > 4096 {
+            return Err(unsupported(
+                format!("{} calculation inputs (at most 4096)", inputs.len()),
+                &ctx,
+            ));
+        }
+        Ok(Calculation::new(x.name.clone(), algo, inputs))
     }
 
     fn action(&self, a: &json::Action) -> Result<Action, LoadError> {

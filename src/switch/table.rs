@@ -1,6 +1,8 @@
-//! The entries of one match-action table and how a lookup picks one: exact keys through a hash
-//! index, everything else through a list kept in match order (longest prefix first for lpm tables,
-//! highest priority first for tables with ternary, range or optional keys).
+//! The entries of one match-action table and how a lookup picks one: exact keys through one hash
+//! map over the whole key; exact keys plus one lpm key through one hash map per prefix length in
+//! use, probed from the longest; ternary, range or optional keys through a list kept in priority
+//! order, scanned up to the first match. Keys that fit in 128 bits are hashed as one packed
+//! integer.
 //!
 //! Priority convention: **P4Runtime's** — a higher number wins, and priorities are only allowed
 //! (and required, > 0) on tables with a ternary, range or optional key. bmv2's own convention is
@@ -9,6 +11,8 @@
 //! Entries are identified by their match key plus priority, as in P4Runtime.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 use super::pipeline::{width_mask, MatchKind, Table};
 
@@ -188,23 +192,192 @@ pub struct StoredEntry {
 /// The state of one table.
 #[derive(Debug, Clone)]
 pub struct TableState {
-    /// In match order (see module doc); for exact-only tables, insertion order.
+    /// Tables with ternary, range or optional keys: in match order (highest priority first; among
+    /// equals, the older entry first). Other tables: in insertion order, except that removing an
+    /// entry moves the last one into its place.
     pub entries: Vec<StoredEntry>,
-    /// Exact-only tables: key values → index in `entries`.
-    exact_index: Option<HashMap<Box<[u128]>, usize>>,
+    index: Index,
     pub default_action: Option<ActionCall>,
     pub immutable: bool,
 }
 
-impl TableState {
-    pub fn new(table: &Table) -> TableState {
-        let exact_only = table
+/// How a lookup finds the matching entry.
+#[derive(Debug, Clone)]
+enum Index {
+    /// Exact (and valid) keys only: one hash map over the whole key.
+    Exact(KeyMap),
+    /// Exact keys and one lpm key: one hash map per prefix length in use, longest first; the
+    /// first map holding the key masked to its prefix length has the longest matching prefix.
+    Lpm {
+        /// Which key field is the lpm one.
+        field: usize,
+        lengths: Vec<PrefixLength>,
+    },
+    /// Ternary, range or optional keys: `entries` scanned in match order, up to the first match.
+    Scan,
+}
+
+/// The entries of an lpm table with one prefix length.
+#[derive(Debug, Clone)]
+struct PrefixLength {
+    prefix_len: u32,
+    /// Applied to a lookup's values (packed form: to the packed key) before probing `map`.
+    value_mask: u128,
+    packed_mask: u128,
+    map: KeyMap,
+}
+
+/// Key values → position in `entries`. Keys whose fields fit in 128 bits together are packed
+/// into one integer (no allocation, one cheap hash); wider ones are kept as slices.
+#[derive(Debug, Clone)]
+struct KeyMap {
+    /// Key field widths, in key order.
+    widths: Box<[u32]>,
+    map: KeyMapInner,
+}
+
+#[derive(Debug, Clone)]
+enum KeyMapInner {
+    Packed(HashMap<u128, usize, RandomState>),
+    Wide(HashMap<Box<[u128]>, usize, RandomState>),
+}
+
+/// Concatenates `values` (each cut to its width), first value in the high bits. Only for keys
+/// whose widths sum to at most 128.
+fn pack(widths: &[u32], values: &[u128]) -> u128 {
+    widths.iter().zip(values).fold(0u128, |acc, (&w, &v)| {
+        let v = v & width_mask(w);
+        if w >= 128 {
+            v
+        } else {
+            (acc << w) | v
+        }
+    })
+}
+
+impl KeyMap {
+    fn new(widths: Box<[u32]>) -> KeyMap {
+        let packed = widths.iter().map(|&w| u64::from(w)).sum::<u64>() <= 128;
+        KeyMap {
+            map: if packed {
+                KeyMapInner::Packed(HashMap::default())
+            } else {
+                KeyMapInner::Wide(HashMap::default())
+            },
+            widths,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.map {
+            KeyMapInner::Packed(m) => m.is_empty(),
+            KeyMapInner::Wide(m) => m.is_empty(),
+        }
+    }
+
+    fn get(&self, values: &[u128]) -> Option<usize> {
+        match &self.map {
+            KeyMapInner::Packed(m) => m.get(&pack(&self.widths, values)).copied(),
+            KeyMapInner::Wide(m) => m.get(values).copied(),
+        }
+    }
+
+    fn get_mut(&mut self, values: &[u128]) -> Option<&mut usize> {
+        match &mut self.map {
+            KeyMapInner::Packed(m) => m.get_mut(&pack(&self.widths, values)),
+            KeyMapInner::Wide(m) => m.get_mut(values),
+        }
+    }
+
+    fn insert(&mut self, values: &[u128], at: usize) {
+        match &mut self.map {
+            KeyMapInner::Packed(m) => {
+                m.insert(pack(&self.widths, values), at);
+            }
+            KeyMapInner::Wide(m) => {
+                m.insert(values.into(), at);
+            }
+        }
+    }
+
+    fn remove(&mut self, values: &[u128]) {
+        match &mut self.map {
+            KeyMapInner::Packed(m) => {
+                m.remove(&pack(&self.widths, values));
+            }
+            KeyMapInner::Wide(m) => {
+                m.remove(values);
+            }
+        }
+    }
+}
+
+/// An entry key as the values an indexed table hashes, plus the lpm key's prefix length
+/// (`None` for exact-only tables). `None` if the key holds a kind the index cannot hold.
+fn indexed_key(key: &[MatchValue]) -> Option<(Vec<u128>, Option<u32>)> {
+    let mut prefix = None;
+    let values = key
+        .iter()
+        .map(|m| match *m {
+            MatchValue::Exact(v) => Some(v),
+            MatchValue::Lpm { value, prefix_len } => {
+                prefix = Some(prefix_len);
+                Some(value)
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((values, prefix))
+}
+
+impl Index {
+    fn new(table: &Table) -> Index {
+        let widths: Box<[u32]> = table.keys.iter().map(|k| k.width).collect();
+        let lpm: Vec<usize> = (0..table.keys.len())
+            .filter(|&i| table.keys[i].kind == MatchKind::Lpm)
+            .collect();
+        let others_exact = table
             .keys
             .iter()
-            .all(|k| matches!(k.kind, MatchKind::Exact | MatchKind::Valid));
+            .all(|k| matches!(k.kind, MatchKind::Exact | MatchKind::Valid | MatchKind::Lpm));
+        match lpm.as_slice() {
+            [] if others_exact => Index::Exact(KeyMap::new(widths)),
+            [field] if others_exact => Index::Lpm {
+                field: *field,
+                lengths: Vec::new(),
+            },
+            _ => Index::Scan,
+        }
+    }
+
+    /// The map holding entries with this key (for lpm tables, of this prefix length), if any.
+    fn map_mut(&mut self, prefix: Option<u32>) -> Option<&mut KeyMap> {
+        match (self, prefix) {
+            (Index::Exact(m), None) => Some(m),
+            (Index::Lpm { lengths, .. }, Some(len)) => lengths
+                .iter_mut()
+                .find(|l| l.prefix_len == len)
+                .map(|l| &mut l.map),
+            _ => None,
+        }
+    }
+
+    fn map(&self, prefix: Option<u32>) -> Option<&KeyMap> {
+        match (self, prefix) {
+            (Index::Exact(m), None) => Some(m),
+            (Index::Lpm { lengths, .. }, Some(len)) => {
+                lengths.iter().find(|l| l.prefix_len == len).map(|l| &l.map)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl TableState {
+    pub fn new(table: &Table) -> TableState {
         TableState {
             entries: Vec::new(),
-            exact_index: exact_only.then(HashMap::new),
+            index: Index::new(table),
             default_action: table.default_action.as_ref().map(|d| ActionCall {
                 action: d.action,
                 args: d.args.clone(),
@@ -213,29 +386,49 @@ impl TableState {
         }
     }
 
-    /// The entry matching `values` (one per key field, static masks applied), if any.
-    pub fn lookup(&self, table: &Table, values: &[u128]) -> Option<usize> {
-        if let Some(index) = &self.exact_index {
-            return index.get(values).copied();
+    /// The entry matching `values` (one per key field, each within its width, static masks
+    /// applied), if any. Lpm tables probe by overwriting the lpm value in `values` with its
+    /// prefixes; it is restored before returning.
+    pub fn lookup(&self, table: &Table, values: &mut [u128]) -> Option<usize> {
+        match &self.index {
+            Index::Exact(map) => map.get(values),
+            Index::Lpm { field, lengths } => {
+                let first = lengths.first()?;
+                if let KeyMapInner::Packed(_) = first.map.map {
+                    let full = pack(&first.map.widths, values);
+                    return lengths.iter().find_map(|l| match &l.map.map {
+                        KeyMapInner::Packed(m) => m.get(&(full & l.packed_mask)).copied(),
+                        KeyMapInner::Wide(_) => None,
+                    });
+                }
+                let original = values[*field];
+                let hit = lengths.iter().find_map(|l| {
+                    values[*field] = original & l.value_mask;
+                    l.map.get(values)
+                });
+                values[*field] = original;
+                hit
+            }
+            Index::Scan => self.entries.iter().position(|e| {
+                e.entry
+                    .key
+                    .iter()
+                    .zip(&table.keys)
+                    .zip(values.iter())
+                    .all(|((m, k), &v)| m.matches(k.width, v))
+            }),
         }
-        self.entries.iter().position(|e| {
-            e.entry
-                .key
-                .iter()
-                .zip(&table.keys)
-                .zip(values)
-                .all(|((m, k), &v)| m.matches(k.width, v))
-        })
     }
 
     pub fn find(&self, key: &EntryKey) -> Option<usize> {
-        if let Some(index) = &self.exact_index {
-            let values = exact_values(&key.key)?;
-            return index.get(values.as_slice()).copied();
+        if let Index::Scan = self.index {
+            return self
+                .entries
+                .iter()
+                .position(|e| e.entry.priority == key.priority && e.entry.key == key.key);
         }
-        self.entries
-            .iter()
-            .position(|e| e.entry.priority == key.priority && e.entry.key == key.key)
+        let (values, prefix) = indexed_key(&key.key)?;
+        self.index.map(prefix)?.get(&values)
     }
 
     /// Inserts a checked entry (see `check_entry`); `now_ns` starts its idle clock.
@@ -264,58 +457,85 @@ impl TableState {
             last_hit_ns: now_ns,
             idle_reported: false,
         };
-        if let Some(index) = &mut self.exact_index {
-            let values = exact_values(&stored.entry.key).unwrap_or_default();
-            index.insert(values.into_boxed_slice(), self.entries.len());
-            self.entries.push(stored);
+        if let Index::Scan = self.index {
+            // After all entries of the same priority: among equals, the older entry wins.
+            let p = stored.entry.priority;
+            let at = self.entries.partition_point(|e| e.entry.priority >= p);
+            self.entries.insert(at, stored);
             return Ok(());
         }
-        let rank = |e: &TableEntry| -> i64 {
-            if table.needs_priority() {
-                i64::from(e.priority)
-            } else {
-                // lpm tables: the longest prefix first.
-                e.key
-                    .iter()
-                    .map(|m| match m {
-                        MatchValue::Lpm { prefix_len, .. } => i64::from(*prefix_len),
-                        _ => 0,
-                    })
-                    .sum()
-            }
+        // `check_entry` made the key kinds those of the table, which the index holds.
+        let Some((values, prefix)) = indexed_key(&stored.entry.key) else {
+            return Err(RuntimeError::WrongMatchKind {
+                table: table.name.clone(),
+                field: String::new(),
+                expected: "exact or lpm",
+            });
         };
-        let r = rank(&stored.entry);
-        // After all entries of the same rank: among equals, the older entry wins.
-        let at = self.entries.partition_point(|e| rank(&e.entry) >= r);
-        self.entries.insert(at, stored);
+        if let (Index::Lpm { field, lengths }, Some(len)) = (&mut self.index, prefix) {
+            if !lengths.iter().any(|l| l.prefix_len == len) {
+                let at = lengths.partition_point(|l| l.prefix_len > len);
+                let masks: Vec<u128> = table
+                    .keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| {
+                        if i == *field {
+                            prefix_mask(k.width, len)
+                        } else {
+                            width_mask(k.width)
+                        }
+                    })
+                    .collect();
+                let widths: Box<[u32]> = table.keys.iter().map(|k| k.width).collect();
+                lengths.insert(
+                    at,
+                    PrefixLength {
+                        prefix_len: len,
+                        value_mask: masks[*field],
+                        packed_mask: pack(&widths, &masks),
+                        map: KeyMap::new(widths),
+                    },
+                );
+            }
+        }
+        let position = self.entries.len();
+        match self.index.map_mut(prefix) {
+            Some(map) => map.insert(&values, position),
+            None => {
+                return Err(RuntimeError::WrongMatchKind {
+                    table: table.name.clone(),
+                    field: String::new(),
+                    expected: "exact or lpm",
+                })
+            }
+        }
+        self.entries.push(stored);
         Ok(())
     }
 
     pub fn remove(&mut self, at: usize) -> StoredEntry {
-        if let Some(index) = &mut self.exact_index {
-            let removed = self.entries.swap_remove(at);
-            if let Some(values) = exact_values(&removed.entry.key) {
-                index.remove(values.as_slice());
+        if let Index::Scan = self.index {
+            return self.entries.remove(at);
+        }
+        let removed = self.entries.swap_remove(at);
+        if let Some((values, prefix)) = indexed_key(&removed.entry.key) {
+            if let Some(map) = self.index.map_mut(prefix) {
+                map.remove(&values);
             }
-            if let Some(moved) = self.entries.get(at) {
-                if let Some(values) = exact_values(&moved.entry.key) {
-                    index.insert(values.into_boxed_slice(), at);
+            if let (Index::Lpm { lengths, .. }, Some(len)) = (&mut self.index, prefix) {
+                lengths.retain(|l| l.prefix_len != len || !l.map.is_empty());
+            }
+        }
+        if let Some(moved) = self.entries.get(at) {
+            if let Some((values, prefix)) = indexed_key(&moved.entry.key) {
+                if let Some(slot) = self.index.map_mut(prefix).and_then(|m| m.get_mut(&values)) {
+                    *slot = at;
                 }
             }
-            removed
-        } else {
-            self.entries.remove(at)
         }
+        removed
     }
-}
-
-fn exact_values(key: &[MatchValue]) -> Option<Vec<u128>> {
-    key.iter()
-        .map(|m| match m {
-            MatchValue::Exact(v) => Some(*v),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Checks an entry against the table's declaration: key kinds, widths, canonical masks,
@@ -333,7 +553,8 @@ pub fn check_entry(
         });
     }
     for (m, k) in entry.key.iter().zip(&table.keys) {
-        let what = format!("table {}, key {}", table.name, k.name);
+        // Built only for an error: inserting many entries should not format strings.
+        let what = || format!("table {}, key {}", table.name, k.name);
         let wrong = || RuntimeError::WrongMatchKind {
             table: table.name.clone(),
             field: k.name.clone(),
@@ -342,7 +563,7 @@ pub fn check_entry(
         let fits = |v: u128| {
             if v & !width_mask(k.width) != 0 {
                 Err(RuntimeError::TooWide {
-                    what: what.clone(),
+                    what: what(),
                     width: k.width,
                 })
             } else {
@@ -355,13 +576,13 @@ pub fn check_entry(
                 fits(*value)?;
                 if *prefix_len > k.width {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: format!("prefix length {prefix_len} > width {}", k.width),
                     });
                 }
                 if value & !prefix_mask(k.width, *prefix_len) != 0 {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: "bits set beyond the prefix".into(),
                     });
                 }
@@ -371,7 +592,7 @@ pub fn check_entry(
                 fits(*mask)?;
                 if value & !mask != 0 {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: "bits set outside the mask".into(),
                     });
                 }
@@ -381,7 +602,7 @@ pub fn check_entry(
                 fits(*high)?;
                 if low > high {
                     return Err(RuntimeError::InvalidValue {
-                        what,
+                        what: what(),
                         reason: "low > high".into(),
                     });
                 }
@@ -528,5 +749,241 @@ mod tests {
         assert_eq!(value_to_bytes(0x1ff), vec![0x01, 0xff]);
         assert!(value_from_bytes(&[1; 17], 128).is_err());
         assert_eq!(value_from_bytes(&[0xff; 16], 128), Ok(u128::MAX));
+    }
+    fn table_with(keys: &[(MatchKind, u32)]) -> Table {
+        use super::super::pipeline::{FieldRef, KeyField, KeySource, TableNext};
+        Table {
+            name: "t".into(),
+            json_id: 0,
+            keys: keys
+                .iter()
+                .enumerate()
+                .map(|(i, &(kind, width))| KeyField {
+                    name: format!("k{i}"),
+                    kind,
+                    source: KeySource::Field(FieldRef {
+                        slot: i as u32,
+                        header: 0,
+                        width,
+                    }),
+                    width,
+                    mask: None,
+                })
+                .collect(),
+            actions: vec![0],
+            next: TableNext::HitMiss {
+                hit: None,
+                miss: None,
+            },
+            base_default_next: None,
+            max_size: 1 << 20,
+            direct_counter: None,
+            support_timeout: false,
+            default_action: None,
+            const_entries: Vec::new(),
+        }
+    }
+
+    fn entry(key: Vec<MatchValue>, priority: i32) -> TableEntry {
+        TableEntry {
+            key,
+            priority,
+            action: ActionCall {
+                action: 0,
+                args: vec![],
+            },
+            idle_timeout_ns: None,
+        }
+    }
+
+    /// The naive answer: of the entries whose exact fields equal the values and whose prefix
+    /// covers the lpm value, the one with the longest prefix.
+    fn naive_lpm(
+        table: &Table,
+        entries: &[TableEntry],
+        values: &[u128],
+    ) -> Option<Vec<MatchValue>> {
+        entries
+            .iter()
+            .filter(|e| {
+                e.key
+                    .iter()
+                    .zip(&table.keys)
+                    .zip(values)
+                    .all(|((m, k), &v)| m.matches(k.width, v))
+            })
+            .max_by_key(|e| {
+                e.key
+                    .iter()
+                    .map(|m| match m {
+                        MatchValue::Lpm { prefix_len, .. } => *prefix_len,
+                        _ => 0,
+                    })
+                    .sum::<u32>()
+            })
+            .map(|e| e.key.clone())
+    }
+
+    /// Key layouts: lpm alone, exact + lpm (packed), a 128-bit exact + lpm (too wide to pack).
+    const LAYOUTS: [&[(MatchKind, u32)]; 3] = [
+        &[(MatchKind::Lpm, 8)],
+        &[(MatchKind::Exact, 2), (MatchKind::Lpm, 8)],
+        &[(MatchKind::Exact, 128), (MatchKind::Lpm, 8)],
+    ];
+
+    /// A key of `layout` from raw numbers: exact values from a small set so they collide.
+    fn key_of(layout: &[(MatchKind, u32)], exact: u128, value: u128, len: u32) -> Vec<MatchValue> {
+        layout
+            .iter()
+            .map(|&(kind, width)| match kind {
+                MatchKind::Lpm => {
+                    let len = len.min(width);
+                    MatchValue::Lpm {
+                        value: value & prefix_mask(width, len),
+                        prefix_len: len,
+                    }
+                }
+                _ => MatchValue::Exact((exact % 3) & width_mask(width)),
+            })
+            .collect()
+    }
+
+    fn values_of(layout: &[(MatchKind, u32)], exact: u128, value: u128) -> Vec<u128> {
+        layout
+            .iter()
+            .map(|&(kind, width)| match kind {
+                MatchKind::Lpm => value & width_mask(width),
+                _ => (exact % 3) & width_mask(width),
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// After any sequence of inserts and deletes, the per-prefix-length index answers every
+        /// lookup as a scan for the longest matching prefix does, and finds every entry by key.
+        #[test]
+        fn lpm_index_agrees_with_a_longest_prefix_scan(
+            layout in 0usize..LAYOUTS.len(),
+            ops in proptest::collection::vec(
+                (proptest::bool::weighted(0.75), 0u128..4, 0u128..256, 0u32..=8),
+                0..60,
+            ),
+            probes in proptest::collection::vec((0u128..4, 0u128..256), 1..40),
+        ) {
+            let layout = LAYOUTS[layout];
+            let table = table_with(layout);
+            let mut state = TableState::new(&table);
+            let is_lpm = matches!(state.index, Index::Lpm { .. });
+            proptest::prop_assert!(is_lpm);
+            let mut model: Vec<TableEntry> = Vec::new();
+            for (insert, exact, value, len) in ops {
+                let key = key_of(layout, exact, value, len);
+                let id = EntryKey { key: key.clone(), priority: 0 };
+                if insert {
+                    let fresh = !model.iter().any(|e| e.key == key);
+                    let r = state.insert(&table, entry(key.clone(), 0), 0);
+                    proptest::prop_assert_eq!(r.is_ok(), fresh);
+                    if fresh {
+                        model.push(entry(key, 0));
+                    }
+                } else if let Some(at) = state.find(&id) {
+                    proptest::prop_assert_eq!(&state.remove(at).entry.key, &key);
+                    model.retain(|e| e.key != key);
+                } else {
+                    proptest::prop_assert!(!model.iter().any(|e| e.key == key));
+                }
+            }
+            proptest::prop_assert_eq!(state.entries.len(), model.len());
+            for e in &model {
+                let at = state.find(&EntryKey { key: e.key.clone(), priority: 0 });
+                proptest::prop_assert_eq!(at.map(|i| &state.entries[i].entry.key), Some(&e.key));
+            }
+            for (exact, value) in probes {
+                let mut values = values_of(layout, exact, value);
+                let before = values.clone();
+                let got = state
+                    .lookup(&table, &mut values)
+                    .map(|i| state.entries[i].entry.key.clone());
+                proptest::prop_assert_eq!(&values, &before);
+                proptest::prop_assert_eq!(got, naive_lpm(&table, &model, &values));
+            }
+        }
+    }
+
+    #[test]
+    fn scanned_tables_stop_at_the_highest_priority_match() {
+        let table = table_with(&[(MatchKind::Ternary, 8)]);
+        let mut state = TableState::new(&table);
+        for (value, mask, priority) in
+            [(0x10, 0xf0, 5), (0x12, 0xff, 9), (0, 0, 1), (0x12, 0xfe, 9)]
+        {
+            state
+                .insert(
+                    &table,
+                    entry(vec![MatchValue::Ternary { value, mask }], priority),
+                    0,
+                )
+                .unwrap();
+        }
+        let priorities: Vec<i32> = state.entries.iter().map(|e| e.entry.priority).collect();
+        assert_eq!(priorities, vec![9, 9, 5, 1]);
+        let hit = |v: u128| {
+            let i = state.lookup(&table, &mut [v]).unwrap();
+            state.entries[i].entry.key[0]
+        };
+        // Two priority-9 entries match 0x12: the older wins.
+        assert_eq!(
+            hit(0x12),
+            MatchValue::Ternary {
+                value: 0x12,
+                mask: 0xff
+            }
+        );
+        assert_eq!(
+            hit(0x13),
+            MatchValue::Ternary {
+                value: 0x12,
+                mask: 0xfe
+            }
+        );
+        assert_eq!(
+            hit(0x1f),
+            MatchValue::Ternary {
+                value: 0x10,
+                mask: 0xf0
+            }
+        );
+        assert_eq!(hit(0x20), MatchValue::Ternary { value: 0, mask: 0 });
+    }
+
+    #[test]
+    fn exact_keys_pack_when_they_fit_and_stay_whole_when_not() {
+        for widths in [vec![32, 32], vec![128, 1], vec![128]] {
+            let kinds: Vec<(MatchKind, u32)> =
+                widths.iter().map(|&w| (MatchKind::Exact, w)).collect();
+            let table = table_with(&kinds);
+            let mut state = TableState::new(&table);
+            let packed = widths.iter().sum::<u32>() <= 128;
+            match &state.index {
+                Index::Exact(m) => assert_eq!(matches!(m.map, KeyMapInner::Packed(_)), packed),
+                other => panic!("{other:?}"),
+            }
+            // Keys that would collide if packed naively (a value's bits spilling into another
+            // field) stay apart.
+            let a: Vec<u128> = widths.iter().map(|&w| width_mask(w)).collect();
+            let b: Vec<u128> = widths.iter().map(|_| 1).collect();
+            for (i, values) in [&a, &b].into_iter().enumerate() {
+                let key = values.iter().map(|&v| MatchValue::Exact(v)).collect();
+                let mut e = entry(key, 0);
+                e.action.args = vec![i as u128];
+                state.insert(&table, e, 0).unwrap();
+            }
+            for (i, values) in [a, b].into_iter().enumerate() {
+                let at = state.lookup(&table, &mut values.clone()).unwrap();
+                assert_eq!(state.entries[at].entry.action.args, vec![i as u128]);
+            }
+            let at = state.lookup(&table, &mut widths.iter().map(|_| 0).collect::<Vec<_>>());
+            assert_eq!(at, None);
+        }
     }
 }

@@ -1,0 +1,47 @@
+//! The controller: it turns the servers' sFlow samples into exact per-pair counts, one counting
+//! entry per selected VM pair on the least-loaded switch of the pair's path.
+//!
+//! This module owns the controller's algorithmic core, which needs no network:
+//!
+//! - [`topology`]: the fabric description (switches, links, servers, VMs) read from a TOML file,
+//!   validated, and a k-ary fat-tree generator;
+//! - [`paths`]: destination-based shortest-path trees, each pair's switch path, and the `ipv4_lpm`
+//!   entries that make packets really follow those paths;
+//! - [`placement`]: which switch of its path counts each selected pair (greedy least-loaded, the
+//!   method's rule; optimal min-max-load for a batch; naive first hop, for comparison);
+//! - [`estimate`]: the pre-analysis, from sampled counts to estimates, error bounds and the
+//!   selection and release of pairs to measure.
+//!
+//! It may use `p4rt` and `sflow` only: switches are reached over P4Runtime and hosts over their
+//! protocols, never through `switch`, `host` or `compiler` types.
+
+pub mod estimate;
+pub mod paths;
+pub mod placement;
+pub mod topology;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+/// A directed VM pair, named by the IPv4 addresses its packets carry: the key of `vm_pair`
+/// entries (`hdr.ipv4.srcAddr`, `hdr.ipv4.dstAddr`) and of the pre-analysis. Ordered by source,
+/// then destination, which gives every listing of pairs a deterministic order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct VmPair {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+}
+
+impl VmPair {
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> Self {
+        VmPair { src, dst }
+    }
+}
+
+impl fmt::Display for VmPair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}->{}", self.src, self.dst)
+    }
+}
