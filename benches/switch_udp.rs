@@ -12,7 +12,9 @@
 //! plain `main` (`cargo bench --bench switch_udp`; VMDEP_BENCH_SECS sets the window, 3 s).
 //!
 //! A second run, `wire_only`, sends the same frames through a pipeline that only sets the egress
-//! port: the ceiling of the ports themselves, whatever the data plane costs.
+//! port: the ceiling of the ports themselves, whatever the data plane costs. Both run twice:
+//! with frames all of one size (runs the ports move as one GSO/GRO message) and with sizes
+//! alternating (every frame its own datagram, the worst case for the ports).
 
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
@@ -58,10 +60,10 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-/// Ethernet + IPv4 (correct header checksum) + UDP, 64 bytes on the wire.
-fn udp_frame(src: u32, dst: u32) -> Vec<u8> {
+/// Ethernet + IPv4 (correct header checksum) + UDP with `payload` bytes (22: 64 bytes on the
+/// wire).
+fn udp_frame(src: u32, dst: u32, payload: u16) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let payload = 22;
     f.extend_from_slice(&[0x45, 0]);
     f.extend_from_slice(&(20u16 + 8 + payload).to_be_bytes());
     f.extend_from_slice(&[0, 1, 0x40, 0, 64, 17, 0, 0]);
@@ -83,8 +85,10 @@ struct Workload {
 }
 
 /// 1,000 distinct routes in 10/8 (prefixes /12 to /24) plus 10/8 itself, 10,000 pairs whose
-/// addresses lie in 10/8, and 1,024 frames.
-fn workload() -> Workload {
+/// addresses lie in 10/8, and 1,024 frames: all of 64 bytes, or if `alternate`, of 64 and 65
+/// bytes in turn (no two neighbours of equal size: no GSO/GRO runs, as with a peer that sends
+/// datagram by datagram).
+fn workload(alternate: bool) -> Workload {
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut seen = std::collections::HashSet::new();
     let mut routes = vec![(0x0a00_0000, 8)];
@@ -107,11 +111,12 @@ fn workload() -> Workload {
     }
     let frames = (0..1024)
         .map(|i| {
+            let payload = if alternate { 22 + (i % 2) as u16 } else { 22 };
             if rng.below(10) == 0 {
-                udp_frame(0x0a00_0000 | i, 0x0aff_0000 | i)
+                udp_frame(0x0a00_0000 | i, 0x0aff_0000 | i, payload)
             } else {
                 let (src, dst) = pairs[rng.below(pairs.len())];
-                udp_frame(src, dst)
+                udp_frame(src, dst, payload)
             }
         })
         .collect();
@@ -173,19 +178,23 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(3.0),
     );
-    let work = workload();
-    run(
-        "vmdep_1000_routes_10000_pairs",
-        &vmdep_json(),
-        2,
-        |sw| install(sw, &work),
-        &work.frames,
-        window,
-    );
+    let json = vmdep_json();
     let wire_only = vmdep::compiler::compile(WIRE_ONLY_P4, "wire_only.p4")
         .unwrap_or_else(|d| panic!("wire_only.p4 does not compile: {d}"))
         .bmv2_json;
-    run("wire_only", &wire_only, 1, |_| {}, &work.frames, window);
+    for (sizes, alternate) in [("64-byte frames", false), ("64/65-byte frames", true)] {
+        let work = workload(alternate);
+        run(
+            &format!("vmdep_1000_routes_10000_pairs, {sizes}"),
+            &json,
+            2,
+            |sw| install(sw, &work),
+            &work.frames,
+            window,
+        );
+        let name = format!("wire_only, {sizes}");
+        run(&name, &wire_only, 1, |_| {}, &work.frames, window);
+    }
 }
 
 /// 1,000 routes over ports 1 and 2, 10,000 counted pairs with idle timeouts.
@@ -405,7 +414,7 @@ fn run(
 
     let rate = |a: u64, b: u64| (b - a) as f64 / secs;
     println!(
-        "switch_udp {name} over {secs:.2} s ({} frames of 64 bytes, switch on one thread):",
+        "switch_udp {name} over {secs:.2} s ({} frames, switch on one thread):",
         frames.len()
     );
     println!("  data plane alone, no I/O   {alone:>12.0} frames/s");
