@@ -46,7 +46,8 @@ struct SwitchArgs {
     /// Device id used in P4Runtime requests.
     #[arg(long, default_value_t = 0)]
     device_id: u64,
-    /// A port: PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT (loopback UDP wire, one frame per datagram).
+    /// A port: PORT@INTERFACE (a Linux interface, AF_PACKET; needs root) or
+    /// PORT@udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT (loopback UDP wire, one frame per datagram).
     #[arg(short = 'i', long = "interface", value_name = "PORT@WHERE")]
     interfaces: Vec<PortSpec>,
     /// bmv2 log level (trace, debug, info, warn, error, off); overrides --log.
@@ -120,6 +121,11 @@ async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
     udp_ports.sort();
     for (port, local) in udp_ports {
         eprintln!("vmdep switch: port {port} on udp {local}");
+    }
+    let mut interface_ports: Vec<_> = running.interface_ports.iter().collect();
+    interface_ports.sort();
+    for (port, name) in interface_ports {
+        eprintln!("vmdep switch: port {port} on interface {name}");
     }
     running
         .run_until(stop_signal())

@@ -6,7 +6,8 @@
 //! - [`dataplane`] holds the switch state (table entries, counters, registers, clone sessions,
 //!   statistics), processes frames and offers the runtime API the P4Runtime server sits on;
 //! - [`p4runtime`] is that server (P4Runtime 1.4 over gRPC), [`ports`] the port backends (UDP
-//!   wires, in-process channels) and [`runner`] starts and stops the whole switch.
+//!   wires, Linux interfaces, in-process channels) and [`runner`] starts and stops the whole
+//!   switch.
 //!
 //! This module loads pipelines, it never builds them (no use of the compiler), and it knows
 //! nothing of the controller.

@@ -76,6 +76,162 @@ impl P4RuntimeService {
         }
     }
 
+    /// The Write RPC's work, without gRPC (also the fuzzers' and property tests' entry point).
+    pub fn handle_write(&self, req: &WriteRequest) -> Result<WriteResponse, Status> {
+        self.check_device(req.device_id)?;
+        check_role(&req.role, req.role_id)?;
+        let mut slot = self.device.pipeline();
+        if !self
+            .device
+            .sessions()
+            .arbitration
+            .is_primary_election_id(req.election_id.as_ref().map(election_id))
+        {
+            return Err(Status::permission_denied(
+                "the election id is not the primary controller's",
+            ));
+        }
+        match Atomicity::try_from(req.atomicity) {
+            Ok(Atomicity::ContinueOnError) => {}
+            Ok(mode) => {
+                return Err(Status::unimplemented(format!(
+                    "atomicity {} is not supported; use CONTINUE_ON_ERROR",
+                    mode.as_str_name()
+                )))
+            }
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown atomicity {}",
+                    req.atomicity
+                )))
+            }
+        }
+        let active = slot.active.as_mut().ok_or_else(no_pipeline)?;
+        let p4rt = active.p4rt.as_mut().ok_or_else(no_p4info)?;
+        let results: Vec<_> = req
+            .updates
+            .iter()
+            .map(|u| p4rt.write(&mut active.switch, u))
+            .collect();
+        if results.iter().all(Result::is_ok) {
+            Ok(WriteResponse {})
+        } else {
+            Err(batch_status(&results, "update"))
+        }
+    }
+
+    /// The Read RPC's work, without gRPC: the response messages in order, the last one an
+    /// error when some entity could not be read.
+    pub fn handle_read(
+        &self,
+        req: &ReadRequest,
+    ) -> Result<Vec<Result<ReadResponse, Status>>, Status> {
+        self.check_device(req.device_id)?;
+        check_role(&req.role, 0)?;
+        let mut entities = Vec::new();
+        let results: Vec<_> = {
+            let mut slot = self.device.pipeline();
+            let active = slot.active.as_mut().ok_or_else(no_pipeline)?;
+            let p4rt = active.p4rt.as_ref().ok_or_else(no_p4info)?;
+            req.entities
+                .iter()
+                .map(|e| p4rt.read(&mut active.switch, e, &mut entities))
+                .collect()
+        };
+        let mut messages: Vec<Result<ReadResponse, Status>> = entities
+            .chunks(READ_CHUNK)
+            .map(|chunk| {
+                Ok(ReadResponse {
+                    entities: chunk.to_vec(),
+                })
+            })
+            .collect();
+        if messages.is_empty() {
+            messages.push(Ok(ReadResponse::default()));
+        }
+        if results.iter().any(Result::is_err) {
+            messages.push(Err(batch_status(&results, "read request")));
+        }
+        Ok(messages)
+    }
+
+    /// The SetForwardingPipelineConfig RPC's work, without gRPC.
+    pub fn handle_set_pipeline(
+        &self,
+        req: SetForwardingPipelineConfigRequest,
+    ) -> Result<SetForwardingPipelineConfigResponse, Status> {
+        self.check_device(req.device_id)?;
+        check_role(&req.role, req.role_id)?;
+        let action = SetAction::try_from(req.action)
+            .ok()
+            .filter(|a| *a != SetAction::Unspecified)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "pipeline config action {} is not valid",
+                    req.action
+                ))
+            })?;
+        let mut slot = self.device.pipeline();
+        if !self
+            .device
+            .sessions()
+            .arbitration
+            .is_primary_election_id(req.election_id.as_ref().map(election_id))
+        {
+            return Err(Status::permission_denied(
+                "only the primary controller may set the pipeline",
+            ));
+        }
+        let config = match (action, req.config) {
+            (SetAction::Commit, Some(_)) => {
+                return Err(Status::invalid_argument("COMMIT takes no config"))
+            }
+            (SetAction::Commit, None) => slot.saved.take().ok_or_else(|| {
+                Status::not_found("no saved config to commit (VERIFY_AND_SAVE first)")
+            })?,
+            (_, Some(config)) => config,
+            (_, None) => {
+                return Err(Status::invalid_argument(format!(
+                    "{} needs a config",
+                    action.as_str_name()
+                )))
+            }
+        };
+        if action == SetAction::ReconcileAndCommit {
+            if let Some(active) = slot.active.as_mut() {
+                let same = active.config.as_ref().is_some_and(|running| {
+                    running.p4info == config.p4info
+                        && running.p4_device_config == config.p4_device_config
+                });
+                if !same {
+                    return Err(Status::invalid_argument(
+                        "RECONCILE_AND_COMMIT keeps the forwarding state only for the running \
+                         pipeline; use VERIFY_AND_COMMIT to load a different one",
+                    ));
+                }
+                active.config = Some(config);
+                return Ok(SetForwardingPipelineConfigResponse {});
+            }
+        }
+        let (switch, p4rt) = realize(&config).map_err(entity_status)?;
+        match action {
+            SetAction::Verify => {}
+            SetAction::VerifyAndSave => slot.saved = Some(config),
+            _ => {
+                tracing::info!(
+                    tables = p4rt_table_count(&config),
+                    "forwarding pipeline committed"
+                );
+                slot.active = Some(ActivePipeline {
+                    switch,
+                    p4rt: Some(p4rt),
+                    config: Some(config),
+                });
+            }
+        }
+        Ok(SetForwardingPipelineConfigResponse {})
+    }
+
     fn check_device(&self, device_id: u64) -> Result<(), Status> {
         if device_id != self.device.device_id {
             return Err(Status::not_found(format!(
@@ -154,47 +310,7 @@ impl P4Runtime for P4RuntimeService {
         &self,
         request: Request<WriteRequest>,
     ) -> Result<Response<WriteResponse>, Status> {
-        let req = request.into_inner();
-        self.check_device(req.device_id)?;
-        check_role(&req.role, req.role_id)?;
-        let mut slot = self.device.pipeline();
-        if !self
-            .device
-            .sessions()
-            .arbitration
-            .is_primary_election_id(req.election_id.as_ref().map(election_id))
-        {
-            return Err(Status::permission_denied(
-                "the election id is not the primary controller's",
-            ));
-        }
-        match Atomicity::try_from(req.atomicity) {
-            Ok(Atomicity::ContinueOnError) => {}
-            Ok(mode) => {
-                return Err(Status::unimplemented(format!(
-                    "atomicity {} is not supported; use CONTINUE_ON_ERROR",
-                    mode.as_str_name()
-                )))
-            }
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown atomicity {}",
-                    req.atomicity
-                )))
-            }
-        }
-        let active = slot.active.as_mut().ok_or_else(no_pipeline)?;
-        let p4rt = active.p4rt.as_mut().ok_or_else(no_p4info)?;
-        let results: Vec<_> = req
-            .updates
-            .iter()
-            .map(|u| p4rt.write(&mut active.switch, u))
-            .collect();
-        if results.iter().all(Result::is_ok) {
-            Ok(Response::new(WriteResponse {}))
-        } else {
-            Err(batch_status(&results, "update"))
-        }
+        self.handle_write(request.get_ref()).map(Response::new)
     }
 
     type ReadStream = BoxStream<ReadResponse>;
@@ -203,33 +319,7 @@ impl P4Runtime for P4RuntimeService {
         &self,
         request: Request<ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let req = request.into_inner();
-        self.check_device(req.device_id)?;
-        check_role(&req.role, 0)?;
-        let mut entities = Vec::new();
-        let results: Vec<_> = {
-            let mut slot = self.device.pipeline();
-            let active = slot.active.as_mut().ok_or_else(no_pipeline)?;
-            let p4rt = active.p4rt.as_ref().ok_or_else(no_p4info)?;
-            req.entities
-                .iter()
-                .map(|e| p4rt.read(&mut active.switch, e, &mut entities))
-                .collect()
-        };
-        let mut messages: Vec<Result<ReadResponse, Status>> = entities
-            .chunks(READ_CHUNK)
-            .map(|chunk| {
-                Ok(ReadResponse {
-                    entities: chunk.to_vec(),
-                })
-            })
-            .collect();
-        if messages.is_empty() {
-            messages.push(Ok(ReadResponse::default()));
-        }
-        if results.iter().any(Result::is_err) {
-            messages.push(Err(batch_status(&results, "read request")));
-        }
+        let messages = self.handle_read(request.get_ref())?;
         Ok(Response::new(Box::pin(tokio_stream::iter(messages))))
     }
 
@@ -237,77 +327,8 @@ impl P4Runtime for P4RuntimeService {
         &self,
         request: Request<SetForwardingPipelineConfigRequest>,
     ) -> Result<Response<SetForwardingPipelineConfigResponse>, Status> {
-        let req = request.into_inner();
-        self.check_device(req.device_id)?;
-        check_role(&req.role, req.role_id)?;
-        let action = SetAction::try_from(req.action)
-            .ok()
-            .filter(|a| *a != SetAction::Unspecified)
-            .ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "pipeline config action {} is not valid",
-                    req.action
-                ))
-            })?;
-        let mut slot = self.device.pipeline();
-        if !self
-            .device
-            .sessions()
-            .arbitration
-            .is_primary_election_id(req.election_id.as_ref().map(election_id))
-        {
-            return Err(Status::permission_denied(
-                "only the primary controller may set the pipeline",
-            ));
-        }
-        let config = match (action, req.config) {
-            (SetAction::Commit, Some(_)) => {
-                return Err(Status::invalid_argument("COMMIT takes no config"))
-            }
-            (SetAction::Commit, None) => slot.saved.take().ok_or_else(|| {
-                Status::not_found("no saved config to commit (VERIFY_AND_SAVE first)")
-            })?,
-            (_, Some(config)) => config,
-            (_, None) => {
-                return Err(Status::invalid_argument(format!(
-                    "{} needs a config",
-                    action.as_str_name()
-                )))
-            }
-        };
-        if action == SetAction::ReconcileAndCommit {
-            if let Some(active) = slot.active.as_mut() {
-                let same = active.config.as_ref().is_some_and(|running| {
-                    running.p4info == config.p4info
-                        && running.p4_device_config == config.p4_device_config
-                });
-                if !same {
-                    return Err(Status::invalid_argument(
-                        "RECONCILE_AND_COMMIT keeps the forwarding state only for the running \
-                         pipeline; use VERIFY_AND_COMMIT to load a different one",
-                    ));
-                }
-                active.config = Some(config);
-                return Ok(Response::new(SetForwardingPipelineConfigResponse {}));
-            }
-        }
-        let (switch, p4rt) = realize(&config).map_err(entity_status)?;
-        match action {
-            SetAction::Verify => {}
-            SetAction::VerifyAndSave => slot.saved = Some(config),
-            _ => {
-                tracing::info!(
-                    tables = p4rt_table_count(&config),
-                    "forwarding pipeline committed"
-                );
-                slot.active = Some(ActivePipeline {
-                    switch,
-                    p4rt: Some(p4rt),
-                    config: Some(config),
-                });
-            }
-        }
-        Ok(Response::new(SetForwardingPipelineConfigResponse {}))
+        self.handle_set_pipeline(request.into_inner())
+            .map(Response::new)
     }
 
     async fn get_forwarding_pipeline_config(

@@ -16,7 +16,7 @@ use crate::p4rt::v1::p4_runtime_server::P4RuntimeServer;
 
 use super::p4runtime::device::Device;
 use super::p4runtime::P4RuntimeService;
-use super::ports::{self, ChannelPort, FrameSink, PortBackend, PortSpec, UdpWire};
+use super::ports::{self, ChannelPort, FrameSink, InterfacePort, PortBackend, PortSpec, UdpWire};
 use super::{LoadError, Switch};
 
 /// How to run a switch.
@@ -62,6 +62,13 @@ pub enum StartError {
         local: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot open interface {name} for port {port}: {source}{hint}")]
+    Interface {
+        port: u32,
+        name: String,
+        hint: &'static str,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
     ReadJson {
         path: PathBuf,
@@ -85,6 +92,8 @@ pub struct RunningSwitch {
     pub grpc_addr: SocketAddr,
     /// Each UDP port's bound local address.
     pub udp_ports: HashMap<u32, SocketAddr>,
+    /// Each interface port's interface name.
+    pub interface_ports: HashMap<u32, String>,
     /// The test side of each in-process port.
     pub channel_ports: HashMap<u32, ChannelPort>,
     pub device: Arc<Device>,
@@ -127,18 +136,38 @@ pub async fn start(options: SwitchOptions) -> Result<RunningSwitch, StartError> 
     let mut senders = HashMap::new();
     let mut wires = Vec::new();
     let mut udp_ports = HashMap::new();
+    let mut interfaces = Vec::new();
+    let mut interface_ports = HashMap::new();
     for spec in &options.ports {
-        let PortBackend::Udp { local, peer } = spec.backend;
-        let wire = UdpWire::open(local, peer)
-            .await
-            .map_err(|source| StartError::Udp {
-                port: spec.port,
-                local,
-                source,
-            })?;
-        udp_ports.insert(spec.port, wire.local);
-        senders.insert(spec.port, wire.sender.clone());
-        wires.push((spec.port, wire));
+        match &spec.backend {
+            &PortBackend::Udp { local, peer } => {
+                let wire = UdpWire::open(local, peer)
+                    .await
+                    .map_err(|source| StartError::Udp {
+                        port: spec.port,
+                        local,
+                        source,
+                    })?;
+                udp_ports.insert(spec.port, wire.local);
+                senders.insert(spec.port, wire.sender.clone());
+                wires.push((spec.port, wire));
+            }
+            PortBackend::Interface { name } => {
+                let opened = InterfacePort::open(name).map_err(|source| StartError::Interface {
+                    port: spec.port,
+                    name: name.clone(),
+                    hint: if source.kind() == std::io::ErrorKind::PermissionDenied {
+                        " (AF_PACKET sockets need CAP_NET_RAW: run as root)"
+                    } else {
+                        ""
+                    },
+                    source,
+                })?;
+                senders.insert(spec.port, opened.sender.clone());
+                interface_ports.insert(spec.port, name.clone());
+                interfaces.push((spec.port, opened));
+            }
+        }
     }
     let mut channel_ports = HashMap::new();
     let mut channel_inputs = Vec::new();
@@ -175,6 +204,13 @@ pub async fn start(options: SwitchOptions) -> Result<RunningSwitch, StartError> 
             shutdown.clone(),
         )));
     }
+    for (port, interface) in interfaces {
+        tasks.push(tokio::spawn(interface.receive_loop(
+            port,
+            sink.clone(),
+            shutdown.clone(),
+        )));
+    }
     for (port, input) in channel_inputs {
         tasks.push(tokio::spawn(ports::channel_receive_loop(
             port,
@@ -205,6 +241,7 @@ pub async fn start(options: SwitchOptions) -> Result<RunningSwitch, StartError> 
     Ok(RunningSwitch {
         grpc_addr,
         udp_ports,
+        interface_ports,
         channel_ports,
         device,
         stop,

@@ -167,16 +167,25 @@ impl Device {
 
     /// Runs `frame` through the data plane as if received on `port`, then delivers its outputs.
     fn inject(&self, port: u32, frame: &[u8]) {
+        self.inject_batch(port, &mut std::iter::once(frame));
+    }
+
+    /// Runs frames received together on `port` through the data plane under one lock, then
+    /// delivers their outputs, each port's in one batch.
+    fn inject_batch(&self, port: u32, frames: &mut dyn Iterator<Item = &[u8]>) {
         OUTPUTS.with(|outputs| {
             let mut outputs = outputs.borrow_mut();
             outputs.clear();
             let packet_in = {
                 let mut slot = self.pipeline();
                 let Some(active) = slot.active.as_mut() else {
-                    self.drops.no_pipeline.fetch_add(1, Ordering::Relaxed);
+                    let count = u64::try_from(frames.count()).unwrap_or(u64::MAX);
+                    self.drops.no_pipeline.fetch_add(count, Ordering::Relaxed);
                     return;
                 };
-                active.switch.process(port, frame, &mut outputs);
+                for frame in frames {
+                    active.switch.process(port, frame, &mut outputs);
+                }
                 let to_cpu = outputs.iter().any(|(p, _)| Some(p) == self.cpu_port);
                 if to_cpu {
                     active.p4rt.as_ref().and_then(|p| p.map.packet_in.clone())
@@ -189,16 +198,33 @@ impl Device {
     }
 
     fn deliver(&self, outputs: &Outputs, packet_in: Option<&ControllerHeader>) {
+        // Each port's frames in order, so its backend sends them in one call.
+        let mut by_port: Vec<(u32, Vec<&[u8]>)> = Vec::new();
         for (port, frame) in outputs.iter() {
             if Some(port) == self.cpu_port {
                 self.packet_in(frame, packet_in);
-            } else if let Some(sender) = self.ports.get(&port) {
-                if !sender.send(frame) {
-                    self.drops.port_send_failed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match by_port.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, frames)) => frames.push(frame),
+                None => by_port.push((port, vec![frame])),
+            }
+        }
+        for (port, frames) in by_port {
+            let count = frames.len() as u64;
+            match self.ports.get(&port) {
+                Some(sender) => {
+                    let sent = sender.send_batch(&frames) as u64;
+                    if sent < count {
+                        self.drops
+                            .port_send_failed
+                            .fetch_add(count - sent, Ordering::Relaxed);
+                    }
                 }
-            } else {
-                tracing::debug!(port, "frame to a port with no backend dropped");
-                self.drops.unknown_port.fetch_add(1, Ordering::Relaxed);
+                None => {
+                    tracing::debug!(port, count, "frames to a port with no backend dropped");
+                    self.drops.unknown_port.fetch_add(count, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -303,5 +329,9 @@ impl Device {
 impl FrameSink for Device {
     fn receive(&self, port: u32, frame: &[u8]) {
         self.inject(port, frame);
+    }
+
+    fn receive_batch(&self, port: u32, frames: &mut dyn Iterator<Item = &[u8]>) {
+        self.inject_batch(port, frames);
     }
 }
