@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages of the real peers: tshark decodes our sFlow (tests/sflow_tshark.rs).
+# Debian packages of the real peers: tshark decodes our sFlow (tests/sflow_tshark.rs); iproute2
+# makes the network namespaces of the AF_PACKET test (tests/switch_af_packet.rs).
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
+command -v ip >/dev/null || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "== installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
