@@ -6,8 +6,16 @@
 //! Data flow, module by module (see ARCHITECTURE.md in the project's shared notes):
 //!
 //! ```text
-//! p4/vmdep.p4 ──compiler──► bmv2 JSON + P4Info ──(P4Runtime, p4rt)──► switch
+//! p4/vmdep.p4 ──compiler──► bmv2 JSON + P4Info ──(P4Runtime: p4rt)──► switch ×N
+//!                                                                      ▲ vm_pair entries,
+//! VM frames (wire) ──sampled──► sFlow v5 (sflow) ──► controller ────────┘ counter reads
+//!                                                    (estimate → paths → placement)
 //! ```
+//!
+//! Leaves: [`p4rt`] (P4Runtime types and helpers), [`wire`] (packet headers) and [`sflow`]
+//! (sFlow v5) import no other part. [`compiler`] uses only `p4rt`; [`switch`] uses `p4rt` and
+//! never the compiler; [`controller`] uses `p4rt` and `sflow` and reaches switches only over
+//! P4Runtime.
 
 pub mod compiler;
 pub mod controller;
