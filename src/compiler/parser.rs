@@ -1,4 +1,4 @@
-//! The P4_16 parser: tokens → [`ast::Program`], by recursive descent with the operator precedence
+//! The P4_16 parser: tokens → [`ast::Program`](super::ast::Program), by recursive descent with the operator precedence
 //! of the P4_16 grammar (which, unlike C, binds `&`, `^` and `|` tighter than comparisons).
 //!
 //! Owns: syntax, the syntax errors' messages and spans, and rejecting the P4_16 constructs that
