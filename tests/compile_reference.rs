@@ -439,3 +439,31 @@ fn vmdep_p4info_snapshot() {
     assert_eq!(out.p4info_text(), compile_ok("p4/vmdep.p4").p4info_text());
     insta::assert_snapshot!("p4info_vmdep", out.p4info_text());
 }
+
+/// `@name` and `@id` reach the P4Info as p4c applies them: a relative `@name` stays inside its
+/// control, a leading dot makes it global, a key's `@name` renames the match field, and an `@id`
+/// without a prefix gets the kind's.
+#[test]
+fn name_and_id_annotations_reach_the_p4info() {
+    let out = compile_ok("tests/compile_constructs/annotations_name_id.p4");
+    let table = out
+        .p4info
+        .tables
+        .iter()
+        .find(|t| t.preamble.as_ref().unwrap().name == "I.acl_table")
+        .expect("table renamed by @name");
+    assert_eq!(table.preamble.as_ref().unwrap().id, 0x0200_0042);
+    assert_eq!(table.match_fields[0].name, "first_byte");
+    let action = |name: &str| {
+        out.p4info
+            .actions
+            .iter()
+            .find(|a| a.preamble.as_ref().unwrap().name == name)
+            .unwrap_or_else(|| panic!("no action {name}"))
+            .preamble
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(action("I.fwd").id, 0x0100_0007);
+    assert_eq!(action("global_drop").id >> 24, 0x01);
+}
