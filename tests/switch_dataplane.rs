@@ -231,6 +231,61 @@ fn default_actions_follow_their_constness() {
 }
 
 #[test]
+fn modify_restarts_the_idle_timer_only_when_the_ttl_changes() {
+    let mut sw = reference("ref2_ternary_counters");
+    let p = sw.program();
+    let flows = p.table_by_name("Ing.flows").unwrap();
+    let track = p.table_action_by_name(flows, "Ing.track").unwrap();
+    let key = vec![
+        MatchValue::Exact(0x0a00_0001),
+        MatchValue::Exact(0xc000_0207),
+    ];
+    let with_ttl = |idle_timeout_ns| TableEntry {
+        key: key.clone(),
+        priority: 0,
+        action: ActionCall {
+            action: track,
+            args: vec![],
+        },
+        idle_timeout_ns,
+    };
+    sw.insert_entry(flows, with_ttl(Some(1_000))).unwrap();
+    let id = EntryKey {
+        key: key.clone(),
+        priority: 0,
+    };
+    let expired = vec![IdleTimeout {
+        table: flows,
+        key: id.clone(),
+    }];
+    let mut out = Outputs::new();
+    sw.process_at(3, &udp_frame([192, 0, 2, 7], 80), 500, &mut out);
+    assert_eq!(sw.idle_timeouts(1_500), expired);
+
+    // The same TTL: the timer keeps running from the notification at 1500.
+    sw.modify_entry_at(flows, with_ttl(Some(1_000)), 2_000)
+        .unwrap();
+    assert_eq!(sw.idle_timeouts(2_500), expired);
+    // A new TTL counts from the MODIFY.
+    sw.modify_entry_at(flows, with_ttl(Some(3_000)), 2_600)
+        .unwrap();
+    assert!(sw.idle_timeouts(5_599).is_empty());
+    assert_eq!(sw.idle_timeouts(5_600), expired);
+    // No TTL, or a TTL of 0 (never expires): no notifications at all.
+    sw.modify_entry_at(flows, with_ttl(None), 6_000).unwrap();
+    assert!(sw.idle_timeouts(100_000).is_empty());
+    sw.modify_entry_at(flows, with_ttl(Some(0)), 100_000)
+        .unwrap();
+    assert!(sw.idle_timeouts(200_000).is_empty());
+    // A TTL again: it counts from this MODIFY, not from the last hit long ago.
+    sw.modify_entry_at(flows, with_ttl(Some(1_000)), 300_000)
+        .unwrap();
+    assert!(sw.idle_timeouts(300_999).is_empty());
+    assert_eq!(sw.idle_timeouts(301_000), expired);
+    assert_eq!(sw.entry(flows, &id).unwrap().last_hit_ns, 500);
+}
+
+#[test]
 fn counters_registers_and_idle_timeouts() {
     let mut sw = reference("ref2_ternary_counters");
     let p = sw.program();
@@ -284,19 +339,32 @@ fn counters_registers_and_idle_timeouts() {
         Err(RuntimeError::CounterIsDirect(_))
     ));
 
-    // Idle: not yet at 1499, once at 1500, not again until hit.
+    // Idle since the hit at 500: not yet at 1499, reported at 1500, then once per further
+    // 1000 ns of idleness counted from each report, however late or often the scans come.
+    let expired = vec![IdleTimeout {
+        table: flows,
+        key: id.clone(),
+    }];
     assert!(sw.idle_timeouts(1_499).is_empty());
-    assert_eq!(
-        sw.idle_timeouts(1_500),
-        vec![IdleTimeout {
-            table: flows,
-            key: id.clone()
-        }]
-    );
-    assert!(sw.idle_timeouts(5_000).is_empty());
-    sw.process_at(3, &frame, 6_000, &mut out);
-    assert!(sw.idle_timeouts(6_999).is_empty());
-    assert_eq!(sw.idle_timeouts(7_000).len(), 1);
+    assert_eq!(sw.idle_timeouts(1_500), expired);
+    assert!(sw.idle_timeouts(1_500).is_empty());
+    assert!(sw.idle_timeouts(2_499).is_empty());
+    assert_eq!(sw.idle_timeouts(2_500), expired);
+    // A late scan reports once (no catch-up burst) and restarts the timer from its own time.
+    assert_eq!(sw.idle_timeouts(5_000), expired);
+    assert!(sw.idle_timeouts(5_999).is_empty());
+    // A hit restarts the timer; the notifications do not touch the time of the last hit.
+    sw.process_at(3, &frame, 5_900, &mut out);
+    assert!(sw.idle_timeouts(6_899).is_empty());
+    assert_eq!(sw.idle_timeouts(6_900), expired);
+    assert_eq!(sw.entry(flows, &id).unwrap().last_hit_ns, 5_900);
+    // Hit within every period: never reported.
+    for t in (7_000..12_000).step_by(500) {
+        sw.process_at(3, &frame, t, &mut out);
+        assert!(sw.idle_timeouts(t + 999).is_empty(), "at {t}");
+    }
+    // The entry is still there, with its counter.
+    assert_eq!(sw.read_direct_counter(flows, &id).unwrap().packets, 11);
 
     let mut sw = reference("ref3_register_clone_hash");
     let r = sw.program().register_by_name("Ing.seen_per_port").unwrap();

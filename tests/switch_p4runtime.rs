@@ -1095,15 +1095,25 @@ async fn frames_through_ports_and_counters() {
     running.shutdown().await.unwrap();
 }
 
+/// The next stream message, which must be an idle-timeout notification.
+async fn idle_notification(primary: &mut Controller) -> IdleTimeoutNotification {
+    match primary.next().await.unwrap().update {
+        Some(stream_message_response::Update::IdleTimeoutNotification(n)) => n,
+        other => panic!("expected an idle timeout notification, got {other:?}"),
+    }
+}
+
 #[tokio::test]
-async fn idle_timeout_notifies_the_primary_once_and_keeps_the_entry() {
+async fn idle_timeout_notifies_once_per_idle_period_never_while_hit_and_keeps_the_entry() {
+    // The TTL is many scan intervals (10 ms) long, so a notification per scan would show.
+    const TTL: Duration = Duration::from_millis(150);
     let (running, mut client, mut primary, index) = ref2_switch(&[0, 1]).await;
     let ids = ids(&index);
     let flow = TableEntry {
         table_id: ids.flows,
         r#match: vec![exact(1, &[0x0a, 0, 0, 1]), exact(2, &[0xc0, 0, 2, 7])],
         action: action(ids.track, &[]),
-        idle_timeout_ns: 50_000_000,
+        idle_timeout_ns: TTL.as_nanos() as i64,
         metadata: b"pair-1".to_vec(),
         ..Default::default()
     };
@@ -1115,31 +1125,56 @@ async fn idle_timeout_notifies_the_primary_once_and_keeps_the_entry() {
     .await
     .unwrap();
     let started = std::time::Instant::now();
-    let note = match primary.next().await.unwrap().update {
-        Some(stream_message_response::Update::IdleTimeoutNotification(n)) => n,
-        other => panic!("expected an idle timeout notification, got {other:?}"),
-    };
-    assert!(
-        started.elapsed() >= Duration::from_millis(40),
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(note.timestamp > 0);
     let expected = TableEntry {
         action: None,
         ..flow.clone()
     };
-    assert_eq!(note.table_entry, vec![expected]);
-    // One notification per expiry: nothing more while the entry stays idle.
-    let quiet = tokio::time::timeout(Duration::from_millis(200), primary.rx.message()).await;
-    assert!(quiet.is_err(), "unexpected message: {quiet:?}");
+    let mut notes = Vec::new();
+    for _ in 0..3 {
+        let note = idle_notification(&mut primary).await;
+        assert_eq!(note.table_entry, vec![expected.clone()]);
+        notes.push(note.timestamp);
+    }
+    assert!(
+        started.elapsed() >= TTL * 3 - TTL / 4,
+        "{:?}",
+        started.elapsed()
+    );
+    // One notification per TTL while idle: each is a full TTL (less the scanner's jitter between
+    // its switch clock and its timestamp) after the one before, not one per scan.
+    for pair in notes.windows(2) {
+        let gap = Duration::from_nanos((pair[1] - pair[0]) as u64);
+        assert!(gap >= TTL - TTL / 5, "notifications {gap:?} apart");
+    }
 
-    // The entry stays until the controller deletes it, and reports its time since the last hit.
+    // Hit every TTL/6 for 3 TTLs: no notification. Then idle again: notified after a TTL.
+    let hit = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
+    let port = running.channel_ports.get(&0).unwrap();
+    let hitting = std::time::Instant::now();
+    let mut hits = 0;
+    let mut last_hit = hitting;
+    while hitting.elapsed() < TTL * 3 {
+        last_hit = std::time::Instant::now();
+        port.to_switch.send(hit.clone()).await.unwrap();
+        hits += 1;
+        let quiet = tokio::time::timeout(TTL / 6, primary.rx.message()).await;
+        assert!(
+            quiet.is_err(),
+            "a message while the entry is hit: {quiet:?}"
+        );
+    }
+    let again = idle_notification(&mut primary).await;
+    assert!(last_hit.elapsed() >= TTL, "{:?}", last_hit.elapsed());
+    assert_eq!(again.table_entry, vec![expected]);
+
+    // The entry stays until the controller deletes it, and reports its time since the last hit
+    // (which the notifications do not reset) and its direct counter (one per hit).
     let read_back = read(
         &mut client,
         vec![entity::Entity::TableEntry(TableEntry {
             table_id: ids.flows,
             time_since_last_hit: Some(table_entry::IdleTimeout::default()),
+            counter_data: Some(CounterData::default()),
             ..Default::default()
         })],
     )
@@ -1148,24 +1183,9 @@ async fn idle_timeout_notifies_the_primary_once_and_keeps_the_entry() {
     let entity::Entity::TableEntry(e) = &read_back[0] else {
         panic!()
     };
-    assert!(e.time_since_last_hit.unwrap().elapsed_ns >= 50_000_000);
-    assert_eq!(e.idle_timeout_ns, 50_000_000);
-
-    // A hit re-arms the entry, which then expires again.
-    let hit = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
-    running
-        .channel_ports
-        .get(&0)
-        .unwrap()
-        .to_switch
-        .send(hit)
-        .await
-        .unwrap();
-    let again = match primary.next().await.unwrap().update {
-        Some(stream_message_response::Update::IdleTimeoutNotification(n)) => n,
-        other => panic!("expected a second notification, got {other:?}"),
-    };
-    assert_eq!(again.table_entry.len(), 1);
+    assert!(e.time_since_last_hit.unwrap().elapsed_ns >= TTL.as_nanos() as i64);
+    assert_eq!(e.idle_timeout_ns, TTL.as_nanos() as i64);
+    assert_eq!(e.counter_data.as_ref().unwrap().packet_count, hits);
     running.shutdown().await.unwrap();
 }
 

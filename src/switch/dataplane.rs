@@ -103,7 +103,8 @@ impl Outputs {
     }
 }
 
-/// An entry whose idle timeout expired (reported once until it is hit again).
+/// An entry whose idle timeout expired. While the entry stays idle it is reported again after
+/// each further `idle_timeout_ns`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdleTimeout {
     pub table: usize,
@@ -258,8 +259,20 @@ impl Switch {
     }
 
     /// Replaces the action (and idle timeout) of an existing entry (P4Runtime MODIFY); its
-    /// counter and idle clock are kept.
+    /// counter and idle clock are kept, except that a changed `idle_timeout_ns` restarts the idle
+    /// timer (the new TTL counts from the MODIFY).
     pub fn modify_entry(&mut self, table: usize, entry: TableEntry) -> Result<(), RuntimeError> {
+        let now = self.now_ns();
+        self.modify_entry_at(table, entry, now)
+    }
+
+    /// `modify_entry` with an explicit switch clock (for idle-timeout bookkeeping).
+    pub fn modify_entry_at(
+        &mut self,
+        table: usize,
+        entry: TableEntry,
+        now_ns: u64,
+    ) -> Result<(), RuntimeError> {
         self.mutable_table(table)?;
         self.check_call(table, &entry.action)?;
         let t = &self.program.tables[table];
@@ -273,7 +286,10 @@ impl Switch {
             .ok_or_else(|| RuntimeError::NoSuchEntry(t.name.clone()))?;
         let stored = &mut self.tables[table].entries[at];
         stored.entry.action = entry.action;
-        stored.entry.idle_timeout_ns = entry.idle_timeout_ns;
+        if stored.entry.idle_timeout_ns != entry.idle_timeout_ns {
+            stored.entry.idle_timeout_ns = entry.idle_timeout_ns;
+            stored.idle_timer_ns = now_ns;
+        }
         Ok(())
     }
 
@@ -519,15 +535,18 @@ impl Switch {
 
     // ---------------------------------------------------------------- runtime API: idle timeouts
 
-    /// Entries whose idle timeout has passed at `now_ns` (switch clock) and that were not reported
-    /// since their last hit. Each is reported once; a hit re-arms it.
+    /// Entries idle for at least their `idle_timeout_ns` at `now_ns` (switch clock). Reporting an
+    /// entry restarts its idle timer at `now_ns`, so an entry that stays idle is reported again
+    /// one `idle_timeout_ns` later (P4Runtime: after a notification the server resets the entry's
+    /// timer); a hit restarts it too. A scan reports an entry at most once, however late it runs.
     pub fn idle_timeouts(&mut self, now_ns: u64) -> Vec<IdleTimeout> {
         let mut out = Vec::new();
         for (ti, state) in self.tables.iter_mut().enumerate() {
             for e in &mut state.entries {
-                if let Some(ttl) = e.entry.idle_timeout_ns {
-                    if !e.idle_reported && now_ns.saturating_sub(e.last_hit_ns) >= ttl {
-                        e.idle_reported = true;
+                // A TTL of 0 never expires (P4Runtime), rather than expiring on every scan.
+                if let Some(ttl) = e.entry.idle_timeout_ns.filter(|&ttl| ttl > 0) {
+                    if now_ns.saturating_sub(e.idle_timer_ns) >= ttl {
+                        e.idle_timer_ns = now_ns;
                         out.push(IdleTimeout {
                             table: ti,
                             key: EntryKey {
@@ -1036,7 +1055,7 @@ fn run_control(
                         e.counter.add(env.frame_len);
                     }
                     e.last_hit_ns = now_ns;
-                    e.idle_reported = false;
+                    e.idle_timer_ns = now_ns;
                 }
                 let state = &tables[ti];
                 let call = match hit {

@@ -185,8 +185,11 @@ pub struct StoredEntry {
     pub counter: CounterValue,
     /// Switch clock (ns) of the last hit, or of insertion.
     pub last_hit_ns: u64,
-    /// An idle-timeout notification went out and no hit happened since.
-    pub idle_reported: bool,
+    /// Switch clock (ns) the idle timer last started: insertion, a hit, an idle-timeout
+    /// notification, or a MODIFY that changed `idle_timeout_ns`. The entry is due for a
+    /// notification once `idle_timeout_ns` has passed since then. Kept apart from `last_hit_ns`
+    /// so that a notification does not falsify `time_since_last_hit`.
+    pub idle_timer_ns: u64,
 }
 
 /// The state of one table.
@@ -455,7 +458,7 @@ impl TableState {
             entry,
             counter: CounterValue::default(),
             last_hit_ns: now_ns,
-            idle_reported: false,
+            idle_timer_ns: now_ns,
         };
         if let Index::Scan = self.index {
             // After all entries of the same priority: among equals, the older entry wins.
