@@ -1043,6 +1043,15 @@ impl<'a> Lowering<'a> {
         if let Some(id) = self.action_ids.get(&a) {
             return Some(*id);
         }
+        let id = self.emit_action(a)?;
+        self.action_ids.insert(a, id);
+        Some(id)
+    }
+
+    /// Lowers program action `a` (its parameters as runtime data) into a new JSON action and
+    /// returns its JSON id. Tables share one copy (`table_action`); a direct call outside a
+    /// table gets its own copy, as p4c does.
+    fn emit_action(&mut self, a: usize) -> Option<usize> {
         let action = &self.p.actions[a];
         let (name, params, body) = (
             action.name.clone(),
@@ -1066,7 +1075,6 @@ impl<'a> Lowering<'a> {
         self.actions.push(
             json!({"name": name, "id": id, "runtime_data": runtime_data, "primitives": prims}),
         );
-        self.action_ids.insert(a, id);
         Some(id)
     }
 
@@ -1125,27 +1133,13 @@ impl<'a> Lowering<'a> {
                 .collect();
             if let (Some(vals), true) = (consts, a.params.iter().all(|p| p.direction.is_none())) {
                 let short = a.name.rsplit('.').next().unwrap_or(&a.name).to_string();
-                let (name, params, body) = (a.name.clone(), a.params.clone(), a.body.clone());
-                let env = Env(std::rc::Rc::new(
-                    (0..params.len()).map(Binding::RuntimeData).collect(),
-                ));
-                let mut buf = ActionBuf {
-                    prims: Vec::new(),
-                    returns: vec![Vec::new()],
-                };
-                self.action_stmts(&body, &env, &mut buf)?;
-                let prims = Self::finish_buf(buf);
-                let id = self.actions.len();
-                let runtime_data: Vec<Value> = params
-                    .iter()
-                    .map(|p| json!({"name": p.name, "bitwidth": p.ty.width().unwrap_or(1)}))
-                    .collect();
-                self.actions.push(json!({"name": name, "id": id, "runtime_data": runtime_data, "primitives": prims}));
+                let name = a.name.clone();
                 let data: Vec<Value> = vals
                     .iter()
-                    .zip(&params)
+                    .zip(&a.params)
                     .map(|(v, p)| json!(hex(*v, p.ty.width().unwrap_or(1))))
                     .collect();
+                let id = self.emit_action(*action)?;
                 return Some(self.const_table(
                     &format!("tbl_{short}"),
                     &name,
