@@ -783,6 +783,23 @@ fn counter_data(value: CounterValue) -> CounterData {
 }
 
 /// The cells an `Index` selects: all when unset.
+/// The cells a counter or register read selects: every cell of every array for a wildcard
+/// read (`arrays` are all of that kind, `index` is `None`), else the indexed cell or the whole
+/// array of the one named.
+fn selected_cells<'m>(
+    arrays: &'m [ArrayMap],
+    index: Option<&Index>,
+    kind: &str,
+) -> Result<Vec<(&'m ArrayMap, usize)>, EntityError> {
+    let mut selected = Vec::new();
+    for a in arrays {
+        for i in cells(index, a.size, &format!("{kind} `{}`", a.name))? {
+            selected.push((a, i));
+        }
+    }
+    Ok(selected)
+}
+
 fn cells(
     index: Option<&Index>,
     size: usize,
@@ -1351,25 +1368,19 @@ impl P4rtState {
         q: &CounterEntry,
         out: &mut Vec<Entity>,
     ) -> Result<(), EntityError> {
-        let counters: Vec<&ArrayMap> = if q.counter_id == 0 {
-            self.map.counters.iter().collect()
+        let selected = if q.counter_id == 0 {
+            selected_cells(&self.map.counters, None, "counter")?
         } else {
-            vec![self.map.counter(q.counter_id)?]
+            let c = self.map.counter(q.counter_id)?;
+            selected_cells(std::slice::from_ref(c), q.index.as_ref(), "counter")?
         };
-        for c in counters {
-            let index = if q.counter_id == 0 {
-                None
-            } else {
-                q.index.as_ref()
-            };
-            for i in cells(index, c.size, &format!("counter `{}`", c.name))? {
-                let value = switch.read_counter(c.array, i)?;
-                out.push(entity(entity::Entity::CounterEntry(CounterEntry {
-                    counter_id: c.id,
-                    index: Some(Index { index: i as i64 }),
-                    data: Some(counter_data(value)),
-                })));
-            }
+        for (c, i) in selected {
+            let value = switch.read_counter(c.array, i)?;
+            out.push(entity(entity::Entity::CounterEntry(CounterEntry {
+                counter_id: c.id,
+                index: Some(Index { index: i as i64 }),
+                data: Some(counter_data(value)),
+            })));
         }
         Ok(())
     }
@@ -1380,27 +1391,21 @@ impl P4rtState {
         q: &RegisterEntry,
         out: &mut Vec<Entity>,
     ) -> Result<(), EntityError> {
-        let registers: Vec<&ArrayMap> = if q.register_id == 0 {
-            self.map.registers.iter().collect()
+        let selected = if q.register_id == 0 {
+            selected_cells(&self.map.registers, None, "register")?
         } else {
-            vec![self.map.register(q.register_id)?]
+            let r = self.map.register(q.register_id)?;
+            selected_cells(std::slice::from_ref(r), q.index.as_ref(), "register")?
         };
-        for r in registers {
-            let index = if q.register_id == 0 {
-                None
-            } else {
-                q.index.as_ref()
-            };
-            for i in cells(index, r.size, &format!("register `{}`", r.name))? {
-                let value = switch.read_register(r.array, i)?;
-                out.push(entity(entity::Entity::RegisterEntry(RegisterEntry {
-                    register_id: r.id,
-                    index: Some(Index { index: i as i64 }),
-                    data: Some(P4Data {
-                        data: Some(p4_data::Data::Bitstring(encode(value, r.width))),
-                    }),
-                })));
-            }
+        for (r, i) in selected {
+            let value = switch.read_register(r.array, i)?;
+            out.push(entity(entity::Entity::RegisterEntry(RegisterEntry {
+                register_id: r.id,
+                index: Some(Index { index: i as i64 }),
+                data: Some(P4Data {
+                    data: Some(p4_data::Data::Bitstring(encode(value, r.width))),
+                }),
+            })));
         }
         Ok(())
     }
