@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::builtins;
 use super::diag::{line_col, Diagnostic, Diagnostics, Span};
-use super::hir::{self, BinOp, ExprKind, ParamRole, Ty, UnOp};
+use super::hir::{self, mask, BinOp, ExprKind, ParamRole, Ty, UnOp};
 
 /// Lowers `p` to bmv2 JSON. `source` and `file_name` feed `source_info`.
 pub fn lower(p: &hir::Program, file_name: &str, source: &str) -> Result<Value, Diagnostics> {
@@ -98,14 +98,6 @@ struct Lowering<'a> {
     /// The block whose parameters expressions refer to.
     block_params: Vec<hir::BlockParam>,
     lowered: Lowered,
-}
-
-fn mask(w: u32) -> u128 {
-    if w >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << w) - 1
-    }
 }
 
 /// A hexstring of `v` padded to whole bytes of `w` bits, as p4c writes them.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::ast::{self, Direction};
 use super::builtins::{self, ExternType, Function, Role};
 use super::diag::{Diagnostic, Diagnostics, Span};
-use super::hir::{self, BinOp, ExprKind, Ty, UnOp};
+use super::hir::{self, mask, BinOp, ExprKind, Ty, UnOp};
 
 /// Checks a parsed program.
 pub fn check(program: &ast::Program) -> Result<hir::Program, Diagnostics> {
@@ -89,14 +89,6 @@ struct Checker {
     /// The control being checked (its index-to-be in `controls`).
     current_control: Option<usize>,
     last_span: Span,
-}
-
-fn mask(w: u32) -> u128 {
-    if w >= 128 {
-        u128::MAX
-    } else {
-        (1u128 << w) - 1
-    }
 }
 
 /// A name as written with an optional `@name("...")` override, qualified by `prefix`.

@@ -468,3 +468,12 @@ pub struct Program {
     /// Actions owned by each control (index into `controls`) — they may read its parameters.
     pub action_owner: Vec<Option<usize>>,
 }
+
+/// The values a `bit<w>` holds: the low `w` bits set (all 128 for `w` ≥ 128).
+pub fn mask(w: u32) -> u128 {
+    if w >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << w) - 1
+    }
+}
