@@ -15,6 +15,20 @@ pub const MAX_WIDTH: u32 = 128;
 /// Parser states visited per frame before the parser gives up with `ParserTimeout`.
 pub const MAX_PARSER_STEPS: usize = 1024;
 
+/// Largest counter or register array this switch allocates (cells are allocated when the
+/// pipeline is set, so a size from outside must not be able to exhaust memory).
+pub const MAX_ARRAY_CELLS: u64 = 1 << 24;
+
+fn array_size(size: u64, what: &str) -> Result<usize, LoadError> {
+    if size > MAX_ARRAY_CELLS {
+        return Err(unsupported(
+            format!("{size} cells (at most {MAX_ARRAY_CELLS})"),
+            what,
+        ));
+    }
+    Ok(size as usize)
+}
+
 /// Why a pipeline could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -769,7 +783,7 @@ impl<'a> Compiler<'a> {
                 }
                 Ok(RegisterArray {
                     name: r.name.clone(),
-                    size: r.size as usize,
+                    size: array_size(r.size, &format!("register {}", r.name))?,
                     width: r.bitwidth,
                 })
             })
@@ -793,7 +807,7 @@ impl<'a> Compiler<'a> {
             };
             counters.push(CounterArray {
                 name: x.name.clone(),
-                size: x.size as usize,
+                size: array_size(x.size, &ctx)?,
                 direct_table,
             });
         }
