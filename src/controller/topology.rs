@@ -23,7 +23,7 @@
 //! uplink = "s113:3"              # the switch port the server is cabled to
 //!
 //! [[vm]]
-//! name = "vm120a"
+//! name = "web1"
 //! ipv4 = "10.0.120.1"            # unicast, unique
 //! mac = "02:01:0a:00:78:01"      # unicast, unique
 //! server = "h120"

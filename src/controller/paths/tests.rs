@@ -68,14 +68,14 @@ fn reference_vm_paths() {
         );
         names(&t, &paths.pair_path(&t, pair).unwrap())
     };
-    assert_eq!(path("vm120a", "vm120b"), "", "same server: no switch");
-    assert_eq!(path("vm120a", "vm121c"), "s113", "same switch");
-    assert_eq!(path("vm121b", "vm120a"), "s113");
-    assert_eq!(path("vm123a", "vm122b"), "s114");
-    assert_eq!(path("vm120a", "vm122a"), "s113 s112 s114");
-    assert_eq!(path("vm121c", "vm123b"), "s113 s112 s114");
-    assert_eq!(path("vm122a", "vm120a"), "s114 s112 s113");
-    assert_eq!(path("vm123c", "vm121a"), "s114 s112 s113");
+    assert_eq!(path("web1", "client1"), "", "same server: no switch");
+    assert_eq!(path("web1", "batch1"), "s113", "same switch");
+    assert_eq!(path("client2", "web1"), "s113");
+    assert_eq!(path("db1", "app2"), "s114");
+    assert_eq!(path("web1", "app1"), "s113 s112 s114");
+    assert_eq!(path("batch1", "db2"), "s113 s112 s114");
+    assert_eq!(path("app1", "web1"), "s114 s112 s113");
+    assert_eq!(path("backup1", "web2"), "s114 s112 s113");
     let unknown = VmPair::new(Ipv4Addr::new(10, 0, 120, 1), Ipv4Addr::new(10, 9, 9, 9));
     assert_eq!(
         paths.pair_path(&t, unknown),

@@ -101,7 +101,7 @@ fn reference_topology_loads() {
         assert_eq!(t.vms_of_server(ServerId(server)).len(), 3);
     }
     let vm = t.vm(t.vm_by_ipv4(Ipv4Addr::new(10, 0, 122, 2)).unwrap());
-    assert_eq!(vm.name, "vm122b");
+    assert_eq!(vm.name, "app2");
     assert_eq!(vm.mac.to_string(), "02:01:0a:00:7a:02");
     assert_eq!(
         t.server_by_agent("127.0.0.121".parse().unwrap()),
