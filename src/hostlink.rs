@@ -124,11 +124,10 @@ where
         if n == 0 {
             return Ok(None);
         }
-        if line.last() != Some(&b'\n') {
-            if n == MAX_LINE {
-                return Err(HostLinkError::LineTooLong);
-            }
-            // The stream ended inside a line: that last line is still parsed.
+        // Without a newline the line either hit the limit or ended the stream (then it is
+        // still parsed).
+        if line.last() != Some(&b'\n') && n == MAX_LINE {
+            return Err(HostLinkError::LineTooLong);
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
