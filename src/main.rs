@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+mod cmd;
+
 use vmdep::switch::ports::PortSpec;
 use vmdep::switch::runner::{self, SwitchOptions};
 
@@ -18,8 +20,9 @@ use vmdep::switch::runner::{self, SwitchOptions};
 )]
 struct Cli {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `vmdep=debug`; RUST_LOG also works.
-    #[arg(long, global = true, default_value = "warn")]
-    log: String,
+    /// Default: `vmdep=info` for services (controller), `warn` otherwise.
+    #[arg(long, global = true)]
+    log: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +40,9 @@ enum Command {
     },
     /// A bmv2-compatible software switch served over P4Runtime (simple_switch_grpc's role).
     Switch(SwitchArgs),
+    /// The SDN controller: sFlow collector, pre-analysis, paths, placement of one counting entry
+    /// per measured VM pair, P4Runtime sessions, the dependency graph.
+    Controller(cmd::controller::ControllerArgs),
 }
 
 /// Options in bmv2 simple_switch_grpc's shape: `vmdep switch -i 1@udp:A=B prog.json -- --cpu-port 255`
@@ -91,7 +97,13 @@ fn log_filter(cli: &Cli) -> EnvFilter {
             log_level: Some(level),
             ..
         }) => EnvFilter::new(format!("vmdep={level}")),
-        _ => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cli.log)),
+        _ => EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            EnvFilter::new(cli.log.as_deref().unwrap_or(match cli.command {
+                // Long-running services report each window; one-shot commands stay quiet.
+                Command::Controller(_) => "vmdep=info",
+                _ => "warn",
+            }))
+        }),
     }
 }
 
@@ -128,32 +140,9 @@ async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
         eprintln!("vmdep switch: port {port} on interface {name}");
     }
     running
-        .run_until(stop_signal())
+        .run_until(cmd::stop_signal())
         .await
         .context("switch stopped with an error")
-}
-
-/// Completes on Ctrl-C (SIGINT) or SIGTERM.
-async fn stop_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(err) => {
-                tracing::error!(%err, "cannot wait for SIGTERM; Ctrl-C still stops the switch");
-                if let Err(err) = tokio::signal::ctrl_c().await {
-                    tracing::error!(%err, "cannot wait for Ctrl-C either; stopping");
-                }
-                return;
-            }
-        };
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => {
-            if let Err(err) = result {
-                tracing::error!(%err, "cannot wait for Ctrl-C; stopping");
-            }
-        }
-        _ = terminate.recv() => {}
-    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -167,6 +156,9 @@ fn main() -> anyhow::Result<()> {
         Command::Switch(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_switch(args)),
+        Command::Controller(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(cmd::controller::run(args)),
     }
 }
 

@@ -1,0 +1,823 @@
+//! The running controller: the tasks (sFlow collector, host-link server, one P4Runtime session
+//! per switch, the window timer) and the measurement loop that ties the algorithmic modules
+//! together once per window:
+//!
+//! 1. drain the window's sFlow samples (collector) and the switches' idle-timeout notices;
+//! 2. read every switch's `vm_pair` counters (sessions) into the graph;
+//! 3. pre-analysis ([`super::estimate`]) picks pairs to measure and pairs to release;
+//! 4. released pairs: final read, delete, slot freed; selected pairs: placed on the
+//!    least-loaded switch of their path ([`super::placement`]), inserted, and on
+//!    `RESOURCE_EXHAUSTED` moved to the next switch; pairs that fit nowhere are reported;
+//! 5. the mirror set (pairs worth DPI) goes to the servers over the host link.
+//!
+//! It reaches switches only through [`super::session`] and servers only through
+//! [`crate::hostlink`] and sFlow; the loop can run on a timer (`vmdep controller`) or be stepped
+//! by a caller that controls time (`vmdep demo`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::future::join_all;
+use serde::Serialize;
+use thiserror::Error;
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::hostlink::{self, ControllerMessage, HostMessage, PairAddrs};
+
+use super::collector::{self, CollectedSamples, CollectorStats, CollectorStatsSnapshot};
+use super::estimate::{PairSelector, SelectionPolicy, WindowSamples};
+use super::graph::DependencyGraph;
+use super::paths::{Paths, RouteTables};
+use super::placement::{empty_budgets, GreedyPlacer, Load, PlaceError};
+use super::session::{
+    PairInsertError, PipelineBundle, SessionConfig, SessionEvent, SessionStatus, SwitchSession,
+};
+use super::topology::{ServerId, SwitchId, Topology};
+use super::VmPair;
+
+/// How to run the controller.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    pub topology: Arc<Topology>,
+    pub pipeline: Arc<PipelineBundle>,
+    /// sFlow v5 collector (UDP).
+    pub sflow_listen: SocketAddr,
+    /// Host-link server (TCP, [`crate::hostlink`]).
+    pub hostlink_listen: SocketAddr,
+    /// The window length; `None` when the caller steps windows ([`RunningController::step_window`]).
+    pub window: Option<Duration>,
+    pub policy: SelectionPolicy,
+    /// Idle timeout of `vm_pair` entries: the switch reports a pair quiet for this long.
+    pub idle_timeout: Option<Duration>,
+    pub election_id: u128,
+    /// Updates per P4Runtime WriteRequest.
+    pub max_batch: usize,
+    /// Where graph.json and graph.dot are written on exit (and on request).
+    pub output_dir: Option<PathBuf>,
+    /// Records every WriteRequest sent, per switch (snapshot tests).
+    pub journal: bool,
+}
+
+impl ControllerOptions {
+    pub fn new(topology: Arc<Topology>, pipeline: Arc<PipelineBundle>) -> ControllerOptions {
+        ControllerOptions {
+            topology,
+            pipeline,
+            sflow_listen: SocketAddr::from(([127, 0, 0, 1], 6343)),
+            hostlink_listen: SocketAddr::from(([127, 0, 0, 1], hostlink::DEFAULT_PORT)),
+            window: Some(Duration::from_secs(2)),
+            policy: SelectionPolicy {
+                metric: super::estimate::Metric::Bytes,
+                threshold: 10_000,
+                top_k: 0,
+                entry_budget: 16_384,
+                idle_windows: 5,
+            },
+            idle_timeout: Some(Duration::from_secs(30)),
+            election_id: 1,
+            max_batch: 1000,
+            output_dir: None,
+            journal: false,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ControllerError {
+    #[error("cannot listen for sFlow on {addr}: {source}")]
+    SflowListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot listen for the host link on {addr}: {source}")]
+    HostlinkListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the graph to {path}: {source}")]
+    WriteGraph {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where a measured pair is counted, for reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairPlacement {
+    pub pair: VmPair,
+    pub switch: String,
+}
+
+/// What one window did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowReport {
+    pub index: u64,
+    pub at_ms: u64,
+    /// Pair samples taken into this window's estimates.
+    pub samples: u64,
+    pub sampled_pairs: usize,
+    pub selected: Vec<PairPlacement>,
+    pub released: Vec<VmPair>,
+    /// Pairs whose entry a switch reported idle.
+    pub idle: Vec<VmPair>,
+    pub deferred: Vec<VmPair>,
+    /// Selected pairs that no switch of their path could take.
+    pub unplaced: Vec<VmPair>,
+    /// Switch-side failures, one line each (a session down, a refused write).
+    pub errors: Vec<String>,
+    pub measured: usize,
+}
+
+/// A switch as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchReport {
+    pub name: String,
+    pub device_id: u16,
+    pub entries: u32,
+    pub capacity: u32,
+    pub load: f64,
+    pub session: SessionStatus,
+}
+
+/// A server connected over the host link.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostReport {
+    pub connected: bool,
+    pub messages: u64,
+    /// Pair counts or labels refused (a pair not on this server, a repeated hello, a bad line).
+    pub rejected: u64,
+    /// Labels left to the client's own server.
+    pub ignored_labels: u64,
+    pub last_message_ms: u64,
+}
+
+/// Everything `step_window` owns; one window at a time.
+struct LoopState {
+    selector: PairSelector,
+    placer: GreedyPlacer,
+    samples: mpsc::Receiver<CollectedSamples>,
+    events: mpsc::Receiver<SessionEvent>,
+    index: u64,
+    /// Last totals read per measured pair, to tell which counters grew.
+    last_totals: HashMap<VmPair, (u64, u64)>,
+}
+
+struct Shared {
+    topology: Arc<Topology>,
+    paths: Paths,
+    idle_timeout: Option<Duration>,
+    sessions: Vec<SwitchSession>,
+    loop_state: tokio::sync::Mutex<LoopState>,
+    graph: Mutex<DependencyGraph>,
+    /// Per server, the pairs it should mirror (both directions of a measured pair, and pairs
+    /// the server itself counts).
+    mirror: watch::Sender<BTreeSet<PairAddrs>>,
+    /// Same-server pairs reported by the servers.
+    local_pairs: Mutex<BTreeSet<VmPair>>,
+    collector_stats: Arc<CollectorStats>,
+    hosts: Mutex<BTreeMap<String, HostReport>>,
+    last_report: Mutex<Option<WindowReport>>,
+    placements: Mutex<BTreeMap<VmPair, String>>,
+    output_dir: Option<PathBuf>,
+}
+
+/// A started controller; stop it with [`RunningController::shutdown`].
+pub struct RunningController {
+    shared: Arc<Shared>,
+    pub sflow_addr: SocketAddr,
+    pub hostlink_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Binds the listeners, starts the sessions and the tasks.
+pub async fn start(options: ControllerOptions) -> Result<RunningController, ControllerError> {
+    let topology = options.topology.clone();
+    let sflow = UdpSocket::bind(options.sflow_listen)
+        .await
+        .map_err(|source| ControllerError::SflowListen {
+            addr: options.sflow_listen,
+            source,
+        })?;
+    let sflow_addr = sflow
+        .local_addr()
+        .map_err(|source| ControllerError::SflowListen {
+            addr: options.sflow_listen,
+            source,
+        })?;
+    let hostlink = TcpListener::bind(options.hostlink_listen)
+        .await
+        .map_err(|source| ControllerError::HostlinkListen {
+            addr: options.hostlink_listen,
+            source,
+        })?;
+    let hostlink_addr = hostlink
+        .local_addr()
+        .map_err(|source| ControllerError::HostlinkListen {
+            addr: options.hostlink_listen,
+            source,
+        })?;
+
+    let paths = Paths::compute(&topology);
+    let routes = RouteTables::compute(&topology, &paths);
+    let (event_tx, event_rx) = mpsc::channel(1024);
+    let mut sessions = Vec::new();
+    for (i, sw) in topology.switches().iter().enumerate() {
+        let mut config = SessionConfig::new(
+            sw.name.clone(),
+            sw.p4runtime,
+            u64::from(sw.device_id),
+            options.election_id,
+            options.pipeline.clone(),
+        );
+        config.max_batch = options.max_batch;
+        if options.journal {
+            config.journal = Some(Default::default());
+        }
+        let session = SwitchSession::spawn(config, event_tx.clone());
+        // The desired routes are kept by the session and replayed after every reconnection;
+        // the first install happens as soon as the switch is up.
+        let route_session = session.clone();
+        let table = routes.table(SwitchId(i)).to_vec();
+        tokio::spawn(async move {
+            if let Err(err) = route_session.install_routes(table).await {
+                tracing::warn!(%err, "routes not installed yet; the session retries on reconnect");
+            }
+        });
+        sessions.push(session);
+    }
+
+    let (samples_tx, samples_rx) = mpsc::channel(4096);
+    let collector_stats = Arc::new(CollectorStats::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let selector = PairSelector::new(options.policy).unwrap_or_else(|_| {
+        // Only idle_windows = 0 is refused; one idle window is the closest meaning.
+        PairSelector::new(SelectionPolicy {
+            idle_windows: 1,
+            ..options.policy
+        })
+        .expect("idle_windows 1 is valid")
+    });
+    let (mirror, _) = watch::channel(BTreeSet::new());
+    let shared = Arc::new(Shared {
+        topology: topology.clone(),
+        paths,
+        idle_timeout: options.idle_timeout,
+        sessions,
+        loop_state: tokio::sync::Mutex::new(LoopState {
+            selector,
+            placer: GreedyPlacer::new(empty_budgets(&topology)),
+            samples: samples_rx,
+            events: event_rx,
+            index: 0,
+            last_totals: HashMap::new(),
+        }),
+        graph: Mutex::new(DependencyGraph::new(&topology)),
+        mirror,
+        local_pairs: Mutex::new(BTreeSet::new()),
+        collector_stats: collector_stats.clone(),
+        hosts: Mutex::new(BTreeMap::new()),
+        last_report: Mutex::new(None),
+        placements: Mutex::new(BTreeMap::new()),
+        output_dir: options.output_dir.clone(),
+    });
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(collector::run_collector(
+        sflow,
+        topology.clone(),
+        samples_tx,
+        collector_stats,
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(serve_hostlink(
+        hostlink,
+        shared.clone(),
+        stop_rx.clone(),
+    )));
+    if let Some(window) = options.window {
+        let shared = shared.clone();
+        let mut stop_rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut timer = tokio::time::interval(window);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer.tick().await;
+            loop {
+                tokio::select! {
+                    _ = timer.tick() => {
+                        let report = step(&shared).await;
+                        tracing::info!(
+                            window = report.index,
+                            samples = report.samples,
+                            selected = report.selected.len(),
+                            released = report.released.len(),
+                            measured = report.measured,
+                            "window"
+                        );
+                    }
+                    _ = stop_rx.changed() => break,
+                }
+            }
+        }));
+    }
+    Ok(RunningController {
+        shared,
+        sflow_addr,
+        hostlink_addr,
+        stop,
+        tasks,
+    })
+}
+
+impl RunningController {
+    /// Runs one window now (the demo steps windows itself; with a timer this also works).
+    pub async fn step_window(&self) -> WindowReport {
+        step(&self.shared).await
+    }
+
+    pub fn graph_json(&self) -> serde_json::Value {
+        lock(&self.shared.graph).to_json()
+    }
+
+    pub fn graph_dot(&self) -> String {
+        lock(&self.shared.graph).to_dot()
+    }
+
+    /// A copy of the dependency graph.
+    pub fn graph(&self) -> DependencyGraph {
+        lock(&self.shared.graph).clone()
+    }
+
+    pub fn collector_stats(&self) -> CollectorStatsSnapshot {
+        self.shared.collector_stats.snapshot()
+    }
+
+    pub fn last_window(&self) -> Option<WindowReport> {
+        lock(&self.shared.last_report).clone()
+    }
+
+    /// Measured pairs and the switch that counts each.
+    pub fn placements(&self) -> BTreeMap<VmPair, String> {
+        lock(&self.shared.placements).clone()
+    }
+
+    pub fn hosts(&self) -> BTreeMap<String, HostReport> {
+        lock(&self.shared.hosts).clone()
+    }
+
+    pub async fn switches(&self) -> Vec<SwitchReport> {
+        let state = self.shared.loop_state.lock().await;
+        switch_reports(&self.shared, &state.placer)
+    }
+
+    /// The WriteRequests each switch's session sent, in order (with `journal` on).
+    pub fn journals(&self) -> Vec<(String, Vec<crate::p4rt::v1::WriteRequest>)> {
+        self.shared
+            .sessions
+            .iter()
+            .zip(self.shared.topology.switches())
+            .map(|(s, sw)| (sw.name.clone(), s.journal()))
+            .collect()
+    }
+
+    /// Writes graph.json and graph.dot to the output directory, if one is set.
+    pub fn write_graph(&self) -> Result<Option<PathBuf>, ControllerError> {
+        write_graph(&self.shared)
+    }
+
+    /// Stops the tasks and the sessions; writes the graph if an output directory is set.
+    pub async fn shutdown(self) -> Result<(), ControllerError> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        for session in &self.shared.sessions {
+            session.shutdown().await;
+        }
+        write_graph(&self.shared).map(|_| ())
+    }
+}
+
+fn write_graph(shared: &Shared) -> Result<Option<PathBuf>, ControllerError> {
+    let Some(dir) = &shared.output_dir else {
+        return Ok(None);
+    };
+    lock(&shared.graph)
+        .write_files(dir)
+        .map_err(|source| ControllerError::WriteGraph {
+            path: dir.clone(),
+            source,
+        })?;
+    Ok(Some(dir.clone()))
+}
+
+fn switch_reports(shared: &Shared, placer: &GreedyPlacer) -> Vec<SwitchReport> {
+    shared
+        .topology
+        .switches()
+        .iter()
+        .zip(placer.budgets())
+        .zip(&shared.sessions)
+        .map(|((sw, budget), session)| SwitchReport {
+            name: sw.name.clone(),
+            device_id: sw.device_id,
+            entries: budget.used,
+            capacity: budget.capacity,
+            load: Load::new(budget.used, budget.capacity).ratio(),
+            session: session.status(),
+        })
+        .collect()
+}
+
+async fn step(shared: &Shared) -> WindowReport {
+    let mut state = shared.loop_state.lock().await;
+    let state = &mut *state;
+    state.index += 1;
+    let now = unix_ms();
+    let mut report = WindowReport {
+        index: state.index,
+        at_ms: now,
+        ..WindowReport::default()
+    };
+
+    // 1. The window's samples and the switches' notices.
+    let mut window = WindowSamples::new();
+    while let Ok(batch) = state.samples.try_recv() {
+        for s in batch.pairs {
+            match window.record(s.pair, s.frame_length, s.sampling_rate) {
+                Ok(()) => report.samples += 1,
+                Err(err) => report.errors.push(err.to_string()),
+            }
+        }
+    }
+    report.sampled_pairs = window.len();
+    let mut idle: Vec<(String, VmPair)> = Vec::new();
+    while let Ok(event) = state.events.try_recv() {
+        match event {
+            SessionEvent::IdleTimeout { switch, pairs } => {
+                idle.extend(pairs.into_iter().map(|p| (switch.clone(), p)))
+            }
+            SessionEvent::Lost { switch, reason } => {
+                report.errors.push(format!("{switch}: session lost: {reason}"))
+            }
+            SessionEvent::Ready { .. } => {}
+        }
+    }
+
+    // 2. Exact counts of every measured pair, from the switch that counts it.
+    let reads = join_all(shared.sessions.iter().map(|s| s.read_pairs())).await;
+    let mut counted = BTreeSet::new();
+    for ((i, result), sw) in reads.into_iter().enumerate().zip(shared.topology.switches()) {
+        match result {
+            Ok(pairs) => {
+                let mut graph = lock(&shared.graph);
+                for (pair, totals) in pairs {
+                    if state.placer.switch_of(pair) != Some(SwitchId(i)) {
+                        continue;
+                    }
+                    graph.observe_exact(pair, totals.packets, totals.bytes, &sw.name, now);
+                    let last = state
+                        .last_totals
+                        .insert(pair, (totals.packets, totals.bytes));
+                    if last != Some((totals.packets, totals.bytes)) {
+                        counted.insert(pair);
+                    }
+                }
+            }
+            Err(err) => report.errors.push(format!("{}: read: {err}", sw.name)),
+        }
+    }
+
+    // Entries the switches reported idle: final read, delete, free the slot.
+    for (switch, pair) in idle {
+        let Some(at) = state.placer.switch_of(pair) else {
+            continue;
+        };
+        if shared.topology.switch(at).name != switch {
+            continue;
+        }
+        remove_pair(shared, state, pair, at, now, &mut report).await;
+        state.selector.release(pair);
+        report.idle.push(pair);
+    }
+
+    // 3. Pre-analysis.
+    let decision = state.selector.step(&shared.topology, &window, &counted);
+    {
+        let mut graph = lock(&shared.graph);
+        for (pair, samples) in window.iter() {
+            graph.observe_estimate(pair, samples, now);
+        }
+    }
+    report.deferred = decision.deferred.clone();
+
+    // 4. Release, then place and insert.
+    for pair in decision.released {
+        if let Some(at) = state.placer.switch_of(pair) {
+            remove_pair(shared, state, pair, at, now, &mut report).await;
+        }
+        report.released.push(pair);
+    }
+    let placed = place_pairs(shared, state, decision.selected, &mut report).await;
+    report.selected = placed;
+    report.measured = state.placer.placed_count();
+
+    // 5. Mirror: measured pairs in both directions, and what servers count themselves.
+    let mut mirror = BTreeSet::new();
+    for pair in state.selector.measured() {
+        mirror.insert(PairAddrs {
+            src: pair.src,
+            dst: pair.dst,
+        });
+        mirror.insert(PairAddrs {
+            src: pair.dst,
+            dst: pair.src,
+        });
+    }
+    for pair in lock(&shared.local_pairs).iter() {
+        mirror.insert(PairAddrs {
+            src: pair.src,
+            dst: pair.dst,
+        });
+    }
+    shared.mirror.send_if_modified(|current| {
+        if *current == mirror {
+            false
+        } else {
+            *current = mirror;
+            true
+        }
+    });
+    *lock(&shared.last_report) = Some(report.clone());
+    report
+}
+
+/// Final read, delete, slot freed.
+async fn remove_pair(
+    shared: &Shared,
+    state: &mut LoopState,
+    pair: VmPair,
+    at: SwitchId,
+    now: u64,
+    report: &mut WindowReport,
+) {
+    let name = &shared.topology.switch(at).name;
+    match shared.sessions[at.0].delete_pair(pair).await {
+        Ok(Some(totals)) => {
+            lock(&shared.graph).observe_exact(pair, totals.packets, totals.bytes, name, now)
+        }
+        Ok(None) => {}
+        Err(err) => report
+            .errors
+            .push(format!("{name}: delete {pair}: {err}")),
+    }
+    state.placer.release(pair);
+    state.last_totals.remove(&pair);
+    lock(&shared.placements).remove(&pair);
+}
+
+/// Places `pairs` greedily and inserts their entries, one round per refusal: a switch that
+/// answers RESOURCE_EXHAUSTED is marked full and its pairs go to the next switch of their path.
+async fn place_pairs(
+    shared: &Shared,
+    state: &mut LoopState,
+    mut pairs: Vec<VmPair>,
+    report: &mut WindowReport,
+) -> Vec<PairPlacement> {
+    let mut placed = Vec::new();
+    // Each round marks at least one switch full, so this ends within the switch count.
+    for _round in 0..=shared.topology.switches().len() {
+        if pairs.is_empty() {
+            break;
+        }
+        let mut by_switch: BTreeMap<SwitchId, Vec<VmPair>> = BTreeMap::new();
+        for pair in pairs.drain(..) {
+            let path = match shared.paths.pair_path(&shared.topology, pair) {
+                Ok(path) => path,
+                Err(err) => {
+                    report.errors.push(format!("{pair}: {err}"));
+                    state.selector.release(pair);
+                    continue;
+                }
+            };
+            match state.placer.place(pair, &path) {
+                Ok(at) => by_switch.entry(at).or_default().push(pair),
+                Err(PlaceError::NoRoom(_)) | Err(PlaceError::EmptyPath(_)) => {
+                    state.selector.release(pair);
+                    report.unplaced.push(pair);
+                }
+                Err(err) => report.errors.push(err.to_string()),
+            }
+        }
+        // One switch's inserts are issued in pair order, so its session batches them in a
+        // deterministic order; switches work concurrently.
+        let idle_timeout = shared.idle_timeout;
+        let results = join_all(by_switch.into_iter().map(|(at, group)| {
+            let session = &shared.sessions[at.0];
+            async move {
+                let results =
+                    join_all(group.iter().map(|&pair| session.insert_pair(pair, idle_timeout)))
+                        .await;
+                (at, group, results)
+            }
+        }))
+        .await;
+        for (at, group, results) in results {
+            let name = shared.topology.switch(at).name.clone();
+            for (pair, result) in group.into_iter().zip(results) {
+                match result {
+                    Ok(()) => {
+                        lock(&shared.placements).insert(pair, name.clone());
+                        placed.push(PairPlacement {
+                            pair,
+                            switch: name.clone(),
+                        });
+                    }
+                    Err(PairInsertError::ResourceExhausted { .. }) => {
+                        state.placer.release(pair);
+                        state.placer.mark_exhausted(at);
+                        pairs.push(pair);
+                    }
+                    Err(err) => {
+                        state.placer.release(pair);
+                        state.selector.release(pair);
+                        report.errors.push(format!("{name}: insert {pair}: {err}"));
+                    }
+                }
+            }
+        }
+    }
+    for pair in pairs {
+        state.selector.release(pair);
+        report.unplaced.push(pair);
+    }
+    placed.sort_by(|a, b| a.pair.cmp(&b.pair));
+    placed
+}
+
+async fn serve_hostlink(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let shared = shared.clone();
+                    let stop = stop.clone();
+                    tokio::spawn(async move {
+                        if let Err(err) = serve_host(stream, &shared, stop).await {
+                            tracing::warn!(%peer, %err, "host link closed");
+                        }
+                    });
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "host link accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+enum HostSessionError {
+    #[error(transparent)]
+    Link(#[from] hostlink::HostLinkError),
+    #[error("the first message must be hello")]
+    NoHello,
+    #[error("server {0:?} is not in the topology")]
+    UnknownServer(String),
+    #[error("host link version {0} is not supported (this controller speaks {v})", v = hostlink::VERSION)]
+    Version(u32),
+}
+
+async fn serve_host(
+    stream: TcpStream,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), HostSessionError> {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let (server, name) = match hostlink::read_message::<_, HostMessage>(&mut read).await? {
+        Some(HostMessage::Hello { server, version }) => {
+            if version != hostlink::VERSION {
+                return Err(HostSessionError::Version(version));
+            }
+            let id = shared
+                .topology
+                .server_id(&server)
+                .ok_or_else(|| HostSessionError::UnknownServer(server.clone()))?;
+            (id, server)
+        }
+        _ => return Err(HostSessionError::NoHello),
+    };
+    lock(&shared.hosts).entry(name.clone()).or_default().connected = true;
+    let mut mirror = shared.mirror.subscribe();
+    mirror.mark_changed();
+    let result = loop {
+        tokio::select! {
+            message = hostlink::read_message::<_, HostMessage>(&mut read) => match message {
+                Ok(Some(message)) => on_host_message(shared, server, &name, message),
+                Ok(None) => break Ok(()),
+                Err(err) => {
+                    lock(&shared.hosts).entry(name.clone()).or_default().rejected += 1;
+                    break Err(err.into());
+                }
+            },
+            changed = mirror.changed() => {
+                if changed.is_err() { break Ok(()); }
+                let pairs: Vec<PairAddrs> = mirror
+                    .borrow_and_update()
+                    .iter()
+                    .filter(|p| touches_server(&shared.topology, server, p))
+                    .copied()
+                    .collect();
+                if let Err(err) = hostlink::write_message(&mut write, &ControllerMessage::Mirror { pairs }).await {
+                    break Err(err.into());
+                }
+            }
+            _ = stop.changed() => break Ok(()),
+        }
+    };
+    lock(&shared.hosts).entry(name).or_default().connected = false;
+    result
+}
+
+fn touches_server(topology: &Topology, server: ServerId, pair: &PairAddrs) -> bool {
+    let on = |ip| topology.vm_by_ipv4(ip).map(|vm| topology.vm(vm).server) == Some(server);
+    on(pair.src) || on(pair.dst)
+}
+
+fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostMessage) {
+    let now = unix_ms();
+    let mut rejected = 0;
+    let mut ignored = 0;
+    match message {
+        HostMessage::Hello { .. } => rejected += 1,
+        HostMessage::LocalCounts { pairs, .. } => {
+            let measured_by = format!("server:{name}");
+            let mut graph = lock(&shared.graph);
+            let mut local = lock(&shared.local_pairs);
+            for p in pairs {
+                let pair = VmPair::new(p.src, p.dst);
+                let on = |ip| {
+                    shared.topology.vm_by_ipv4(ip).map(|vm| shared.topology.vm(vm).server)
+                        == Some(server)
+                };
+                // A server vouches only for pairs that stay on it.
+                if !(on(p.src) && on(p.dst)) {
+                    rejected += 1;
+                    continue;
+                }
+                graph.observe_exact(pair, p.packets, p.bytes, &measured_by, now);
+                local.insert(pair);
+            }
+        }
+        HostMessage::Labels { labels, .. } => {
+            let mut by_pair: BTreeMap<VmPair, Vec<hostlink::AppLabel>> = BTreeMap::new();
+            for label in labels {
+                // Both ends' servers mirror a measured pair; the client's server speaks for it,
+                // as the collector counts a pair at its source's server.
+                let client_server = shared
+                    .topology
+                    .vm_by_ipv4(label.client)
+                    .map(|vm| shared.topology.vm(vm).server);
+                if client_server != Some(server) {
+                    ignored += 1;
+                    continue;
+                }
+                by_pair
+                    .entry(VmPair::new(label.client, label.server))
+                    .or_default()
+                    .push(label);
+            }
+            let mut graph = lock(&shared.graph);
+            for (pair, labels) in by_pair {
+                graph.observe_labels(pair, labels);
+            }
+        }
+    }
+    let mut hosts = lock(&shared.hosts);
+    let host = hosts.entry(name.to_string()).or_default();
+    host.messages += 1;
+    host.rejected += rejected;
+    host.ignored_labels += ignored;
+    host.last_message_ms = now;
+}
