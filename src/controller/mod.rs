@@ -18,6 +18,7 @@
 pub mod estimate;
 pub mod paths;
 pub mod placement;
+pub mod rules;
 pub mod topology;
 
 use std::fmt;
