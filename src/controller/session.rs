@@ -345,10 +345,7 @@ impl SwitchSession {
         })
     }
 
-    async fn call<T>(
-        &self,
-        command: impl FnOnce(Reply<T>) -> Command,
-    ) -> Result<T, SessionError> {
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Result<T, SessionError> {
         let closed = || SessionError::Closed {
             switch: self.switch.clone(),
         };

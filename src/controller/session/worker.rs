@@ -16,9 +16,10 @@ use tonic::{Code, Status, Streaming};
 use crate::p4rt::rpc;
 use crate::p4rt::v1::p4_runtime_client::P4RuntimeClient;
 use crate::p4rt::v1::{
-    entity, forwarding_pipeline_config, set_forwarding_pipeline_config_request::Action as SetAction,
-    stream_message_request, stream_message_response, write_request::Atomicity, Entity,
-    Error as P4Error, ForwardingPipelineConfig, MasterArbitrationUpdate, ReadRequest,
+    entity, forwarding_pipeline_config,
+    set_forwarding_pipeline_config_request::Action as SetAction, stream_message_request,
+    stream_message_response, write_request::Atomicity, Entity, Error as P4Error,
+    ForwardingPipelineConfig, MasterArbitrationUpdate, ReadRequest,
     SetForwardingPipelineConfigRequest, StreamMessageRequest, StreamMessageResponse, TableEntry,
     Uint128, Update, WriteRequest,
 };
@@ -451,14 +452,16 @@ impl Worker {
             ));
         }
         self.update_status(|s| s.connected = true);
-        let answer = match tokio::time::timeout(timeout, arbitration_answer(&mut stream_rx)).await
-        {
+        let answer = match tokio::time::timeout(timeout, arbitration_answer(&mut stream_rx)).await {
             Ok(answer) => answer,
             Err(_) => Err(format!("no arbitration answer within {timeout:?}")),
         };
         self.account("stream", started, answer.is_ok());
         let update = answer.map_err(ConnectFailure::Failed)?;
-        let code = update.status.as_ref().map_or(Code::Unknown as i32, |s| s.code);
+        let code = update
+            .status
+            .as_ref()
+            .map_or(Code::Unknown as i32, |s| s.code);
         if code != Code::Ok as i32 {
             return Err(ConnectFailure::NotPrimary {
                 primary: update.election_id.as_ref().map(from_uint128),
@@ -515,11 +518,9 @@ impl Worker {
     ) -> Result<(), RpcFailure> {
         let started = Instant::now();
         let timeout = self.config.rpc_timeout;
-        let result = tokio::time::timeout(
-            timeout,
-            conn.client.set_forwarding_pipeline_config(request),
-        )
-        .await;
+        let result =
+            tokio::time::timeout(timeout, conn.client.set_forwarding_pipeline_config(request))
+                .await;
         let result = match result {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(status)) => Err(RpcFailure::from_status(
@@ -572,8 +573,7 @@ impl Worker {
         self.installed_routes = kept;
         for (key, result) in keys.into_iter().zip(&results) {
             if let (Some(key), Ok(())) = (key, result) {
-                self.installed_routes
-                    .insert(key, self.desired_routes[&key]);
+                self.installed_routes.insert(key, self.desired_routes[&key]);
             }
         }
         if let Some(failure) = connection_failure(&results) {
@@ -607,9 +607,9 @@ impl Worker {
         }
         for (pair, held) in &self.pairs {
             if !present.contains(pair) {
-                if let Ok(u) = self
-                    .program
-                    .pair_update(UpdateKind::Insert, *pair, held.idle_timeout)
+                if let Ok(u) =
+                    self.program
+                        .pair_update(UpdateKind::Insert, *pair, held.idle_timeout)
                 {
                     updates.push((Some(*pair), u));
                 }
@@ -678,7 +678,9 @@ impl Worker {
                     let batch = self.gather_inserts(pair, idle_timeout, reply);
                     self.insert_pairs(&mut conn, batch).await
                 }
-                Command::DeletePair { pair, reply } => self.delete_pair(&mut conn, pair, reply).await,
+                Command::DeletePair { pair, reply } => {
+                    self.delete_pair(&mut conn, pair, reply).await
+                }
                 Command::ReadPairs { reply } => self.read_pairs(&mut conn, reply).await,
             };
             if let Err(failure) = outcome {
@@ -695,13 +697,14 @@ impl Worker {
         let message = match message {
             Ok(Some(message)) => message,
             Ok(None) => return Err("the switch closed the stream".to_string()),
-            Err(status) => {
-                return Err(RpcFailure::from_status("StreamChannel", &status).reason())
-            }
+            Err(status) => return Err(RpcFailure::from_status("StreamChannel", &status).reason()),
         };
         match message.update {
             Some(U::Arbitration(update)) => {
-                let code = update.status.as_ref().map_or(Code::Unknown as i32, |s| s.code);
+                let code = update
+                    .status
+                    .as_ref()
+                    .map_or(Code::Unknown as i32, |s| s.code);
                 if code != Code::Ok as i32 {
                     return Err(format!(
                         "no longer primary: a controller with election id {} took over",
@@ -773,7 +776,10 @@ impl Worker {
         let mut updates = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for (pair, idle_timeout, reply) in batch {
-            match self.program.pair_update(UpdateKind::Insert, pair, idle_timeout) {
+            match self
+                .program
+                .pair_update(UpdateKind::Insert, pair, idle_timeout)
+            {
                 Ok(u) => {
                     updates.push(u);
                     waiting.push((pair, idle_timeout, reply));
@@ -935,7 +941,8 @@ impl Worker {
         let lost = connection_failure(&results);
         let answer = match results.pop() {
             // Gone already (e.g. the switch restarted empty): nothing left to delete.
-            Some(Ok(())) | Some(Err(WriteOutcome {
+            Some(Ok(()))
+            | Some(Err(WriteOutcome {
                 code: Code::NotFound,
                 failure: None,
                 ..
@@ -1007,7 +1014,10 @@ impl Worker {
         let mut remaining = updates.into_iter().peekable();
         let mut lost: Option<RpcFailure> = None;
         while remaining.peek().is_some() {
-            let chunk: Vec<Update> = remaining.by_ref().take(self.config.max_batch.max(1)).collect();
+            let chunk: Vec<Update> = remaining
+                .by_ref()
+                .take(self.config.max_batch.max(1))
+                .collect();
             if let Some(f) = &lost {
                 results.extend(chunk.iter().map(|_| Err(WriteOutcome::whole(f.clone()))));
                 continue;
