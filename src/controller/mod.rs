@@ -18,6 +18,8 @@
 pub mod estimate;
 pub mod paths;
 pub mod placement;
+pub mod rules;
+pub mod session;
 pub mod topology;
 
 use std::fmt;
