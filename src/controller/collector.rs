@@ -38,6 +38,7 @@ use thiserror::Error;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+use super::estimate::{EstimateError, WindowSamples};
 use super::topology::{ServerId, Topology};
 use super::VmPair;
 use crate::sflow::{
@@ -337,6 +338,15 @@ pub struct CollectedSamples {
     /// When the collector received the datagram (Unix time, milliseconds).
     pub received_at_ms: u64,
     pub samples: Vec<PairSample>,
+}
+
+impl CollectedSamples {
+    /// Adds the batch's samples to a window of the pre-analysis.
+    pub fn record_into(&self, window: &mut WindowSamples) -> Result<(), EstimateError> {
+        self.samples
+            .iter()
+            .try_for_each(|s| window.record(s.pair, s.frame_length, s.sampling_rate))
+    }
 }
 
 /// Generic interface counters (sFlow's `if_counters`, RFC 2233's names), serializable.

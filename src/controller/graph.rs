@@ -492,6 +492,9 @@ impl GraphSnapshot {
                         x.packets,
                         x.measured_by
                     ));
+                    if let Some(rate) = x.rate {
+                        lines.push(format!("{}, {:.1} pkt/s", human_bits(rate.bps), rate.pps));
+                    }
                     ""
                 }
                 (None, Some(s)) => {
@@ -531,13 +534,29 @@ fn pen_width(bytes: u64, heaviest: u64) -> f64 {
 
 /// Bytes with an SI unit, three significant digits.
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["kB", "MB", "GB", "TB", "PB", "EB"];
     if bytes < 1000 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64 / 1000.0;
+    with_si_unit(bytes as f64, ["kB", "MB", "GB", "TB", "PB", "EB"])
+}
+
+/// Bits per second with an SI unit, three significant digits.
+fn human_bits(bps: f64) -> String {
+    if bps < 1000.0 {
+        return format!("{bps:.0} bit/s");
+    }
+    with_si_unit(
+        bps,
+        ["kbit/s", "Mbit/s", "Gbit/s", "Tbit/s", "Pbit/s", "Ebit/s"],
+    )
+}
+
+/// `value` (at least 1000) in the largest of `units` (kilo, mega, ...) that keeps it at or
+/// above 1, to three significant digits.
+fn with_si_unit(value: f64, units: [&str; 6]) -> String {
+    let mut value = value / 1000.0;
     let mut unit = 0;
-    while value >= 999.5 && unit + 1 < UNITS.len() {
+    while value >= 999.5 && unit + 1 < units.len() {
         value /= 1000.0;
         unit += 1;
     }
@@ -548,7 +567,7 @@ fn human_bytes(bytes: u64) -> String {
     } else {
         2
     };
-    format!("{value:.digits$} {}", UNITS[unit])
+    format!("{value:.digits$} {}", units[unit])
 }
 
 /// A DOT quoted string: `"` and `\` escaped.

@@ -4,6 +4,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::controller::estimate::WindowSamples;
 use crate::sflow::{
     CounterRecordRepr, CountersSampleRepr, DataFormat, DataSource, DatagramRepr, FlowRecordRepr,
     FlowSampleRepr, SampleRepr, SampledHeaderRepr, SampledIpv4,
@@ -570,7 +571,7 @@ async fn collects_over_a_loopback_socket_and_stops_on_shutdown() {
     }
     sender.send_to(&[0; 3], address).await.unwrap();
 
-    let mut received = 0;
+    let mut window = WindowSamples::new();
     for _ in 1..=5 {
         let batch = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
             .await
@@ -578,9 +579,15 @@ async fn collects_over_a_loopback_socket_and_stops_on_shutdown() {
             .expect("the collector stopped");
         assert_eq!(batch.server, topology.server_id("h123").unwrap());
         assert!(batch.received_at_ms > 0);
-        received += batch.samples.len();
+        batch.record_into(&mut window).unwrap();
     }
-    assert_eq!(received, 15);
+    // 15 samples of 246-byte frames (FCS included) at 1 in 100.
+    let estimate = window.get(VmPair::new(vm(123, 1), vm(122, 1)));
+    assert_eq!(
+        (estimate.samples, estimate.packets, estimate.bytes),
+        (15, 1500, 15 * 246 * 100)
+    );
+    assert_eq!(window.len(), 1);
     // The malformed datagram was sent last; wait (bounded) until it is counted.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while stats.snapshot().datagrams < 6 {

@@ -328,6 +328,8 @@ fn byte_counts_read_well() {
     for (bytes, text) in cases {
         assert_eq!(human_bytes(bytes), text, "{bytes}");
     }
+    assert_eq!(human_bits(999.4), "999 bit/s");
+    assert_eq!(human_bits(2_000_000.0), "2.00 Mbit/s");
     assert_eq!(quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
     assert_eq!(pen_width(0, 0), 1.0);
     assert!((pen_width(1_000, 1_000) - 6.0).abs() < 1e-9);
