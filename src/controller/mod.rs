@@ -9,13 +9,17 @@
 //!   entries that make packets really follow those paths;
 //! - [`placement`]: which switch of its path counts each selected pair (greedy least-loaded, the
 //!   method's rule; optimal min-max-load for a batch; naive first hop, for comparison);
+//! - [`collector`]: the sFlow v5 collector, from datagrams to per-pair samples;
 //! - [`estimate`]: the pre-analysis, from sampled counts to estimates, error bounds and the
-//!   selection and release of pairs to measure.
+//!   selection and release of pairs to measure;
+//! - [`graph`]: the dependency graph over time, rendered as JSON and Graphviz DOT.
 //!
-//! It may use `p4rt` and `sflow` only: switches are reached over P4Runtime and hosts over their
-//! protocols, never through `switch`, `host` or `compiler` types.
+//! It may use `p4rt`, `sflow` and `wire` only: switches are reached over P4Runtime and hosts over
+//! their protocols, never through `switch`, `host` or `compiler` types.
 
+pub mod collector;
 pub mod estimate;
+pub mod graph;
 pub mod paths;
 pub mod placement;
 pub mod rules;
