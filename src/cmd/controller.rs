@@ -13,7 +13,7 @@ use vmdep::controller::estimate::{Metric, SelectionPolicy};
 use vmdep::controller::service::{self, ControllerOptions};
 use vmdep::controller::session::PipelineBundle;
 use vmdep::controller::topology::Topology;
-use vmdep::p4rt::config::v1::P4Info;
+use vmdep::p4rt::config::P4Info;
 
 /// The data plane every fabric switch runs, built into the binary.
 pub const VMDEP_P4: &str = include_str!("../../p4/vmdep.p4");

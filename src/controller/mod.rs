@@ -23,6 +23,7 @@ pub mod graph;
 pub mod paths;
 pub mod placement;
 pub mod rules;
+pub mod service;
 pub mod session;
 pub mod topology;
 

@@ -30,13 +30,13 @@ use tokio::task::JoinHandle;
 
 use crate::hostlink::{self, ControllerMessage, HostMessage, PairAddrs};
 
-use super::collector::{self, CollectedSamples, CollectorStats, CollectorStatsSnapshot};
+use super::collector::{self, CollectedSamples, CollectorStats, CollectorStatsSnapshot, CounterTable};
 use super::estimate::{PairSelector, SelectionPolicy, WindowSamples};
-use super::graph::DependencyGraph;
+use super::graph::{self as depgraph, DependencyGraph, GraphError};
 use super::paths::{Paths, RouteTables};
 use super::placement::{empty_budgets, GreedyPlacer, Load, PlaceError};
 use super::session::{
-    PairInsertError, PipelineBundle, SessionConfig, SessionEvent, SessionStatus, SwitchSession,
+    PipelineBundle, SessionConfig, SessionError, SessionEvent, SwitchSession, WriteJournal,
 };
 use super::topology::{ServerId, SwitchId, Topology};
 use super::VmPair;
@@ -101,9 +101,11 @@ pub enum ControllerError {
         source: std::io::Error,
     },
     #[error("cannot write the graph to {path}: {source}")]
-    WriteGraph {
-        path: PathBuf,
-        source: std::io::Error,
+    WriteGraph { path: PathBuf, source: GraphError },
+    #[error("cannot start the session of switch {switch}: {source}")]
+    Session {
+        switch: String,
+        source: SessionError,
     },
 }
 
@@ -142,7 +144,12 @@ pub struct SwitchReport {
     pub entries: u32,
     pub capacity: u32,
     pub load: f64,
-    pub session: SessionStatus,
+    /// The P4Runtime session is open, primary and its pipeline pushed.
+    pub ready: bool,
+    /// `ipv4_lpm` entries the session holds on the switch.
+    pub routes: usize,
+    pub reconnections: u64,
+    pub last_error: Option<String>,
 }
 
 /// A server connected over the host link.
@@ -173,6 +180,7 @@ struct Shared {
     paths: Paths,
     idle_timeout: Option<Duration>,
     sessions: Vec<SwitchSession>,
+    journals: Vec<Option<WriteJournal>>,
     loop_state: tokio::sync::Mutex<LoopState>,
     graph: Mutex<DependencyGraph>,
     /// Per server, the pairs it should mirror (both directions of a measured pair, and pairs
@@ -181,6 +189,7 @@ struct Shared {
     /// Same-server pairs reported by the servers.
     local_pairs: Mutex<BTreeSet<VmPair>>,
     collector_stats: Arc<CollectorStats>,
+    interface_counters: Arc<CounterTable>,
     hosts: Mutex<BTreeMap<String, HostReport>>,
     last_report: Mutex<Option<WindowReport>>,
     placements: Mutex<BTreeMap<VmPair, String>>,
@@ -195,6 +204,9 @@ pub struct RunningController {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// WriteRequests a journal keeps per switch (tests and the demo; the rest are counted).
+const JOURNAL_LIMIT: usize = 10_000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep serving it.
@@ -240,6 +252,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
     let routes = RouteTables::compute(&topology, &paths);
     let (event_tx, event_rx) = mpsc::channel(1024);
     let mut sessions = Vec::new();
+    let mut journals = Vec::new();
     for (i, sw) in topology.switches().iter().enumerate() {
         let mut config = SessionConfig::new(
             sw.name.clone(),
@@ -250,9 +263,16 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
         );
         config.max_batch = options.max_batch;
         if options.journal {
-            config.journal = Some(Default::default());
+            config.journal = Some(WriteJournal::new(JOURNAL_LIMIT));
         }
-        let session = SwitchSession::spawn(config, event_tx.clone());
+        let journal = config.journal.clone();
+        let session = SwitchSession::spawn(config, event_tx.clone()).map_err(|source| {
+            ControllerError::Session {
+                switch: sw.name.clone(),
+                source,
+            }
+        })?;
+        journals.push(journal);
         // The desired routes are kept by the session and replayed after every reconnection;
         // the first install happens as soon as the switch is up.
         let route_session = session.clone();
@@ -267,6 +287,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
 
     let (samples_tx, samples_rx) = mpsc::channel(4096);
     let collector_stats = Arc::new(CollectorStats::default());
+    let interface_counters = Arc::new(CounterTable::default());
     let (stop, stop_rx) = watch::channel(false);
     let selector = PairSelector::new(options.policy).unwrap_or_else(|_| {
         // Only idle_windows = 0 is refused; one idle window is the closest meaning.
@@ -282,6 +303,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
         paths,
         idle_timeout: options.idle_timeout,
         sessions,
+        journals,
         loop_state: tokio::sync::Mutex::new(LoopState {
             selector,
             placer: GreedyPlacer::new(empty_budgets(&topology)),
@@ -294,6 +316,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
         mirror,
         local_pairs: Mutex::new(BTreeSet::new()),
         collector_stats: collector_stats.clone(),
+        interface_counters: interface_counters.clone(),
         hosts: Mutex::new(BTreeMap::new()),
         last_report: Mutex::new(None),
         placements: Mutex::new(BTreeMap::new()),
@@ -301,13 +324,24 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
     });
 
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(collector::run_collector(
-        sflow,
-        topology.clone(),
-        samples_tx,
-        collector_stats,
-        stop_rx.clone(),
-    )));
+    {
+        let topology = topology.clone();
+        let stop_rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(err) = collector::run_collector(
+                sflow,
+                topology,
+                samples_tx,
+                collector_stats,
+                interface_counters,
+                stop_rx,
+            )
+            .await
+            {
+                tracing::error!(%err, "the sFlow collector stopped");
+            }
+        }));
+    }
     tasks.push(tokio::spawn(serve_hostlink(
         hostlink,
         shared.clone(),
@@ -353,7 +387,7 @@ impl RunningController {
         step(&self.shared).await
     }
 
-    pub fn graph_json(&self) -> serde_json::Value {
+    pub fn graph_json(&self) -> Result<String, GraphError> {
         lock(&self.shared.graph).to_json()
     }
 
@@ -391,11 +425,16 @@ impl RunningController {
     /// The WriteRequests each switch's session sent, in order (with `journal` on).
     pub fn journals(&self) -> Vec<(String, Vec<crate::p4rt::v1::WriteRequest>)> {
         self.shared
-            .sessions
+            .journals
             .iter()
             .zip(self.shared.topology.switches())
-            .map(|(s, sw)| (sw.name.clone(), s.journal()))
+            .map(|(j, sw)| (sw.name.clone(), j.as_ref().map(|j| j.requests()).unwrap_or_default()))
             .collect()
+    }
+
+    /// Latest generic interface counters per agent and ifIndex (sFlow counter samples).
+    pub fn interface_counters(&self) -> Vec<collector::InterfaceCounterEntry> {
+        self.shared.interface_counters.snapshot()
     }
 
     /// Writes graph.json and graph.dot to the output directory, if one is set.
@@ -420,6 +459,13 @@ fn write_graph(shared: &Shared) -> Result<Option<PathBuf>, ControllerError> {
     let Some(dir) = &shared.output_dir else {
         return Ok(None);
     };
+    std::fs::create_dir_all(dir).map_err(|source| ControllerError::WriteGraph {
+        path: dir.clone(),
+        source: GraphError::Write {
+            path: dir.clone(),
+            source,
+        },
+    })?;
     lock(&shared.graph)
         .write_files(dir)
         .map_err(|source| ControllerError::WriteGraph {
@@ -442,7 +488,13 @@ fn switch_reports(shared: &Shared, placer: &GreedyPlacer) -> Vec<SwitchReport> {
             entries: budget.used,
             capacity: budget.capacity,
             load: Load::new(budget.used, budget.capacity).ratio(),
-            session: session.status(),
+            ready: {
+                let status = session.status();
+                status.connected && status.primary && status.pipeline_pushed
+            },
+            routes: session.status().routes,
+            reconnections: session.status().reconnections,
+            last_error: session.status().last_error,
         })
         .collect()
 }
@@ -461,7 +513,7 @@ async fn step(shared: &Shared) -> WindowReport {
     // 1. The window's samples and the switches' notices.
     let mut window = WindowSamples::new();
     while let Ok(batch) = state.samples.try_recv() {
-        for s in batch.pairs {
+        for s in &batch.samples {
             match window.record(s.pair, s.frame_length, s.sampling_rate) {
                 Ok(()) => report.samples += 1,
                 Err(err) => report.errors.push(err.to_string()),
@@ -478,7 +530,30 @@ async fn step(shared: &Shared) -> WindowReport {
             SessionEvent::Lost { switch, reason } => {
                 report.errors.push(format!("{switch}: session lost: {reason}"))
             }
-            SessionEvent::Ready { .. } => {}
+            SessionEvent::NotPrimary {
+                switch,
+                primary_election_id,
+                ..
+            } => report.errors.push(format!(
+                "{switch}: another controller is primary (election id {primary_election_id:?})"
+            )),
+            SessionEvent::Ready {
+                switch,
+                dropped_pairs,
+            } => {
+                // After a restart the switch refused these entries back: they count nowhere.
+                for pair in dropped_pairs {
+                    if let Some(at) = state.placer.switch_of(pair) {
+                        if shared.topology.switch(at).name == switch {
+                            state.placer.release(pair);
+                            state.selector.release(pair);
+                            state.last_totals.remove(&pair);
+                            lock(&shared.placements).remove(&pair);
+                            report.errors.push(format!("{switch}: lost the entry of {pair}"));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -493,7 +568,11 @@ async fn step(shared: &Shared) -> WindowReport {
                     if state.placer.switch_of(pair) != Some(SwitchId(i)) {
                         continue;
                     }
-                    graph.observe_exact(pair, totals.packets, totals.bytes, &sw.name, now);
+                    if let Err(err) =
+                        graph.observe_exact(pair, totals.packets, totals.bytes, &sw.name, now)
+                    {
+                        report.errors.push(err.to_string());
+                    }
                     let last = state
                         .last_totals
                         .insert(pair, (totals.packets, totals.bytes));
@@ -524,7 +603,9 @@ async fn step(shared: &Shared) -> WindowReport {
     {
         let mut graph = lock(&shared.graph);
         for (pair, samples) in window.iter() {
-            graph.observe_estimate(pair, samples, now);
+            if let Err(err) = graph.observe_estimate(pair, samples, now) {
+                report.errors.push(err.to_string());
+            }
         }
     }
     report.deferred = decision.deferred.clone();
@@ -582,7 +663,13 @@ async fn remove_pair(
     let name = &shared.topology.switch(at).name;
     match shared.sessions[at.0].delete_pair(pair).await {
         Ok(Some(totals)) => {
-            lock(&shared.graph).observe_exact(pair, totals.packets, totals.bytes, name, now)
+            // The final reading comes after this window's read: a later timestamp.
+            let at_ms = unix_ms().max(now + 1);
+            if let Err(err) =
+                lock(&shared.graph).observe_exact(pair, totals.packets, totals.bytes, name, at_ms)
+            {
+                report.errors.push(err.to_string());
+            }
         }
         Ok(None) => {}
         Err(err) => report
@@ -651,7 +738,7 @@ async fn place_pairs(
                             switch: name.clone(),
                         });
                     }
-                    Err(PairInsertError::ResourceExhausted { .. }) => {
+                    Err(SessionError::TableFull { .. }) => {
                         state.placer.release(pair);
                         state.placer.mark_exhausted(at);
                         pairs.push(pair);
@@ -786,7 +873,11 @@ fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostM
                     rejected += 1;
                     continue;
                 }
-                graph.observe_exact(pair, p.packets, p.bytes, &measured_by, now);
+                if let Err(err) = graph.observe_exact(pair, p.packets, p.bytes, &measured_by, now) {
+                    tracing::debug!(%err, "local count not taken");
+                    rejected += 1;
+                    continue;
+                }
                 local.insert(pair);
             }
         }
@@ -810,7 +901,12 @@ fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostM
             }
             let mut graph = lock(&shared.graph);
             for (pair, labels) in by_pair {
-                graph.observe_labels(pair, labels);
+                let count = labels.len() as u64;
+                let labels = labels.into_iter().map(graph_label).collect();
+                if let Err(err) = graph.observe_labels(pair, labels, now) {
+                    tracing::debug!(%err, "labels not taken");
+                    rejected += count;
+                }
             }
         }
     }
@@ -820,4 +916,17 @@ fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostM
     host.rejected += rejected;
     host.ignored_labels += ignored;
     host.last_message_ms = now;
+}
+
+fn graph_label(l: hostlink::AppLabel) -> depgraph::AppLabel {
+    depgraph::AppLabel {
+        protocol: l.protocol,
+        client: l.client,
+        server: l.server,
+        server_port: l.server_port,
+        details: l.details,
+        requests: l.requests,
+        responses: l.responses,
+        mean_response_ms: l.mean_response_ms,
+    }
 }

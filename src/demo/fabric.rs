@@ -1,0 +1,142 @@
+//! The demo's switch fabric: one `vmdep switch` per topology switch, started in this process
+//! and cabled with UDP wires on loopback exactly as the topology's links say, plus one wire
+//! end per server uplink for the emulated hosts. Every address is on 127.0.0.1 and picked by
+//! the kernel, so several demos (or tests) can run at once.
+
+use std::net::{SocketAddr, UdpSocket};
+
+use thiserror::Error;
+
+use crate::controller::topology::{ServerId, SwitchPort, Topology, TopologyError};
+use crate::switch::ports::{PortBackend, PortSpec};
+use crate::switch::runner::{self, RunningSwitch, StartError, SwitchOptions};
+
+/// The switch side and the host side of one server's uplink wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Uplink {
+    pub server: ServerId,
+    /// Where the server's host binds its uplink socket.
+    pub host: SocketAddr,
+    /// The switch port's UDP address (the host's peer).
+    pub switch: SocketAddr,
+}
+
+/// Both ends of every wire, decided before anything starts.
+#[derive(Debug, Clone)]
+pub struct WirePlan {
+    /// Per switch (topology order), its `-i` ports.
+    pub ports: Vec<Vec<PortSpec>>,
+    /// Per server (topology order).
+    pub uplinks: Vec<Uplink>,
+}
+
+#[derive(Debug, Error)]
+pub enum FabricError {
+    #[error("cannot reserve a loopback UDP port: {0}")]
+    Reserve(std::io::Error),
+    #[error("cannot start switch {name}: {source}")]
+    Switch { name: String, source: StartError },
+    #[error("the topology with the started switches' addresses is invalid: {0}")]
+    Topology(#[from] TopologyError),
+}
+
+/// A started fabric; stop it with [`Fabric::shutdown`].
+pub struct Fabric {
+    /// In topology order.
+    pub switches: Vec<RunningSwitch>,
+    /// The input topology with each switch's real P4Runtime address.
+    pub topology: Topology,
+    pub uplinks: Vec<Uplink>,
+}
+
+/// Free loopback UDP addresses: bound together (so they differ), then released for their
+/// users to bind. Another process could take one in between; the start then fails clearly.
+pub fn reserve_udp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
+    let sockets = (0..count)
+        .map(|_| UdpSocket::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(FabricError::Reserve)?;
+    sockets
+        .iter()
+        .map(|s| s.local_addr())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(FabricError::Reserve)
+}
+
+/// Decides every wire: a link `a — b` is two UDP ends, each the other's peer.
+pub fn plan_wires(topology: &Topology) -> Result<WirePlan, FabricError> {
+    let links = topology.links();
+    let servers = topology.servers();
+    let addrs = reserve_udp(2 * links.len() + 2 * servers.len())?;
+    let mut ports = vec![Vec::new(); topology.switches().len()];
+    let mut add = |at: SwitchPort, local: SocketAddr, peer: SocketAddr| {
+        ports[at.switch.0].push(PortSpec {
+            port: u32::from(at.port),
+            backend: PortBackend::Udp { local, peer },
+        })
+    };
+    for (i, link) in links.iter().enumerate() {
+        let (a, b) = (addrs[2 * i], addrs[2 * i + 1]);
+        add(link.a, a, b);
+        add(link.b, b, a);
+    }
+    let base = 2 * links.len();
+    let mut uplinks = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let (switch, host) = (addrs[base + 2 * i], addrs[base + 2 * i + 1]);
+        add(server.uplink, switch, host);
+        uplinks.push(Uplink {
+            server: ServerId(i),
+            host,
+            switch,
+        });
+    }
+    for p in &mut ports {
+        p.sort_by_key(|spec| spec.port);
+    }
+    Ok(WirePlan { ports, uplinks })
+}
+
+/// Starts every switch (no pipeline yet: the controller pushes it) with gRPC on a free port.
+pub async fn start_fabric(topology: &Topology) -> Result<Fabric, FabricError> {
+    let plan = plan_wires(topology)?;
+    let mut switches = Vec::new();
+    for (sw, ports) in topology.switches().iter().zip(plan.ports) {
+        let mut options =
+            SwitchOptions::new(u64::from(sw.device_id), SocketAddr::from(([127, 0, 0, 1], 0)));
+        options.ports = ports;
+        match runner::start(options).await {
+            Ok(running) => switches.push(running),
+            Err(source) => {
+                for started in switches {
+                    let _ = started.shutdown().await;
+                }
+                return Err(FabricError::Switch {
+                    name: sw.name.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    let mut file = topology.to_file_format();
+    for (entry, running) in file.switches.iter_mut().zip(&switches) {
+        entry.p4runtime = running.grpc_addr;
+    }
+    let topology = Topology::from_file_format(file)?;
+    Ok(Fabric {
+        switches,
+        topology,
+        uplinks: plan.uplinks,
+    })
+}
+
+impl Fabric {
+    /// Stops every switch.
+    pub async fn shutdown(self) {
+        for running in self.switches {
+            if let Err(err) = running.shutdown().await {
+                tracing::warn!(%err, "a switch stopped with an error");
+            }
+        }
+    }
+}
