@@ -105,8 +105,10 @@ pub struct DependencyEdge {
     pub estimate: Option<SampledEstimate>,
     /// By protocol, client, server and server port.
     pub labels: Vec<AppLabel>,
-    /// The first and the latest observation that showed traffic of the pair.
+    /// When the pair entered the graph (its first observation).
     pub first_seen_ms: u64,
+    /// The latest observation that showed traffic (samples, a counter that grew, labels), or
+    /// the first observation.
     pub last_seen_ms: u64,
 }
 
