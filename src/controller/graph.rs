@@ -6,6 +6,8 @@
 //! it) and serves nothing (the HTTP API reads its snapshots).
 //!
 //! Times are Unix milliseconds given by the caller, so that a run can be replayed and tested.
+//!
+//! It uses the controller's own modules and the host link's label type only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,34 +16,24 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 use super::estimate::PairSamples;
 use super::topology::Topology;
 use super::VmPair;
 
-/// What a server's DPI module recognized on a pair's traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppLabel {
-    /// The application protocol, e.g. "http", "dns", "postgresql".
-    pub protocol: String,
-    pub client: Ipv4Addr,
-    pub server: Ipv4Addr,
-    pub server_port: u16,
-    /// What the requests were about, e.g. "GET example.com", "query db.internal".
-    pub details: Vec<String>,
-    pub requests: u64,
-    pub responses: u64,
-    /// Mean time from a request to its response; none when no response was matched.
-    pub mean_response_ms: Option<f64>,
-}
+/// Labels are the host link's: what a server's DPI module reports is what the graph keeps.
+pub use crate::hostlink::AppLabel;
 
-impl AppLabel {
-    /// Labels of one pair are kept one per key, the latest report winning.
-    fn key(&self) -> (&str, Ipv4Addr, Ipv4Addr, u16) {
-        (&self.protocol, self.client, self.server, self.server_port)
-    }
+/// Labels of one pair are kept one per key, the latest report winning.
+fn label_key(label: &AppLabel) -> (&str, Ipv4Addr, Ipv4Addr, u16) {
+    (
+        &label.protocol,
+        label.client,
+        label.server,
+        label.server_port,
+    )
 }
 
 /// A VM of the graph.
@@ -143,7 +135,9 @@ pub enum GraphError {
         client: Ipv4Addr,
         server: Ipv4Addr,
     },
-    #[error("label {protocol} of {pair} has mean response time {mean_ms} ms (not a finite, non-negative number)")]
+    #[error(
+        "label {protocol} of {pair}: mean response time {mean_ms} ms is negative or not finite"
+    )]
     LabelResponseTime {
         pair: VmPair,
         protocol: String,
@@ -366,12 +360,16 @@ impl DependencyGraph {
         }
         let edge = self.edge_mut(pair, at_ms)?;
         for label in labels {
-            match edge.labels.iter_mut().find(|l| l.key() == label.key()) {
+            match edge
+                .labels
+                .iter_mut()
+                .find(|l| label_key(l) == label_key(&label))
+            {
                 Some(old) => *old = label,
                 None => edge.labels.push(label),
             }
         }
-        edge.labels.sort_by(|a, b| a.key().cmp(&b.key()));
+        edge.labels.sort_by(|a, b| label_key(a).cmp(&label_key(b)));
         seen(edge, at_ms);
         Ok(())
     }
