@@ -335,25 +335,7 @@ impl DependencyGraph {
         at_ms: u64,
     ) -> Result<(), GraphError> {
         for label in &labels {
-            let forward = (label.client, label.server) == (pair.src, pair.dst);
-            let backward = (label.client, label.server) == (pair.dst, pair.src);
-            if !forward && !backward {
-                return Err(GraphError::LabelEndpoints {
-                    pair,
-                    protocol: label.protocol.clone(),
-                    client: label.client,
-                    server: label.server,
-                });
-            }
-            if let Some(mean_ms) = label.mean_response_ms {
-                if !mean_ms.is_finite() || mean_ms < 0.0 {
-                    return Err(GraphError::LabelResponseTime {
-                        pair,
-                        protocol: label.protocol.clone(),
-                        mean_ms,
-                    });
-                }
-            }
+            check_label(pair, label)?;
         }
         if labels.is_empty() {
             return Ok(());
@@ -372,6 +354,30 @@ impl DependencyGraph {
         edge.labels.sort_by(|a, b| label_key(a).cmp(&label_key(b)));
         seen(edge, at_ms);
         Ok(())
+    }
+
+    /// A DPI report as the host link carries it: each label goes to the edge from its client to
+    /// its server (the direction of the requests: the client depends on the server). Nothing
+    /// changes unless every label is acceptable.
+    pub fn observe_dpi_report(
+        &mut self,
+        labels: Vec<AppLabel>,
+        at_ms: u64,
+    ) -> Result<(), GraphError> {
+        let mut by_pair: BTreeMap<VmPair, Vec<AppLabel>> = BTreeMap::new();
+        for label in labels {
+            let pair = VmPair::new(label.client, label.server);
+            check_label(pair, &label)?;
+            for ip in [pair.src, pair.dst] {
+                if !self.nodes.contains_key(&ip) {
+                    return Err(GraphError::UnknownVm(ip));
+                }
+            }
+            by_pair.entry(pair).or_default().push(label);
+        }
+        by_pair
+            .into_iter()
+            .try_for_each(|(pair, labels)| self.observe_labels(pair, labels, at_ms))
     }
 
     /// Forgets the edges last seen before `since_ms`; returns how many.
@@ -421,6 +427,30 @@ impl DependencyGraph {
         let snapshot = self.snapshot();
         write_replacing(&dir.join("graph.json"), &snapshot.to_json()?)?;
         write_replacing(&dir.join("graph.dot"), &snapshot.to_dot())
+    }
+}
+
+/// A label must name the pair's two VMs, either way round, and a usable response time.
+fn check_label(pair: VmPair, label: &AppLabel) -> Result<(), GraphError> {
+    let forward = (label.client, label.server) == (pair.src, pair.dst);
+    let backward = (label.client, label.server) == (pair.dst, pair.src);
+    if !forward && !backward {
+        return Err(GraphError::LabelEndpoints {
+            pair,
+            protocol: label.protocol.clone(),
+            client: label.client,
+            server: label.server,
+        });
+    }
+    match label.mean_response_ms {
+        Some(mean_ms) if !mean_ms.is_finite() || mean_ms < 0.0 => {
+            Err(GraphError::LabelResponseTime {
+                pair,
+                protocol: label.protocol.clone(),
+                mean_ms,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
