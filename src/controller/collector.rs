@@ -13,7 +13,9 @@
 //! is the output interface, not the input one) is the egress copy of a frame the server also
 //! samples where it entered, and is skipped ([`SkipReason::EgressCopy`]). Each frame is thus
 //! counted once, at the port where it entered the vswitch of its source's server, which holds
-//! for same-server pairs too.
+//! for same-server pairs too. An agent must therefore either sample each frame once per server
+//! (as Open vSwitch does, at the bridge port it enters by) or give its egress samples the output
+//! port as data source; interfaces it leaves unknown (0) are not second-guessed.
 //!
 //! # What is dropped, and where it is counted
 //!

@@ -6,6 +6,8 @@
 //! it) and serves nothing (the HTTP API reads its snapshots).
 //!
 //! Times are Unix milliseconds given by the caller, so that a run can be replayed and tested.
+//!
+//! It uses the controller's own modules and the host link's label type only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,34 +16,24 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
 
 use super::estimate::PairSamples;
 use super::topology::Topology;
 use super::VmPair;
 
-/// What a server's DPI module recognized on a pair's traffic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppLabel {
-    /// The application protocol, e.g. "http", "dns", "postgresql".
-    pub protocol: String,
-    pub client: Ipv4Addr,
-    pub server: Ipv4Addr,
-    pub server_port: u16,
-    /// What the requests were about, e.g. "GET example.com", "query db.internal".
-    pub details: Vec<String>,
-    pub requests: u64,
-    pub responses: u64,
-    /// Mean time from a request to its response; none when no response was matched.
-    pub mean_response_ms: Option<f64>,
-}
+/// Labels are the host link's: what a server's DPI module reports is what the graph keeps.
+pub use crate::hostlink::AppLabel;
 
-impl AppLabel {
-    /// Labels of one pair are kept one per key, the latest report winning.
-    fn key(&self) -> (&str, Ipv4Addr, Ipv4Addr, u16) {
-        (&self.protocol, self.client, self.server, self.server_port)
-    }
+/// Labels of one pair are kept one per key, the latest report winning.
+fn label_key(label: &AppLabel) -> (&str, Ipv4Addr, Ipv4Addr, u16) {
+    (
+        &label.protocol,
+        label.client,
+        label.server,
+        label.server_port,
+    )
 }
 
 /// A VM of the graph.
@@ -105,8 +97,10 @@ pub struct DependencyEdge {
     pub estimate: Option<SampledEstimate>,
     /// By protocol, client, server and server port.
     pub labels: Vec<AppLabel>,
-    /// The first and the latest observation that showed traffic of the pair.
+    /// When the pair entered the graph (its first observation).
     pub first_seen_ms: u64,
+    /// The latest observation that showed traffic (samples, a counter that grew, labels), or
+    /// the first observation.
     pub last_seen_ms: u64,
 }
 
@@ -141,7 +135,9 @@ pub enum GraphError {
         client: Ipv4Addr,
         server: Ipv4Addr,
     },
-    #[error("label {protocol} of {pair} has mean response time {mean_ms} ms (not a finite, non-negative number)")]
+    #[error(
+        "label {protocol} of {pair}: mean response time {mean_ms} ms is negative or not finite"
+    )]
     LabelResponseTime {
         pair: VmPair,
         protocol: String,
@@ -339,39 +335,49 @@ impl DependencyGraph {
         at_ms: u64,
     ) -> Result<(), GraphError> {
         for label in &labels {
-            let forward = (label.client, label.server) == (pair.src, pair.dst);
-            let backward = (label.client, label.server) == (pair.dst, pair.src);
-            if !forward && !backward {
-                return Err(GraphError::LabelEndpoints {
-                    pair,
-                    protocol: label.protocol.clone(),
-                    client: label.client,
-                    server: label.server,
-                });
-            }
-            if let Some(mean_ms) = label.mean_response_ms {
-                if !mean_ms.is_finite() || mean_ms < 0.0 {
-                    return Err(GraphError::LabelResponseTime {
-                        pair,
-                        protocol: label.protocol.clone(),
-                        mean_ms,
-                    });
-                }
-            }
+            check_label(pair, label)?;
         }
         if labels.is_empty() {
             return Ok(());
         }
         let edge = self.edge_mut(pair, at_ms)?;
         for label in labels {
-            match edge.labels.iter_mut().find(|l| l.key() == label.key()) {
+            match edge
+                .labels
+                .iter_mut()
+                .find(|l| label_key(l) == label_key(&label))
+            {
                 Some(old) => *old = label,
                 None => edge.labels.push(label),
             }
         }
-        edge.labels.sort_by(|a, b| a.key().cmp(&b.key()));
+        edge.labels.sort_by(|a, b| label_key(a).cmp(&label_key(b)));
         seen(edge, at_ms);
         Ok(())
+    }
+
+    /// A DPI report as the host link carries it: each label goes to the edge from its client to
+    /// its server (the direction of the requests: the client depends on the server). Nothing
+    /// changes unless every label is acceptable.
+    pub fn observe_dpi_report(
+        &mut self,
+        labels: Vec<AppLabel>,
+        at_ms: u64,
+    ) -> Result<(), GraphError> {
+        let mut by_pair: BTreeMap<VmPair, Vec<AppLabel>> = BTreeMap::new();
+        for label in labels {
+            let pair = VmPair::new(label.client, label.server);
+            check_label(pair, &label)?;
+            for ip in [pair.src, pair.dst] {
+                if !self.nodes.contains_key(&ip) {
+                    return Err(GraphError::UnknownVm(ip));
+                }
+            }
+            by_pair.entry(pair).or_default().push(label);
+        }
+        by_pair
+            .into_iter()
+            .try_for_each(|(pair, labels)| self.observe_labels(pair, labels, at_ms))
     }
 
     /// Forgets the edges last seen before `since_ms`; returns how many.
@@ -421,6 +427,30 @@ impl DependencyGraph {
         let snapshot = self.snapshot();
         write_replacing(&dir.join("graph.json"), &snapshot.to_json()?)?;
         write_replacing(&dir.join("graph.dot"), &snapshot.to_dot())
+    }
+}
+
+/// A label must name the pair's two VMs, either way round, and a usable response time.
+fn check_label(pair: VmPair, label: &AppLabel) -> Result<(), GraphError> {
+    let forward = (label.client, label.server) == (pair.src, pair.dst);
+    let backward = (label.client, label.server) == (pair.dst, pair.src);
+    if !forward && !backward {
+        return Err(GraphError::LabelEndpoints {
+            pair,
+            protocol: label.protocol.clone(),
+            client: label.client,
+            server: label.server,
+        });
+    }
+    match label.mean_response_ms {
+        Some(mean_ms) if !mean_ms.is_finite() || mean_ms < 0.0 => {
+            Err(GraphError::LabelResponseTime {
+                pair,
+                protocol: label.protocol.clone(),
+                mean_ms,
+            })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -14,8 +14,8 @@
 //!   selection and release of pairs to measure;
 //! - [`graph`]: the dependency graph over time, rendered as JSON and Graphviz DOT.
 //!
-//! It may use `p4rt`, `sflow` and `wire` only: switches are reached over P4Runtime and hosts over
-//! their protocols, never through `switch`, `host` or `compiler` types.
+//! It may use `p4rt`, `sflow`, `wire` and `hostlink` only: switches are reached over P4Runtime and
+//! hosts over their protocols, never through `switch`, `host` or `compiler` types.
 
 pub mod collector;
 pub mod estimate;

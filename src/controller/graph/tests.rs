@@ -237,6 +237,36 @@ fn labels_merge_by_protocol_and_endpoints_and_are_checked() {
 }
 
 #[test]
+fn a_dpi_report_labels_each_client_to_server_edge_or_nothing() {
+    let mut g = DependencyGraph::new(&reference());
+    let mut http = label("http", vm(120, 2), vm(120, 1), 80);
+    http.requests = 3;
+    let tls = label("tls", vm(120, 2), vm(120, 1), 443);
+    let dns = label("dns", vm(121, 1), vm(120, 3), 53);
+    g.observe_dpi_report(vec![http.clone(), dns.clone(), tls.clone()], T0)
+        .unwrap();
+    assert_eq!(
+        g.edge(pair((120, 2), (120, 1))).unwrap().labels,
+        vec![http, tls]
+    );
+    assert_eq!(g.edge(pair((121, 1), (120, 3))).unwrap().labels, vec![dns]);
+    assert!(g.edge(pair((120, 1), (120, 2))).is_none());
+
+    // One bad label (an outside client, or a negative time) and nothing of the report is kept.
+    let fresh = label("redis", vm(122, 1), vm(122, 3), 6379);
+    let outsider = label("http", Ipv4Addr::new(192, 0, 2, 1), vm(120, 1), 80);
+    assert!(matches!(
+        g.observe_dpi_report(vec![fresh.clone(), outsider], T0 + 1),
+        Err(GraphError::UnknownVm(_))
+    ));
+    let mut late = label("http", vm(120, 2), vm(120, 1), 80);
+    late.mean_response_ms = Some(-3.0);
+    assert!(g.observe_dpi_report(vec![fresh, late], T0 + 1).is_err());
+    assert!(g.edge(pair((122, 1), (122, 3))).is_none());
+    assert_eq!(g.edges().count(), 2);
+}
+
+#[test]
 fn unknown_vms_are_refused() {
     let mut g = DependencyGraph::new(&reference());
     let outsider = Ipv4Addr::new(192, 0, 2, 1);
