@@ -121,7 +121,8 @@ impl Exporter {
     }
 
     async fn push(&mut self, sample: SampleRepr, len: usize) {
-        if !self.pending.is_empty() && header_len(&self.agent) + self.pending_len + len > MAX_DATAGRAM
+        if !self.pending.is_empty()
+            && header_len(&self.agent) + self.pending_len + len > MAX_DATAGRAM
         {
             self.flush().await;
         }
@@ -255,7 +256,10 @@ mod tests {
                 uptime_ms: 0,
                 samples,
             };
-            assert_eq!(datagram(vec![]).to_bytes().unwrap().len(), header_len(&agent));
+            assert_eq!(
+                datagram(vec![]).to_bytes().unwrap().len(),
+                header_len(&agent)
+            );
             assert_eq!(
                 datagram(vec![sample]).to_bytes().unwrap().len(),
                 header_len(&agent) + flow_sample_len(header)

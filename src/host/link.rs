@@ -99,11 +99,7 @@ impl LinkClient {
         }
     }
 
-    async fn session(
-        &mut self,
-        stream: TcpStream,
-        stop: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
+    async fn session(&mut self, stream: TcpStream, stop: &mut watch::Receiver<bool>) -> SessionEnd {
         let (read, mut write) = stream.into_split();
         // Reading in its own task keeps a half-read line safe from the select below.
         let (messages_tx, mut messages) = mpsc::channel(16);
@@ -242,13 +238,19 @@ async fn read_messages(
             Ok(None) => return,
             Err(HostLinkError::Json(err)) => {
                 tracing::warn!(%err, "host link: skipping a bad line from the controller");
-                shared.link_counters.bad_lines.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .link_counters
+                    .bad_lines
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Err(err) => {
                 // An overlong line leaves the stream mid-line: reconnect rather than guess.
                 tracing::warn!(%err, "host link: dropping the connection");
                 if matches!(err, HostLinkError::LineTooLong) {
-                    shared.link_counters.bad_lines.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .link_counters
+                        .bad_lines
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 return;
             }

@@ -320,15 +320,19 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
         wire: config.uplink,
         source,
     };
-    let uplink = UdpSocket::bind(config.uplink.local)
-        .await
-        .map_err(uplink_error)?;
-    uplink
+    // Two handles on one socket: the vswitch sends with plain non-blocking calls, which fail
+    // only when the kernel has no room (tokio's `try_send` also fails until the reactor has
+    // seen the socket writable); the receive task waits on the tokio one.
+    let uplink_send = std::net::UdpSocket::bind(config.uplink.local).map_err(uplink_error)?;
+    uplink_send
         .connect(config.uplink.peer)
-        .await
         .map_err(uplink_error)?;
-    let uplink_local = uplink.local_addr().map_err(uplink_error)?;
-    let uplink = Arc::new(uplink);
+    uplink_send.set_nonblocking(true).map_err(uplink_error)?;
+    let uplink_local = uplink_send.local_addr().map_err(uplink_error)?;
+    let uplink_receive = uplink_send
+        .try_clone()
+        .and_then(UdpSocket::from_std)
+        .map_err(uplink_error)?;
 
     let agent_ip = topology.server(server_id).sflow_agent;
     let sflow_bind = sflow_bind_addr(agent_ip, config.collector);
@@ -371,7 +375,7 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
     let shared = Arc::new(Shared {
         vswitch: Mutex::new(Vswitch::new(
             ports,
-            Arc::clone(&uplink),
+            uplink_send,
             mirror_tx,
             samples_tx,
             started,
@@ -395,7 +399,11 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
         Arc::clone(&shared),
     );
     let mut tasks = vec![
-        tokio::spawn(receive_uplink(uplink, Arc::clone(&shared), stop_rx.clone())),
+        tokio::spawn(receive_uplink(
+            uplink_receive,
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        )),
         tokio::spawn(exporter.run(samples_rx, config.counter_interval, stop_rx.clone())),
     ];
     if let Some(controller) = config.controller {
@@ -435,11 +443,7 @@ fn sflow_bind_addr(agent: IpAddr, collector: SocketAddr) -> SocketAddr {
 }
 
 /// Forwards frames from the uplink until stopped; several per lock when they queue up.
-async fn receive_uplink(
-    socket: Arc<UdpSocket>,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn receive_uplink(socket: UdpSocket, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 64 * 1024];
     let count_error = |err: std::io::Error| {
         // ICMP port-unreachable for an earlier send (the switch port not up yet) lands here.

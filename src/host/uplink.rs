@@ -88,7 +88,10 @@ mod tests {
         for (spec, want) in [
             ("127.0.0.1:1=127.0.0.1:2", "expected udp:"),
             ("udp:127.0.0.1:1", "expected udp:"),
-            ("udp:127.0.0.1=127.0.0.1:2", "is not an IP address with a port"),
+            (
+                "udp:127.0.0.1=127.0.0.1:2",
+                "is not an IP address with a port",
+            ),
             ("udp:10.0.0.1:1=127.0.0.1:2", "is not a loopback address"),
             ("udp:127.0.0.1:1=127.0.0.1:0", "the peer needs a port"),
         ] {

@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
+use std::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::sampling::Sampler;
@@ -33,7 +32,9 @@ pub(crate) fn if_index(port: usize) -> u32 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forwarding {
     /// Delivered to the VM port with this ifIndex.
-    Vm { if_index: u32 },
+    Vm {
+        if_index: u32,
+    },
     /// Sent out of the uplink.
     Uplink,
     Discarded(Discard),
@@ -244,7 +245,8 @@ pub(crate) struct Vswitch {
     mirror: HashSet<PairAddrs>,
     mirror_tx: mpsc::Sender<MirroredFrame>,
     samples_tx: mpsc::Sender<FlowSampleEvent>,
-    uplink: Arc<UdpSocket>,
+    /// Non-blocking, connected to the switch port.
+    uplink: UdpSocket,
     counters: VswitchCounters,
     started: Instant,
     stopped: bool,
@@ -254,7 +256,7 @@ impl Vswitch {
     /// `ports[UPLINK]` is the uplink, the others VM ports.
     pub fn new(
         ports: Vec<Port>,
-        uplink: Arc<UdpSocket>,
+        uplink: UdpSocket,
         mirror_tx: mpsc::Sender<MirroredFrame>,
         samples_tx: mpsc::Sender<FlowSampleEvent>,
         started: Instant,
@@ -279,7 +281,9 @@ impl Vswitch {
     }
 
     pub fn port_of_vm(&self, name: &str) -> Option<usize> {
-        self.ports.iter().position(|p| p.ipv4.is_some() && p.name == name)
+        self.ports
+            .iter()
+            .position(|p| p.ipv4.is_some() && p.name == name)
     }
 
     pub fn set_mirror(&mut self, pairs: impl IntoIterator<Item = PairAddrs>) {
@@ -350,7 +354,7 @@ impl Vswitch {
         let port = &mut self.ports[egress];
         let sent = match &port.deliver {
             Some(queue) => queue.try_send(frame.to_vec()).is_ok(),
-            None => matches!(self.uplink.try_send(frame), Ok(n) if n == frame.len()),
+            None => matches!(self.uplink.send(frame), Ok(n) if n == frame.len()),
         };
         if sent {
             port.counters.count_out(len, cast);
