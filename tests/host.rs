@@ -879,3 +879,28 @@ fn tshark(file: &std::path::Path, fields: &[&str]) -> Vec<String> {
     assert_eq!(lines.len(), 1, "tshark output: {text}");
     lines[0].split('\t').map(str::to_string).collect()
 }
+
+#[tokio::test]
+async fn a_burst_from_the_uplink_arrives_whole_and_in_order() {
+    const FRAMES: u32 = 3000;
+    let h = harness(|_| {}).await;
+    let mut a = h.host.vm_port("a").unwrap();
+    let mut b = h.host.vm_port("b").unwrap();
+    let frames: Vec<Vec<u8>> = (0..FRAMES)
+        .map(|n| frame(D, if n % 2 == 0 { A } else { B }, n, 0))
+        .collect();
+    for f in &frames {
+        h.switch.send(f).await.unwrap();
+    }
+    for (port, parity) in [(&mut a, 0), (&mut b, 1)] {
+        for want in frames.iter().skip(parity).step_by(2) {
+            let got = timeout(PATIENCE, port.recv()).await.unwrap().unwrap();
+            assert_eq!(&got, want);
+        }
+    }
+    let stats = h.host.shutdown().await.unwrap();
+    assert_eq!(
+        stats.port("uplink").unwrap().counters.in_packets,
+        u64::from(FRAMES)
+    );
+}

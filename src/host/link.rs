@@ -1,7 +1,8 @@
 //! The host's end of the host link (`crate::hostlink`): it connects to the controller, retrying
 //! with exponential backoff (hosts may start before the controller), says `hello`, reports the
 //! exact same-server counts every report interval and the DPI labels whenever they change, and
-//! applies the `mirror` sets it receives. At shutdown it sends the final counts.
+//! applies the `mirror` sets it receives. At shutdown it sends the final counts. When the link
+//! drops, the mirror set stays as it was until the controller sends the next one.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +25,10 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A write the controller does not take within this time ends the connection.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to try to connect, or to write the final counts, at shutdown.
+/// How long one connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the final counts and labels may take to go out at shutdown.
+const FINAL_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The host link's history, for [`super::RunningHost::stats`].
 #[derive(Debug, Default)]
@@ -152,7 +155,7 @@ impl LinkClient {
                     }
                 }
                 _ = stop.changed() => {
-                    let _ = tokio::time::timeout(CONNECT_TIMEOUT, async {
+                    let _ = tokio::time::timeout(FINAL_REPORT_TIMEOUT, async {
                         self.send_counts(write).await && self.send_labels(write).await
                     })
                     .await;

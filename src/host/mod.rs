@@ -328,6 +328,7 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
         .connect(config.uplink.peer)
         .map_err(uplink_error)?;
     uplink_send.set_nonblocking(true).map_err(uplink_error)?;
+    uplink::set_buffer_sizes(&uplink_send, uplink::BUFFER_BYTES).map_err(uplink_error)?;
     let uplink_local = uplink_send.local_addr().map_err(uplink_error)?;
     let uplink_receive = uplink_send
         .try_clone()

@@ -3,7 +3,9 @@
 //! ports (the parser is the host's own: the host does not depend on the switch).
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::str::FromStr;
 
 use thiserror::Error;
@@ -68,6 +70,34 @@ impl fmt::Display for UdpWire {
     }
 }
 
+/// Kernel buffer asked for the uplink socket, each way: a burst of thousands of frames from the
+/// switch then waits for the vswitch instead of being dropped by the kernel.
+pub(crate) const BUFFER_BYTES: usize = 4 << 20;
+
+/// Asks for `bytes` of receive and send buffer (the kernel grants at most its
+/// `net.core.{r,w}mem_max`).
+pub(crate) fn set_buffer_sizes(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer size too large"))?;
+    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a live local c_int; the fd
+        // is open for as long as `socket` is borrowed.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +128,33 @@ mod tests {
             let err = spec.parse::<UdpWire>().unwrap_err().to_string();
             assert!(err.contains(want), "{spec}: {err}");
         }
+    }
+
+    #[test]
+    fn buffer_sizes_are_raised() {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let before = socket_buffer(&socket);
+        set_buffer_sizes(&socket, 1 << 20).unwrap();
+        // Linux doubles the value it grants (bookkeeping overhead), capped by rmem_max.
+        assert!(socket_buffer(&socket) > before.min(1 << 20));
+        assert!(set_buffer_sizes(&socket, usize::MAX).is_err());
+    }
+
+    fn socket_buffer(socket: &UdpSocket) -> i32 {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the live local `value`.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
     }
 
     proptest! {
