@@ -21,6 +21,7 @@
 pub mod compiler;
 pub mod controller;
 pub mod demo;
+pub mod host;
 pub mod hostlink;
 pub mod p4rt;
 pub mod sflow;

@@ -43,6 +43,37 @@ enum Command {
     /// The SDN controller: sFlow collector, pre-analysis, paths, placement of one counting entry
     /// per measured VM pair, P4Runtime sessions, the dependency graph.
     Controller(cmd::controller::ControllerArgs),
+    /// An emulated server: its VMs' virtual switch with sFlow sampling, exact same-server
+    /// counts and mirroring (Open vSwitch's role on a hypervisor).
+    Host(HostArgs),
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// The topology file (TOML).
+    #[arg(long)]
+    topology: PathBuf,
+    /// This server's name in the topology.
+    #[arg(long)]
+    server: String,
+    /// The wire to the server's switch port: udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT.
+    #[arg(long)]
+    uplink: vmdep::host::UdpWire,
+    /// Where sFlow datagrams go.
+    #[arg(long, default_value = "127.0.0.1:6343")]
+    collector: SocketAddr,
+    /// The controller's host-link address (mirror requests in, exact counts and labels out).
+    #[arg(long)]
+    controller: Option<SocketAddr>,
+    /// Sample 1 in N frames at each port.
+    #[arg(long, default_value_t = vmdep::host::DEFAULT_SAMPLING_RATE)]
+    sampling_rate: u32,
+    /// Seconds between counter samples of each port.
+    #[arg(long, default_value_t = vmdep::host::DEFAULT_COUNTER_INTERVAL.as_secs_f64())]
+    counter_interval: f64,
+    /// Seed of the samplers' random numbers.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 /// Options in bmv2 simple_switch_grpc's shape: `vmdep switch -i 1@udp:A=B prog.json -- --cpu-port 255`
@@ -159,7 +190,40 @@ fn main() -> anyhow::Result<()> {
         Command::Controller(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(cmd::controller::run(args)),
+        Command::Host(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(run_host(args)),
     }
+}
+
+async fn run_host(args: HostArgs) -> anyhow::Result<()> {
+    let topology = vmdep::controller::topology::Topology::from_file(&args.topology)
+        .context("cannot load the topology")?;
+    let mut config =
+        vmdep::host::HostConfig::new(args.server, std::sync::Arc::new(topology), args.uplink);
+    config.collector = args.collector;
+    config.controller = args.controller;
+    config.sampling_rate = args.sampling_rate;
+    config.counter_interval = std::time::Duration::try_from_secs_f64(args.counter_interval)
+        .context("bad --counter-interval")?;
+    config.seed = args.seed;
+    let running = vmdep::host::start(config)
+        .await
+        .context("cannot start the host")?;
+    // Tools that start the host with a port 0 uplink read the bound address from this line.
+    eprintln!(
+        "vmdep host {}: uplink on udp {}, sFlow from {}",
+        running.server(),
+        running.uplink_addr(),
+        running.sflow_source_addr()
+    );
+    cmd::stop_signal().await;
+    let stats = running
+        .shutdown()
+        .await
+        .context("host stopped with an error")?;
+    tracing::info!(?stats, "host stopped");
+    Ok(())
 }
 
 fn compile(file: &Path, out_dir: &Path) -> anyhow::Result<()> {

@@ -32,7 +32,7 @@ use crate::hostlink::{self, ControllerMessage, HostMessage, PairAddrs};
 
 use super::collector::{self, CollectedSamples, CollectorStats, CollectorStatsSnapshot, CounterTable};
 use super::estimate::{PairSelector, SelectionPolicy, WindowSamples};
-use super::graph::{self as depgraph, DependencyGraph, GraphError};
+use super::graph::{DependencyGraph, GraphError};
 use super::paths::{Paths, RouteTables};
 use super::placement::{empty_budgets, GreedyPlacer, Load, PlaceError};
 use super::session::{
@@ -902,7 +902,6 @@ fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostM
             let mut graph = lock(&shared.graph);
             for (pair, labels) in by_pair {
                 let count = labels.len() as u64;
-                let labels = labels.into_iter().map(graph_label).collect();
                 if let Err(err) = graph.observe_labels(pair, labels, now) {
                     tracing::debug!(%err, "labels not taken");
                     rejected += count;
@@ -916,17 +915,4 @@ fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostM
     host.rejected += rejected;
     host.ignored_labels += ignored;
     host.last_message_ms = now;
-}
-
-fn graph_label(l: hostlink::AppLabel) -> depgraph::AppLabel {
-    depgraph::AppLabel {
-        protocol: l.protocol,
-        client: l.client,
-        server: l.server,
-        server_port: l.server_port,
-        details: l.details,
-        requests: l.requests,
-        responses: l.responses,
-        mean_response_ms: l.mean_response_ms,
-    }
 }
