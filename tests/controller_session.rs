@@ -266,8 +266,28 @@ async fn a_full_table_is_told_apart_and_inserts_are_batched() {
         "{} WriteRequests for 200 concurrent inserts",
         requests.len()
     );
-    assert_eq!(session.read_pairs().await.unwrap().len(), 150);
+    let held = session.read_pairs().await.unwrap();
+    assert_eq!(held.len(), 150);
     assert_eq!(session.status().pairs, 150);
+
+    // Concurrent deletes are coalesced too: one Read of the final counters, one Write.
+    journal.take();
+    let reads_before = session.status().rpcs["read"].calls;
+    let deletes: Vec<_> = held
+        .iter()
+        .map(|&(pair, _)| {
+            let session = session.clone();
+            tokio::spawn(async move { session.delete_pair(pair).await })
+        })
+        .collect();
+    for delete in deletes {
+        assert_eq!(delete.await.unwrap().unwrap(), Some(PairTotals::default()));
+    }
+    let requests = journal.requests();
+    assert_eq!(requests.iter().map(|r| r.updates.len()).sum::<usize>(), 150);
+    assert!(requests.len() < 20, "{} WriteRequests", requests.len());
+    assert!(session.status().rpcs["read"].calls - reads_before < 20);
+    assert_eq!(session.read_pairs().await.unwrap(), vec![]);
     session.shutdown().await;
     switch.shutdown().await.unwrap();
 }
@@ -419,4 +439,139 @@ async fn an_unreachable_switch_is_reported_not_waited_for() {
     tokio::time::timeout(WAIT, session.shutdown())
         .await
         .unwrap();
+}
+
+/// A TCP relay to the switch whose connections the test can cut while the switch keeps running
+/// (a network failure, not a restart).
+struct Relay {
+    addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, cut, task }
+    }
+
+    /// Drops every open connection (new ones are relayed again).
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test]
+async fn a_broken_connection_keeps_the_switch_state_and_the_counts() {
+    let mut switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let relay = Relay::start(switch.grpc_addr).await;
+    let journal = WriteJournal::new(100);
+    let mut cfg = config(relay.addr, 3, pipeline(None));
+    cfg.journal = Some(journal.clone());
+    let (session, mut events) = spawn(cfg).await;
+    ready(&mut events).await;
+    session.install_routes(routes()).await.unwrap();
+    let pair = VmPair::new(VM_A, VM_B);
+    session.insert_pair(pair, None).await.unwrap();
+    send_a_to_b(&mut switch, 3).await;
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(3, 0))]
+    );
+    send_a_to_b(&mut switch, 1).await;
+    let writes_before = journal.requests().len();
+
+    relay.cut();
+    match next_event(&mut events).await {
+        SessionEvent::Lost { switch, .. } => assert_eq!(switch, SWITCH),
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    ready(&mut events).await;
+    // The switch still runs our pipeline: RECONCILE_AND_COMMIT kept its entries, so nothing
+    // was written again and the packet counted while the session was away is not lost.
+    assert_eq!(journal.requests().len(), writes_before);
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(4, 0))]
+    );
+    send_a_to_b(&mut switch, 1).await;
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(5, 0))]
+    );
+    assert_eq!(session.status().connections, 2);
+    session.shutdown().await;
+    relay.task.abort();
+    switch.shutdown().await.unwrap();
+}
+
+/// The throughput batching is for: 10 000 concurrent inserts, then as many deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_pairs_in_batches() {
+    let switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let journal = WriteJournal::new(1000);
+    let mut cfg = config(switch.grpc_addr, 1, pipeline(None));
+    cfg.journal = Some(journal.clone());
+    let (session, mut events) = spawn(cfg).await;
+    ready(&mut events).await;
+    let pairs: Vec<VmPair> = (0..10_000u32)
+        .map(|i| {
+            VmPair::new(
+                Ipv4Addr::from(0x0a00_0000 + i),
+                Ipv4Addr::new(10, 200, 0, 1),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let inserts: Vec<_> = pairs
+        .iter()
+        .map(|&pair| {
+            let session = session.clone();
+            tokio::spawn(async move { session.insert_pair(pair, None).await })
+        })
+        .collect();
+    for insert in inserts {
+        insert.await.unwrap().unwrap();
+    }
+    let inserted = started.elapsed();
+    assert_eq!(session.read_pairs().await.unwrap().len(), 10_000);
+    let started = std::time::Instant::now();
+    let deletes: Vec<_> = pairs
+        .iter()
+        .map(|&pair| {
+            let session = session.clone();
+            tokio::spawn(async move { session.delete_pair(pair).await })
+        })
+        .collect();
+    for delete in deletes {
+        assert!(delete.await.unwrap().unwrap().is_some());
+    }
+    let deleted = started.elapsed();
+    let requests = journal.requests();
+    eprintln!(
+        "10k inserts in {inserted:?}, 10k deletes in {deleted:?}, {} WriteRequests",
+        requests.len()
+    );
+    assert!(requests.iter().all(|r| r.updates.len() <= 1000));
+    assert!(requests.len() < 200, "{} WriteRequests", requests.len());
+    assert_eq!(session.status().pairs, 0);
+    session.shutdown().await;
+    switch.shutdown().await.unwrap();
 }

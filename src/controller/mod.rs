@@ -12,6 +12,12 @@
 //! - [`estimate`]: the pre-analysis, from sampled counts to estimates, error bounds and the
 //!   selection and release of pairs to measure.
 //!
+//! and its P4Runtime side:
+//!
+//! - [`rules`]: vmdep.p4's P4Runtime entries (routes, counting entries) built by name through the
+//!   P4Info;
+//! - [`session`]: one P4Runtime session per switch (the only part that talks to switches).
+//!
 //! It may use `p4rt` and `sflow` only: switches are reached over P4Runtime and hosts over their
 //! protocols, never through `switch`, `host` or `compiler` types.
 

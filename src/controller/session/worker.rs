@@ -679,7 +679,8 @@ impl Worker {
                     self.insert_pairs(&mut conn, batch).await
                 }
                 Command::DeletePair { pair, reply } => {
-                    self.delete_pair(&mut conn, pair, reply).await
+                    let batch = self.gather_deletes(pair, reply);
+                    self.delete_pairs(&mut conn, batch).await
                 }
                 Command::ReadPairs { reply } => self.read_pairs(&mut conn, reply).await,
             };
@@ -893,65 +894,96 @@ impl Worker {
         lost.map_or(Ok(()), Err)
     }
 
-    async fn delete_pair(
+    /// This delete and the deletes queued right behind it, up to one batch.
+    fn gather_deletes(
         &mut self,
-        conn: &mut Connection,
         pair: VmPair,
         reply: Reply<Option<PairTotals>>,
+    ) -> Vec<(VmPair, Reply<Option<PairTotals>>)> {
+        let mut batch = vec![(pair, reply)];
+        while batch.len() < self.config.max_batch.max(1) {
+            match self.commands.try_recv() {
+                Ok(Command::DeletePair { pair, reply }) => batch.push((pair, reply)),
+                Ok(other) => {
+                    self.pending = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Reads the counters of the held pairs of `batch` in one Read, then deletes them in one
+    /// Write; pairs not held (or named twice) are answered `None` without an RPC.
+    async fn delete_pairs(
+        &mut self,
+        conn: &mut Connection,
+        batch: Vec<(VmPair, Reply<Option<PairTotals>>)>,
     ) -> Result<(), RpcFailure> {
-        if !self.pairs.contains_key(&pair) {
-            let _ = reply.send(Ok(None));
+        let mut seen = BTreeSet::new();
+        let mut waiting = Vec::with_capacity(batch.len());
+        for (pair, reply) in batch {
+            if self.pairs.contains_key(&pair) && seen.insert(pair) {
+                waiting.push((pair, reply));
+            } else {
+                let _ = reply.send(Ok(None));
+            }
+        }
+        if waiting.is_empty() {
             return Ok(());
         }
-        let read = self
-            .read(conn, self.program.read_pair(self.config.device_id, pair))
-            .await;
-        let entities = match read {
+        let request = self
+            .program
+            .read_pairs(self.config.device_id, waiting.iter().map(|(pair, _)| *pair));
+        let entities = match self.read(conn, request).await {
             Ok(entities) => entities,
             Err(f) => {
-                let _ = reply.send(Err(f.clone().into_error(&self.config.switch_name)));
+                let error = f.clone().into_error(&self.config.switch_name);
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(error.clone()));
+                }
                 return if f.ends_connection() { Err(f) } else { Ok(()) };
             }
         };
         for entry in table_entries(entities) {
             match self.program.decode_pair_entry(&entry) {
-                Ok((read_pair, count)) if read_pair == pair => {
+                Ok((pair, count)) => {
                     if let Some(held) = self.pairs.get_mut(&pair) {
                         held.tracker.observe(count);
                     }
                 }
-                Ok(_) => {}
                 Err(source) => {
-                    let _ = reply.send(Err(SessionError::BadReply {
-                        switch: self.switch(),
-                        source,
-                    }));
+                    for (_, reply) in waiting {
+                        let _ = reply.send(Err(SessionError::BadReply {
+                            switch: self.switch(),
+                            source: source.clone(),
+                        }));
+                    }
                     return Ok(());
                 }
             }
         }
-        let update = match self.program.pair_update(UpdateKind::Delete, pair, None) {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-                return Ok(());
-            }
-        };
-        let mut results = self.write_batched(conn, vec![update]).await;
+        let updates = waiting
+            .iter()
+            .map(|(pair, _)| self.program.pair_delete(*pair))
+            .collect();
+        let results = self.write_batched(conn, updates).await;
         let lost = connection_failure(&results);
-        let answer = match results.pop() {
-            // Gone already (e.g. the switch restarted empty): nothing left to delete.
-            Some(Ok(()))
-            | Some(Err(WriteOutcome {
-                code: Code::NotFound,
-                failure: None,
-                ..
-            })) => Ok(self.pairs.remove(&pair).map(|held| held.tracker.totals)),
-            Some(Err(e)) => Err(self.update_error(e)),
-            None => Ok(None),
-        };
+        for ((pair, reply), result) in waiting.into_iter().zip(results) {
+            let answer = match result {
+                // Gone already (e.g. the switch restarted empty): nothing left to delete.
+                Ok(())
+                | Err(WriteOutcome {
+                    code: Code::NotFound,
+                    failure: None,
+                    ..
+                }) => Ok(self.pairs.remove(&pair).map(|held| held.tracker.totals)),
+                Err(e) => Err(self.update_error(e)),
+            };
+            let _ = reply.send(answer);
+        }
         self.update_status(|_| {});
-        let _ = reply.send(answer);
         lost.map_or(Ok(()), Err)
     }
 
