@@ -436,6 +436,8 @@ async fn an_unreachable_switch_is_reported_not_waited_for() {
     let status = session.status();
     assert!(!status.connected && !status.primary);
     assert!(status.rpcs["connect"].errors >= 1);
+    let error = status.last_error.unwrap();
+    assert!(error.contains("refused"), "{error}");
     tokio::time::timeout(WAIT, session.shutdown())
         .await
         .unwrap();

@@ -246,6 +246,8 @@ impl Worker {
 
     pub(super) async fn run(mut self) {
         let mut backoff = self.config.reconnect.min;
+        // The other primary last reported in a NotPrimary event, since the last Ready.
+        let mut reported_primary: Option<Option<u128>> = None;
         loop {
             if self.stopping() {
                 break;
@@ -260,6 +262,7 @@ impl Worker {
             match attempt {
                 Ok((conn, dropped_pairs)) => {
                     backoff = self.config.reconnect.min;
+                    reported_primary = None;
                     self.update_status(|s| {
                         s.pipeline_pushed = true;
                         s.connections += 1;
@@ -292,16 +295,20 @@ impl Worker {
                         primary.map_or("unknown".to_string(), |p| p.to_string()),
                         self.config.election_id
                     );
-                    tracing::warn!(switch = %self.config.switch_name, %reason);
                     self.went_down(&reason);
                     self.down = SessionError::NotPrimary {
                         switch: self.switch(),
                     };
-                    self.emit(SessionEvent::NotPrimary {
-                        switch: self.switch(),
-                        ours: self.config.election_id,
-                        primary_election_id: primary,
-                    });
+                    // Retries find the same primary: tell the controller once per change.
+                    if reported_primary != Some(primary) {
+                        tracing::warn!(switch = %self.config.switch_name, %reason);
+                        reported_primary = Some(primary);
+                        self.emit(SessionEvent::NotPrimary {
+                            switch: self.switch(),
+                            ours: self.config.election_id,
+                            primary_election_id: primary,
+                        });
+                    }
                 }
             }
             if !self.wait_answering(backoff).await {
@@ -400,8 +407,9 @@ impl Worker {
             Ok(Err(e)) => {
                 self.account("connect", started, false);
                 return Err(ConnectFailure::Failed(format!(
-                    "cannot connect to {}: {e}",
-                    self.config.addr
+                    "cannot connect to {}: {}",
+                    self.config.addr,
+                    error_chain(&e)
                 )));
             }
             Err(_) => {
@@ -541,6 +549,7 @@ impl Worker {
             .read(conn, self.program.read_all_routes(self.config.device_id))
             .await?;
         let mut kept = BTreeMap::new();
+        let mut modified = BTreeSet::new();
         let mut updates: Vec<(Option<RouteKey>, Update)> = Vec::new();
         for entry in table_entries(on_switch) {
             match self.program.decode_route_entry(&entry) {
@@ -550,6 +559,7 @@ impl Worker {
                 Some(route) if self.desired_routes.contains_key(&route_key(&route)) => {
                     let wanted = self.desired_routes[&route_key(&route)];
                     if let Ok(u) = self.program.route_update(UpdateKind::Modify, &wanted) {
+                        modified.insert(route_key(&route));
                         updates.push((Some(route_key(&route)), u));
                     }
                 }
@@ -558,8 +568,7 @@ impl Worker {
             }
         }
         for (key, route) in &self.desired_routes {
-            let modified = updates.iter().any(|(k, _)| k.as_ref() == Some(key));
-            if !kept.contains_key(key) && !modified {
+            if !kept.contains_key(key) && !modified.contains(key) {
                 match self.program.route_update(UpdateKind::Insert, route) {
                     Ok(u) => updates.push((Some(*key), u)),
                     Err(e) => {
@@ -617,9 +626,7 @@ impl Worker {
         }
         let (pairs, batch): (Vec<_>, Vec<_>) = updates.into_iter().unzip();
         let results = self.write_batched(conn, batch).await;
-        if let Some(failure) = connection_failure(&results) {
-            return Err(failure);
-        }
+        let lost = connection_failure(&results);
         let mut dropped = Vec::new();
         for (pair, result) in pairs.into_iter().zip(results) {
             let Some(pair) = pair else { continue };
@@ -629,6 +636,10 @@ impl Worker {
                         held.tracker.restarted();
                     }
                 }
+                // Not refused, just not sent: the next connection tries again.
+                Err(WriteOutcome {
+                    failure: Some(_), ..
+                }) => {}
                 Err(e) => {
                     tracing::warn!(switch = %self.config.switch_name, %pair, error = %e.message, "pair not written back");
                     self.pairs.remove(&pair);
@@ -637,7 +648,7 @@ impl Worker {
             }
         }
         self.update_status(|_| {});
-        Ok(dropped)
+        lost.map_or(Ok(dropped), Err)
     }
 
     // ------------------------------------------------------------------------- serving
@@ -1232,4 +1243,16 @@ fn answer_all(command: Command, error: &SessionError) {
             let _ = reply.send(Err(error));
         }
     }
+}
+
+/// An error and its sources, as one line ("transport error: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
