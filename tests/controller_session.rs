@@ -577,3 +577,95 @@ async fn ten_thousand_pairs_in_batches() {
     session.shutdown().await;
     switch.shutdown().await.unwrap();
 }
+
+fn python() -> String {
+    if let Ok(path) = std::env::var("VMDEP_PYTHON") {
+        return path;
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python");
+    assert!(
+        std::path::Path::new(path).exists(),
+        "{path} is missing: create it with\n  python3 -m venv target/py-venv && \
+         target/py-venv/bin/pip install -r tests/python/requirements.txt\n\
+         (tests/run-all.sh does this)"
+    );
+    path.to_string()
+}
+
+/// The official client's view of what the session wrote: names from the P4Info the session
+/// pushed, values decoded by p4runtime-shell, counters through its DirectCounterEntry.
+#[tokio::test]
+async fn p4runtime_shell_reads_back_what_the_session_wrote() {
+    let mut switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let (session, mut events) = spawn(config(switch.grpc_addr, 10, pipeline(None))).await;
+    ready(&mut events).await;
+    session.install_routes(routes()).await.unwrap();
+    let pair = VmPair::new(VM_A, VM_B);
+    session
+        .insert_pair(pair, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    send_a_to_b(&mut switch, 4).await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/p4rt_shell_read_back.py"
+    );
+    let run = tokio::process::Command::new(python())
+        .arg(script)
+        .args(["--grpc-addr", &switch.grpc_addr.to_string()])
+        .args(["--device-id", &DEVICE.to_string()])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("p4runtime-shell did not finish")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "p4runtime-shell failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let read: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let ip = |a: Ipv4Addr| u64::from(u32::from(a));
+    let mac = |m: [u8; 6]| m.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let expected = serde_json::json!({
+        "MyIngress.ipv4_lpm": [
+            {
+                "match": {"hdr.ipv4.dstAddr": {"lpm": ip(Ipv4Addr::new(10, 0, 1, 0)), "prefix_len": 24}},
+                "action": "MyIngress.set_next_hop",
+                "params": {"src_mac": mac([0x02, 0, 0, 0, 7, 1]), "dst_mac": mac([0x02, 0x01, 10, 0, 1, 1]), "port": 1},
+                "priority": 0,
+                "idle_timeout_ns": 0,
+            },
+            {
+                "match": {"hdr.ipv4.dstAddr": {"lpm": ip(VM_B), "prefix_len": 32}},
+                "action": "MyIngress.set_next_hop",
+                "params": {"src_mac": mac([0x02, 0, 0, 0, 7, 2]), "dst_mac": mac([0x02, 0x01, 10, 0, 2, 1]), "port": 2},
+                "priority": 0,
+                "idle_timeout_ns": 0,
+            },
+        ],
+        "MyIngress.vm_pair": [
+            {
+                "match": {"hdr.ipv4.srcAddr": {"exact": ip(VM_A)}, "hdr.ipv4.dstAddr": {"exact": ip(VM_B)}},
+                "action": "MyIngress.count_pair",
+                "params": {},
+                "priority": 0,
+                "idle_timeout_ns": 3_600_000_000_000u64,
+                "packets": 4,
+                "bytes": 4 * frame_a_to_b().len(),
+            },
+        ],
+    });
+    assert_eq!(read, expected);
+    // The backup's reads did not disturb the primary session.
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(4, 0))]
+    );
+    assert!(session.status().primary);
+    session.shutdown().await;
+    switch.shutdown().await.unwrap();
+}
