@@ -669,3 +669,37 @@ async fn p4runtime_shell_reads_back_what_the_session_wrote() {
     session.shutdown().await;
     switch.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn routes_that_cannot_be_written_are_reported_and_the_rest_installed() {
+    let switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let (session, mut events) = spawn(config(switch.grpc_addr, 1, pipeline(None))).await;
+    ready(&mut events).await;
+    let mut wanted = routes();
+    wanted.push(Route {
+        prefix: Ipv4Addr::new(10, 0, 3, 0),
+        prefix_len: 24,
+        egress_port: 600,
+        ..wanted[0]
+    });
+    match session.install_routes(wanted.clone()).await {
+        Err(SessionError::Updates { switch, failed }) => {
+            assert_eq!(switch, SWITCH);
+            assert_eq!(failed.len(), 1);
+            assert_eq!(failed[0].update, "INSERT 10.0.3.0/24");
+            assert_eq!(failed[0].code, tonic::Code::InvalidArgument);
+            assert!(
+                failed[0].message.contains("port 600"),
+                "{}",
+                failed[0].message
+            );
+        }
+        other => panic!("expected Updates, got {other:?}"),
+    }
+    assert_eq!(session.status().routes, 2);
+    // Without the bad route, nothing is left to write.
+    session.install_routes(routes()).await.unwrap();
+    assert_eq!(session.status().rpcs["write"].calls, 1);
+    session.shutdown().await;
+    switch.shutdown().await.unwrap();
+}

@@ -129,6 +129,11 @@ pub enum UpdateKind {
 }
 
 impl UpdateKind {
+    /// The P4Runtime name: INSERT, MODIFY or DELETE.
+    pub fn as_str(self) -> &'static str {
+        self.proto().as_str_name()
+    }
+
     fn proto(self) -> update::Type {
         match self {
             UpdateKind::Insert => update::Type::Insert,

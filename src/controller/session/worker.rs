@@ -858,17 +858,20 @@ impl Worker {
                 None => changes.push((UpdateKind::Insert, *route)),
             }
         }
+        let describe = |kind: UpdateKind, r: &Route| {
+            format!("{} {}/{}", kind.as_str(), r.prefix, r.prefix_len)
+        };
         let mut failed = Vec::new();
         let mut updates = Vec::new();
         let mut written = Vec::new();
-        for (index, (kind, route)) in changes.into_iter().enumerate() {
+        for (kind, route) in changes {
             match self.program.route_update(kind, &route) {
                 Ok(u) => {
                     updates.push(u);
-                    written.push((index, kind, route));
+                    written.push((kind, route));
                 }
                 Err(e) => failed.push(UpdateError {
-                    index,
+                    update: describe(kind, &route),
                     code: Code::InvalidArgument,
                     message: e.to_string(),
                 }),
@@ -876,7 +879,7 @@ impl Worker {
         }
         let results = self.write_batched(conn, updates).await;
         let lost = connection_failure(&results);
-        for ((index, kind, route), result) in written.into_iter().zip(results) {
+        for ((kind, route), result) in written.into_iter().zip(results) {
             match result {
                 Ok(()) if kind == UpdateKind::Delete => {
                     self.installed_routes.remove(&route_key(&route));
@@ -885,14 +888,13 @@ impl Worker {
                     self.installed_routes.insert(route_key(&route), route);
                 }
                 Err(e) => failed.push(UpdateError {
-                    index,
+                    update: describe(kind, &route),
                     code: e.code,
                     message: e.message,
                 }),
             }
         }
         self.update_status(|_| {});
-        failed.sort_by_key(|f| f.index);
         let answer = match (&lost, failed.is_empty()) {
             (Some(f), _) => Err(f.clone().into_error(&self.config.switch_name)),
             (None, true) => Ok(()),
