@@ -266,8 +266,28 @@ async fn a_full_table_is_told_apart_and_inserts_are_batched() {
         "{} WriteRequests for 200 concurrent inserts",
         requests.len()
     );
-    assert_eq!(session.read_pairs().await.unwrap().len(), 150);
+    let held = session.read_pairs().await.unwrap();
+    assert_eq!(held.len(), 150);
     assert_eq!(session.status().pairs, 150);
+
+    // Concurrent deletes are coalesced too: one Read of the final counters, one Write.
+    journal.take();
+    let reads_before = session.status().rpcs["read"].calls;
+    let deletes: Vec<_> = held
+        .iter()
+        .map(|&(pair, _)| {
+            let session = session.clone();
+            tokio::spawn(async move { session.delete_pair(pair).await })
+        })
+        .collect();
+    for delete in deletes {
+        assert_eq!(delete.await.unwrap().unwrap(), Some(PairTotals::default()));
+    }
+    let requests = journal.requests();
+    assert_eq!(requests.iter().map(|r| r.updates.len()).sum::<usize>(), 150);
+    assert!(requests.len() < 20, "{} WriteRequests", requests.len());
+    assert!(session.status().rpcs["read"].calls - reads_before < 20);
+    assert_eq!(session.read_pairs().await.unwrap(), vec![]);
     session.shutdown().await;
     switch.shutdown().await.unwrap();
 }
@@ -416,7 +436,270 @@ async fn an_unreachable_switch_is_reported_not_waited_for() {
     let status = session.status();
     assert!(!status.connected && !status.primary);
     assert!(status.rpcs["connect"].errors >= 1);
+    let error = status.last_error.unwrap();
+    assert!(error.contains("refused"), "{error}");
     tokio::time::timeout(WAIT, session.shutdown())
         .await
         .unwrap();
+}
+
+/// A TCP relay to the switch whose connections the test can cut while the switch keeps running
+/// (a network failure, not a restart).
+struct Relay {
+    addr: SocketAddr,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut cuts = cuts.clone();
+                cuts.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, cut, task }
+    }
+
+    /// Drops every open connection (new ones are relayed again).
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+#[tokio::test]
+async fn a_broken_connection_keeps_the_switch_state_and_the_counts() {
+    let mut switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let relay = Relay::start(switch.grpc_addr).await;
+    let journal = WriteJournal::new(100);
+    let mut cfg = config(relay.addr, 3, pipeline(None));
+    cfg.journal = Some(journal.clone());
+    let (session, mut events) = spawn(cfg).await;
+    ready(&mut events).await;
+    session.install_routes(routes()).await.unwrap();
+    let pair = VmPair::new(VM_A, VM_B);
+    session.insert_pair(pair, None).await.unwrap();
+    send_a_to_b(&mut switch, 3).await;
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(3, 0))]
+    );
+    send_a_to_b(&mut switch, 1).await;
+    let writes_before = journal.requests().len();
+
+    relay.cut();
+    match next_event(&mut events).await {
+        SessionEvent::Lost { switch, .. } => assert_eq!(switch, SWITCH),
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    ready(&mut events).await;
+    // The switch still runs our pipeline: RECONCILE_AND_COMMIT kept its entries, so nothing
+    // was written again and the packet counted while the session was away is not lost.
+    assert_eq!(journal.requests().len(), writes_before);
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(4, 0))]
+    );
+    send_a_to_b(&mut switch, 1).await;
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(5, 0))]
+    );
+    assert_eq!(session.status().connections, 2);
+    session.shutdown().await;
+    relay.task.abort();
+    switch.shutdown().await.unwrap();
+}
+
+/// The throughput batching is for: 10 000 concurrent inserts, then as many deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_pairs_in_batches() {
+    let switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let journal = WriteJournal::new(1000);
+    let mut cfg = config(switch.grpc_addr, 1, pipeline(None));
+    cfg.journal = Some(journal.clone());
+    let (session, mut events) = spawn(cfg).await;
+    ready(&mut events).await;
+    let pairs: Vec<VmPair> = (0..10_000u32)
+        .map(|i| {
+            VmPair::new(
+                Ipv4Addr::from(0x0a00_0000 + i),
+                Ipv4Addr::new(10, 200, 0, 1),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let inserts: Vec<_> = pairs
+        .iter()
+        .map(|&pair| {
+            let session = session.clone();
+            tokio::spawn(async move { session.insert_pair(pair, None).await })
+        })
+        .collect();
+    for insert in inserts {
+        insert.await.unwrap().unwrap();
+    }
+    let inserted = started.elapsed();
+    assert_eq!(session.read_pairs().await.unwrap().len(), 10_000);
+    let started = std::time::Instant::now();
+    let deletes: Vec<_> = pairs
+        .iter()
+        .map(|&pair| {
+            let session = session.clone();
+            tokio::spawn(async move { session.delete_pair(pair).await })
+        })
+        .collect();
+    for delete in deletes {
+        assert!(delete.await.unwrap().unwrap().is_some());
+    }
+    let deleted = started.elapsed();
+    let requests = journal.requests();
+    eprintln!(
+        "10k inserts in {inserted:?}, 10k deletes in {deleted:?}, {} WriteRequests",
+        requests.len()
+    );
+    assert!(requests.iter().all(|r| r.updates.len() <= 1000));
+    assert!(requests.len() < 200, "{} WriteRequests", requests.len());
+    assert_eq!(session.status().pairs, 0);
+    session.shutdown().await;
+    switch.shutdown().await.unwrap();
+}
+
+fn python() -> String {
+    if let Ok(path) = std::env::var("VMDEP_PYTHON") {
+        return path;
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python");
+    assert!(
+        std::path::Path::new(path).exists(),
+        "{path} is missing: create it with\n  python3 -m venv target/py-venv && \
+         target/py-venv/bin/pip install -r tests/python/requirements.txt\n\
+         (tests/run-all.sh does this)"
+    );
+    path.to_string()
+}
+
+/// The official client's view of what the session wrote: names from the P4Info the session
+/// pushed, values decoded by p4runtime-shell, counters through its DirectCounterEntry.
+#[tokio::test]
+async fn p4runtime_shell_reads_back_what_the_session_wrote() {
+    let mut switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let (session, mut events) = spawn(config(switch.grpc_addr, 10, pipeline(None))).await;
+    ready(&mut events).await;
+    session.install_routes(routes()).await.unwrap();
+    let pair = VmPair::new(VM_A, VM_B);
+    session
+        .insert_pair(pair, Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    send_a_to_b(&mut switch, 4).await;
+
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/p4rt_shell_read_back.py"
+    );
+    let run = tokio::process::Command::new(python())
+        .arg(script)
+        .args(["--grpc-addr", &switch.grpc_addr.to_string()])
+        .args(["--device-id", &DEVICE.to_string()])
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("p4runtime-shell did not finish")
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "p4runtime-shell failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let read: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let ip = |a: Ipv4Addr| u64::from(u32::from(a));
+    let mac = |m: [u8; 6]| m.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let expected = serde_json::json!({
+        "MyIngress.ipv4_lpm": [
+            {
+                "match": {"hdr.ipv4.dstAddr": {"lpm": ip(Ipv4Addr::new(10, 0, 1, 0)), "prefix_len": 24}},
+                "action": "MyIngress.set_next_hop",
+                "params": {"src_mac": mac([0x02, 0, 0, 0, 7, 1]), "dst_mac": mac([0x02, 0x01, 10, 0, 1, 1]), "port": 1},
+                "priority": 0,
+                "idle_timeout_ns": 0,
+            },
+            {
+                "match": {"hdr.ipv4.dstAddr": {"lpm": ip(VM_B), "prefix_len": 32}},
+                "action": "MyIngress.set_next_hop",
+                "params": {"src_mac": mac([0x02, 0, 0, 0, 7, 2]), "dst_mac": mac([0x02, 0x01, 10, 0, 2, 1]), "port": 2},
+                "priority": 0,
+                "idle_timeout_ns": 0,
+            },
+        ],
+        "MyIngress.vm_pair": [
+            {
+                "match": {"hdr.ipv4.srcAddr": {"exact": ip(VM_A)}, "hdr.ipv4.dstAddr": {"exact": ip(VM_B)}},
+                "action": "MyIngress.count_pair",
+                "params": {},
+                "priority": 0,
+                "idle_timeout_ns": 3_600_000_000_000u64,
+                "packets": 4,
+                "bytes": 4 * frame_a_to_b().len(),
+            },
+        ],
+    });
+    assert_eq!(read, expected);
+    // The backup's reads did not disturb the primary session.
+    assert_eq!(
+        session.read_pairs().await.unwrap(),
+        vec![(pair, totals(4, 0))]
+    );
+    assert!(session.status().primary);
+    session.shutdown().await;
+    switch.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn routes_that_cannot_be_written_are_reported_and_the_rest_installed() {
+    let switch = switch_on("127.0.0.1:0".parse().unwrap()).await;
+    let (session, mut events) = spawn(config(switch.grpc_addr, 1, pipeline(None))).await;
+    ready(&mut events).await;
+    let mut wanted = routes();
+    wanted.push(Route {
+        prefix: Ipv4Addr::new(10, 0, 3, 0),
+        prefix_len: 24,
+        egress_port: 600,
+        ..wanted[0]
+    });
+    match session.install_routes(wanted.clone()).await {
+        Err(SessionError::Updates { switch, failed }) => {
+            assert_eq!(switch, SWITCH);
+            assert_eq!(failed.len(), 1);
+            assert_eq!(failed[0].update, "INSERT 10.0.3.0/24");
+            assert_eq!(failed[0].code, tonic::Code::InvalidArgument);
+            assert!(
+                failed[0].message.contains("port 600"),
+                "{}",
+                failed[0].message
+            );
+        }
+        other => panic!("expected Updates, got {other:?}"),
+    }
+    assert_eq!(session.status().routes, 2);
+    // Without the bad route, nothing is left to write.
+    session.install_routes(routes()).await.unwrap();
+    assert_eq!(session.status().rpcs["write"].calls, 1);
+    session.shutdown().await;
+    switch.shutdown().await.unwrap();
 }

@@ -14,6 +14,15 @@
 //!   selection and release of pairs to measure;
 //! - [`graph`]: the dependency graph over time, rendered as JSON and Graphviz DOT.
 //!
+//! its P4Runtime side:
+//!
+//! - [`rules`]: vmdep.p4's P4Runtime entries (routes, counting entries) built by name through the
+//!   P4Info;
+//! - [`session`]: one P4Runtime session per switch (the only part that talks to switches);
+//!
+//! and [`service`], the running controller: the tasks and the once-per-window loop that ties
+//! them together (collector → estimate → placement → sessions → graph, mirror sets to hosts).
+//!
 //! It may use `p4rt`, `sflow`, `wire` and `hostlink` only: switches are reached over P4Runtime and
 //! hosts over their protocols, never through `switch`, `host` or `compiler` types.
 

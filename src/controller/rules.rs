@@ -129,6 +129,11 @@ pub enum UpdateKind {
 }
 
 impl UpdateKind {
+    /// The P4Runtime name: INSERT, MODIFY or DELETE.
+    pub fn as_str(self) -> &'static str {
+        self.proto().as_str_name()
+    }
+
     fn proto(self) -> update::Type {
         match self {
             UpdateKind::Insert => update::Type::Insert,
@@ -423,11 +428,15 @@ impl VmdepProgram {
         pair: VmPair,
         idle_timeout: Option<Duration>,
     ) -> Result<Update, RulesError> {
-        let entry = match kind {
-            UpdateKind::Delete => self.pair_key(pair),
-            _ => self.pair_entry(pair, idle_timeout)?,
-        };
-        Ok(table_update(kind, entry))
+        match kind {
+            UpdateKind::Delete => Ok(self.pair_delete(pair)),
+            _ => Ok(table_update(kind, self.pair_entry(pair, idle_timeout)?)),
+        }
+    }
+
+    /// The DELETE of `pair`'s entry (its key only).
+    pub fn pair_delete(&self, pair: VmPair) -> Update {
+        table_update(UpdateKind::Delete, self.pair_key(pair))
     }
 
     /// A Read of every `vm_pair` entry with its direct counter.
@@ -442,15 +451,25 @@ impl VmdepProgram {
         )
     }
 
-    /// A Read of `pair`'s entry with its direct counter.
-    pub fn read_pair(&self, device_id: u64, pair: VmPair) -> ReadRequest {
-        self.read_request(
+    /// One Read of these pairs' entries with their direct counters (absent ones are skipped).
+    pub fn read_pairs(
+        &self,
+        device_id: u64,
+        pairs: impl IntoIterator<Item = VmPair>,
+    ) -> ReadRequest {
+        ReadRequest {
             device_id,
-            TableEntry {
-                counter_data: Some(CounterData::default()),
-                ..self.pair_key(pair)
-            },
-        )
+            entities: pairs
+                .into_iter()
+                .map(|pair| Entity {
+                    entity: Some(entity::Entity::TableEntry(TableEntry {
+                        counter_data: Some(CounterData::default()),
+                        ..self.pair_key(pair)
+                    })),
+                })
+                .collect(),
+            ..ReadRequest::default()
+        }
     }
 
     /// A Read of every `ipv4_lpm` entry.

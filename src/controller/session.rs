@@ -6,6 +6,13 @@
 //! `vm_pair` entries the controller asked it to keep — again after every reconnection. The handle
 //! only sends commands and reads the status; every answer comes back through a oneshot.
 //!
+//! On every connection the session first tries RECONCILE_AND_COMMIT, which keeps the switch's
+//! entries and counters when it already runs the same pipeline (the connection broke, the switch
+//! did not), and falls back to VERIFY_AND_COMMIT; it then reads both tables and writes only the
+//! difference with the desired state. A session that finds another controller primary closes
+//! its stream and retries with backoff: it takes over only when the primary is gone and its
+//! election id is the highest the switch has seen (the P4Runtime rule).
+//!
 //! Counts are kept cumulative here ([`PairTotals`]): a raw counter reading below the previous one,
 //! or an entry that had to be inserted again, is a reset (the counter started from zero), never a
 //! negative delta.
@@ -242,8 +249,8 @@ pub struct SessionStatus {
 /// One refused update of a batch, decoded from the `p4.v1.Error` details of the Write status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateError {
-    /// Position of the update in what the caller asked for.
-    pub index: usize,
+    /// The update, e.g. `INSERT 10.0.2.0/24`.
+    pub update: String,
     pub code: Code,
     pub message: String,
 }
@@ -357,16 +364,18 @@ impl SwitchSession {
         answer.await.map_err(|_| closed())?
     }
 
-    /// Makes `routes` the switch's whole route set: writes the difference with what it holds
-    /// (deletes, then modifies, then inserts). The set is kept as desired even when the switch
-    /// is unreachable (`NotConnected`): it is written at the next connection.
+    /// Makes `routes` the switch's whole route set (of two routes for one prefix, the last
+    /// wins): writes the difference with what it holds, deletes first. The set is kept as
+    /// desired even when the switch is unreachable (`NotConnected`): it is written at the next
+    /// connection; refused routes (`Updates`) are tried again at the next call.
     pub async fn install_routes(&self, routes: Vec<Route>) -> Result<(), SessionError> {
         self.call(|reply| Command::InstallRoutes { routes, reply })
             .await
     }
 
     /// Installs `pair`'s counting entry. Concurrent calls are coalesced into batched
-    /// WriteRequests. `TableFull` means the switch has no room (try another switch).
+    /// WriteRequests. `TableFull` means the switch has no room (try another switch); a pair
+    /// already held is `Refused` with ALREADY_EXISTS.
     pub async fn insert_pair(
         &self,
         pair: VmPair,

@@ -246,6 +246,8 @@ impl Worker {
 
     pub(super) async fn run(mut self) {
         let mut backoff = self.config.reconnect.min;
+        // The other primary last reported in a NotPrimary event, since the last Ready.
+        let mut reported_primary: Option<Option<u128>> = None;
         loop {
             if self.stopping() {
                 break;
@@ -260,6 +262,7 @@ impl Worker {
             match attempt {
                 Ok((conn, dropped_pairs)) => {
                     backoff = self.config.reconnect.min;
+                    reported_primary = None;
                     self.update_status(|s| {
                         s.pipeline_pushed = true;
                         s.connections += 1;
@@ -292,16 +295,20 @@ impl Worker {
                         primary.map_or("unknown".to_string(), |p| p.to_string()),
                         self.config.election_id
                     );
-                    tracing::warn!(switch = %self.config.switch_name, %reason);
                     self.went_down(&reason);
                     self.down = SessionError::NotPrimary {
                         switch: self.switch(),
                     };
-                    self.emit(SessionEvent::NotPrimary {
-                        switch: self.switch(),
-                        ours: self.config.election_id,
-                        primary_election_id: primary,
-                    });
+                    // Retries find the same primary: tell the controller once per change.
+                    if reported_primary != Some(primary) {
+                        tracing::warn!(switch = %self.config.switch_name, %reason);
+                        reported_primary = Some(primary);
+                        self.emit(SessionEvent::NotPrimary {
+                            switch: self.switch(),
+                            ours: self.config.election_id,
+                            primary_election_id: primary,
+                        });
+                    }
                 }
             }
             if !self.wait_answering(backoff).await {
@@ -400,8 +407,9 @@ impl Worker {
             Ok(Err(e)) => {
                 self.account("connect", started, false);
                 return Err(ConnectFailure::Failed(format!(
-                    "cannot connect to {}: {e}",
-                    self.config.addr
+                    "cannot connect to {}: {}",
+                    self.config.addr,
+                    error_chain(&e)
                 )));
             }
             Err(_) => {
@@ -541,6 +549,7 @@ impl Worker {
             .read(conn, self.program.read_all_routes(self.config.device_id))
             .await?;
         let mut kept = BTreeMap::new();
+        let mut modified = BTreeSet::new();
         let mut updates: Vec<(Option<RouteKey>, Update)> = Vec::new();
         for entry in table_entries(on_switch) {
             match self.program.decode_route_entry(&entry) {
@@ -550,6 +559,7 @@ impl Worker {
                 Some(route) if self.desired_routes.contains_key(&route_key(&route)) => {
                     let wanted = self.desired_routes[&route_key(&route)];
                     if let Ok(u) = self.program.route_update(UpdateKind::Modify, &wanted) {
+                        modified.insert(route_key(&route));
                         updates.push((Some(route_key(&route)), u));
                     }
                 }
@@ -558,8 +568,7 @@ impl Worker {
             }
         }
         for (key, route) in &self.desired_routes {
-            let modified = updates.iter().any(|(k, _)| k.as_ref() == Some(key));
-            if !kept.contains_key(key) && !modified {
+            if !kept.contains_key(key) && !modified.contains(key) {
                 match self.program.route_update(UpdateKind::Insert, route) {
                     Ok(u) => updates.push((Some(*key), u)),
                     Err(e) => {
@@ -617,9 +626,7 @@ impl Worker {
         }
         let (pairs, batch): (Vec<_>, Vec<_>) = updates.into_iter().unzip();
         let results = self.write_batched(conn, batch).await;
-        if let Some(failure) = connection_failure(&results) {
-            return Err(failure);
-        }
+        let lost = connection_failure(&results);
         let mut dropped = Vec::new();
         for (pair, result) in pairs.into_iter().zip(results) {
             let Some(pair) = pair else { continue };
@@ -629,6 +636,10 @@ impl Worker {
                         held.tracker.restarted();
                     }
                 }
+                // Not refused, just not sent: the next connection tries again.
+                Err(WriteOutcome {
+                    failure: Some(_), ..
+                }) => {}
                 Err(e) => {
                     tracing::warn!(switch = %self.config.switch_name, %pair, error = %e.message, "pair not written back");
                     self.pairs.remove(&pair);
@@ -637,7 +648,7 @@ impl Worker {
             }
         }
         self.update_status(|_| {});
-        Ok(dropped)
+        lost.map_or(Ok(dropped), Err)
     }
 
     // ------------------------------------------------------------------------- serving
@@ -679,7 +690,8 @@ impl Worker {
                     self.insert_pairs(&mut conn, batch).await
                 }
                 Command::DeletePair { pair, reply } => {
-                    self.delete_pair(&mut conn, pair, reply).await
+                    let batch = self.gather_deletes(pair, reply);
+                    self.delete_pairs(&mut conn, batch).await
                 }
                 Command::ReadPairs { reply } => self.read_pairs(&mut conn, reply).await,
             };
@@ -846,17 +858,20 @@ impl Worker {
                 None => changes.push((UpdateKind::Insert, *route)),
             }
         }
+        let describe = |kind: UpdateKind, r: &Route| {
+            format!("{} {}/{}", kind.as_str(), r.prefix, r.prefix_len)
+        };
         let mut failed = Vec::new();
         let mut updates = Vec::new();
         let mut written = Vec::new();
-        for (index, (kind, route)) in changes.into_iter().enumerate() {
+        for (kind, route) in changes {
             match self.program.route_update(kind, &route) {
                 Ok(u) => {
                     updates.push(u);
-                    written.push((index, kind, route));
+                    written.push((kind, route));
                 }
                 Err(e) => failed.push(UpdateError {
-                    index,
+                    update: describe(kind, &route),
                     code: Code::InvalidArgument,
                     message: e.to_string(),
                 }),
@@ -864,7 +879,7 @@ impl Worker {
         }
         let results = self.write_batched(conn, updates).await;
         let lost = connection_failure(&results);
-        for ((index, kind, route), result) in written.into_iter().zip(results) {
+        for ((kind, route), result) in written.into_iter().zip(results) {
             match result {
                 Ok(()) if kind == UpdateKind::Delete => {
                     self.installed_routes.remove(&route_key(&route));
@@ -873,14 +888,13 @@ impl Worker {
                     self.installed_routes.insert(route_key(&route), route);
                 }
                 Err(e) => failed.push(UpdateError {
-                    index,
+                    update: describe(kind, &route),
                     code: e.code,
                     message: e.message,
                 }),
             }
         }
         self.update_status(|_| {});
-        failed.sort_by_key(|f| f.index);
         let answer = match (&lost, failed.is_empty()) {
             (Some(f), _) => Err(f.clone().into_error(&self.config.switch_name)),
             (None, true) => Ok(()),
@@ -893,65 +907,96 @@ impl Worker {
         lost.map_or(Ok(()), Err)
     }
 
-    async fn delete_pair(
+    /// This delete and the deletes queued right behind it, up to one batch.
+    fn gather_deletes(
         &mut self,
-        conn: &mut Connection,
         pair: VmPair,
         reply: Reply<Option<PairTotals>>,
+    ) -> Vec<(VmPair, Reply<Option<PairTotals>>)> {
+        let mut batch = vec![(pair, reply)];
+        while batch.len() < self.config.max_batch.max(1) {
+            match self.commands.try_recv() {
+                Ok(Command::DeletePair { pair, reply }) => batch.push((pair, reply)),
+                Ok(other) => {
+                    self.pending = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Reads the counters of the held pairs of `batch` in one Read, then deletes them in one
+    /// Write; pairs not held (or named twice) are answered `None` without an RPC.
+    async fn delete_pairs(
+        &mut self,
+        conn: &mut Connection,
+        batch: Vec<(VmPair, Reply<Option<PairTotals>>)>,
     ) -> Result<(), RpcFailure> {
-        if !self.pairs.contains_key(&pair) {
-            let _ = reply.send(Ok(None));
+        let mut seen = BTreeSet::new();
+        let mut waiting = Vec::with_capacity(batch.len());
+        for (pair, reply) in batch {
+            if self.pairs.contains_key(&pair) && seen.insert(pair) {
+                waiting.push((pair, reply));
+            } else {
+                let _ = reply.send(Ok(None));
+            }
+        }
+        if waiting.is_empty() {
             return Ok(());
         }
-        let read = self
-            .read(conn, self.program.read_pair(self.config.device_id, pair))
-            .await;
-        let entities = match read {
+        let request = self
+            .program
+            .read_pairs(self.config.device_id, waiting.iter().map(|(pair, _)| *pair));
+        let entities = match self.read(conn, request).await {
             Ok(entities) => entities,
             Err(f) => {
-                let _ = reply.send(Err(f.clone().into_error(&self.config.switch_name)));
+                let error = f.clone().into_error(&self.config.switch_name);
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(error.clone()));
+                }
                 return if f.ends_connection() { Err(f) } else { Ok(()) };
             }
         };
         for entry in table_entries(entities) {
             match self.program.decode_pair_entry(&entry) {
-                Ok((read_pair, count)) if read_pair == pair => {
+                Ok((pair, count)) => {
                     if let Some(held) = self.pairs.get_mut(&pair) {
                         held.tracker.observe(count);
                     }
                 }
-                Ok(_) => {}
                 Err(source) => {
-                    let _ = reply.send(Err(SessionError::BadReply {
-                        switch: self.switch(),
-                        source,
-                    }));
+                    for (_, reply) in waiting {
+                        let _ = reply.send(Err(SessionError::BadReply {
+                            switch: self.switch(),
+                            source: source.clone(),
+                        }));
+                    }
                     return Ok(());
                 }
             }
         }
-        let update = match self.program.pair_update(UpdateKind::Delete, pair, None) {
-            Ok(u) => u,
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-                return Ok(());
-            }
-        };
-        let mut results = self.write_batched(conn, vec![update]).await;
+        let updates = waiting
+            .iter()
+            .map(|(pair, _)| self.program.pair_delete(*pair))
+            .collect();
+        let results = self.write_batched(conn, updates).await;
         let lost = connection_failure(&results);
-        let answer = match results.pop() {
-            // Gone already (e.g. the switch restarted empty): nothing left to delete.
-            Some(Ok(()))
-            | Some(Err(WriteOutcome {
-                code: Code::NotFound,
-                failure: None,
-                ..
-            })) => Ok(self.pairs.remove(&pair).map(|held| held.tracker.totals)),
-            Some(Err(e)) => Err(self.update_error(e)),
-            None => Ok(None),
-        };
+        for ((pair, reply), result) in waiting.into_iter().zip(results) {
+            let answer = match result {
+                // Gone already (e.g. the switch restarted empty): nothing left to delete.
+                Ok(())
+                | Err(WriteOutcome {
+                    code: Code::NotFound,
+                    failure: None,
+                    ..
+                }) => Ok(self.pairs.remove(&pair).map(|held| held.tracker.totals)),
+                Err(e) => Err(self.update_error(e)),
+            };
+            let _ = reply.send(answer);
+        }
         self.update_status(|_| {});
-        let _ = reply.send(answer);
         lost.map_or(Ok(()), Err)
     }
 
@@ -1200,4 +1245,16 @@ fn answer_all(command: Command, error: &SessionError) {
             let _ = reply.send(Err(error));
         }
     }
+}
+
+/// An error and its sources, as one line ("transport error: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
