@@ -19,6 +19,7 @@
 
 pub mod compiler;
 pub mod controller;
+pub mod demo;
 pub mod p4rt;
 pub mod sflow;
 pub mod switch;

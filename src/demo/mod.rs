@@ -1,0 +1,8 @@
+//! The end-to-end demonstration (`vmdep demo`): the reference topology, a workload with known
+//! ground truth, and the run that wires hosts, switches and the controller together so their
+//! measurements can be compared with that truth.
+//!
+//! `demo` sits at the top of the module graph: it may use every other part of vmdep, and nothing
+//! imports it (only the CLI).
+
+pub mod workload;
