@@ -58,6 +58,11 @@ mod redis;
 mod tcp;
 mod tls;
 
+#[cfg(test)]
+mod checks;
+#[cfg(test)]
+mod tests;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::Ipv4Addr;

@@ -27,7 +27,7 @@ const WARMUP: Nanos = 100 * MS;
 const DNS_TTL_SECONDS: u32 = 5;
 /// Time between the chunks of the backup stream.
 const BACKUP_CHUNK_INTERVAL: Nanos = 100 * MS;
-const BACKUP_CHUNK: usize = 16 * 1024;
+pub(super) const BACKUP_CHUNK: usize = 16 * 1024;
 const BACKUP_PORT: u16 = 9102;
 
 /// A kind of session, with what its script needs.
@@ -131,13 +131,13 @@ pub(super) fn three_tier_flows(vms: &[VmEndpoint], rng: &mut ChaCha8Rng) -> Vec<
     };
     for client in ["client1", "client2"] {
         for web in ["web1", "web2"] {
-            add(rng, client, web, 80, Kind::Http, Schedule::Poisson(2.5));
-            add(rng, client, web, 443, Kind::Tls, Schedule::Poisson(1.5));
+            add(rng, client, web, 80, Kind::Http, Schedule::Poisson(4.0));
+            add(rng, client, web, 443, Kind::Tls, Schedule::Poisson(2.5));
         }
     }
     for web in ["web1", "web2"] {
         for app in ["app1", "app2"] {
-            add(rng, web, app, 8080, Kind::Api, Schedule::Poisson(0.6));
+            add(rng, web, app, 8080, Kind::Api, Schedule::Poisson(1.0));
         }
     }
     for app in ["app1", "app2"] {
@@ -147,7 +147,7 @@ pub(super) fn three_tier_flows(vms: &[VmEndpoint], rng: &mut ChaCha8Rng) -> Vec<
             "db1",
             5432,
             Kind::Postgres,
-            Schedule::Poisson(0.5),
+            Schedule::Poisson(0.8),
         );
         add(
             rng,
@@ -155,7 +155,7 @@ pub(super) fn three_tier_flows(vms: &[VmEndpoint], rng: &mut ChaCha8Rng) -> Vec<
             "cache1",
             6379,
             Kind::Redis,
-            Schedule::Poisson(0.3),
+            Schedule::Poisson(0.6),
         );
     }
     add(
@@ -164,7 +164,7 @@ pub(super) fn three_tier_flows(vms: &[VmEndpoint], rng: &mut ChaCha8Rng) -> Vec<
         "db2",
         3306,
         Kind::Mysql,
-        Schedule::Poisson(0.4),
+        Schedule::Poisson(0.6),
     );
     let backup = Schedule::Periodic {
         period: 7.0,

@@ -58,7 +58,8 @@ pub(super) struct Burst {
     pub last: usize,
     pub first_at: Nanos,
     pub last_at: Nanos,
-    /// When the last segment reaches the peer.
+    /// When the last segment has reached the peer and the peer's immediate ACK has left: the
+    /// peer may send from then on.
     pub arrives: Nanos,
 }
 
@@ -155,7 +156,7 @@ impl TcpConn {
             last: last.0,
             first_at,
             last_at: last.1,
-            arrives: last.1 + self.one_way,
+            arrives: last.1 + self.one_way + 2 * TURNAROUND,
         }
     }
 
