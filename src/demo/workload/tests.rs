@@ -37,7 +37,7 @@ fn ensure(cond: bool, what: impl FnOnce() -> String) -> Checked<()> {
     }
 }
 
-/// One direction of traffic of an application, as read back from the frames.
+/// What the frames show of one application.
 #[derive(Debug, Default)]
 struct Observed {
     connections: u64,
@@ -61,7 +61,7 @@ fn audit(topology: &Topology, spec: WorkloadSpec, w: &Workload) -> Checked<()> {
     check_truth(topology, w, &observed)
 }
 
-/// Per frame: (src ip, dst ip, transport, payload range) read back with `wire`.
+/// A frame as `wire` reads it back.
 struct Parsed<'a> {
     repr: FrameRepr<'a>,
 }
@@ -184,9 +184,14 @@ fn check_tcp(
         };
         let client = first.ipv4.src_addr;
         let key = (client, first.ipv4.dst_addr, syn.dst_port);
-        let streams = replay_connection(w, frames, conn, client)
+        let (streams, mut response_times) = replay_connection(w, frames, conn, client)
             .map_err(|e| format!("connection {key:?} from frame {}: {e}", conn[0]))?;
         let o = observed.entry(key).or_default();
+        // The first answer of TLS, PostgreSQL and MySQL ends a handshake, not a request.
+        if [443, 5432, 3306].contains(&syn.dst_port) && !response_times.is_empty() {
+            response_times.remove(0);
+        }
+        o.response_times.extend(response_times);
         o.connections += 1;
         o.to_server += streams[0].len() as u64;
         o.to_client += streams[1].len() as u64;
@@ -200,13 +205,16 @@ fn seq_le(a: u32, b: u32) -> bool {
     b.wrapping_sub(a) < 1 << 31
 }
 
-/// One connection's segments in order; returns the client's and the server's byte streams.
+/// One connection's segments in order; returns the client's and the server's byte streams, and
+/// the time from each last client data segment to the server's first data after it.
 fn replay_connection(
     w: &Workload,
     frames: &[Parsed],
     conn: &[usize],
     client: Ipv4Addr,
-) -> Checked<[Vec<u8>; 2]> {
+) -> Checked<([Vec<u8>; 2], Vec<Nanos>)> {
+    let mut last_request: Option<Duration> = None;
+    let mut response_times = Vec::new();
     let mut next = [0u32; 2];
     let mut acked = [0u32; 2];
     let mut fin = [false; 2];
@@ -292,6 +300,16 @@ fn replay_connection(
         acked[side] = t.ack_number;
         fin[side] |= is_fin;
         streams[side].extend_from_slice(p.payload);
+        let at = w.frames[i].at;
+        match (len > 0, side) {
+            (true, 0) => last_request = Some(at),
+            (true, _) => {
+                if let Some(asked) = last_request.take() {
+                    response_times.push((at - asked).as_nanos() as Nanos);
+                }
+            }
+            (false, _) => {}
+        }
     }
     let last = &frames[*conn.last().unwrap()].repr;
     let TransportRepr::Tcp(t) = last.transport else {
@@ -305,7 +323,7 @@ fn replay_connection(
     ensure(acked == [next[1], next[0]], || {
         "everything is acknowledged".into()
     })?;
-    Ok(streams)
+    Ok((streams, response_times))
 }
 
 /// Reads a connection's streams with the reader of its port and counts requests and responses.
@@ -511,13 +529,21 @@ fn check_truth(
         ensure(rt.min_us <= rt.mean_us && rt.mean_us <= rt.max_us, || {
             "response time order".into()
         })?;
-        if !o.response_times.is_empty() {
-            let min = o.response_times.iter().min().unwrap() / 1000;
-            let max = o.response_times.iter().max().unwrap() / 1000;
-            ensure((rt.min_us, rt.max_us) == (min, max), || {
-                format!("{}->{}: UDP response times", a.client, a.server)
-            })?;
-        }
+        let times = &o.response_times;
+        let seen = ResponseTimes {
+            min_us: times.iter().min().ok_or("no response seen")? / 1000,
+            mean_us: times.iter().sum::<Nanos>() / times.len() as Nanos / 1000,
+            max_us: times.iter().max().ok_or("no response seen")? / 1000,
+        };
+        ensure(times.len() as u64 == a.responses && seen == rt, || {
+            format!(
+                "{}->{}:{}: response times {rt:?}, frames show {} of {seen:?}",
+                a.client,
+                a.server,
+                a.server_port,
+                times.len()
+            )
+        })?;
         let client = topology.vm(topology.vm_id(&a.client).unwrap());
         let role = VM_ROLES.iter().find(|(n, _)| *n == a.client).unwrap().1;
         ensure(
