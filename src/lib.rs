@@ -15,11 +15,13 @@
 //! Leaves: [`p4rt`] (P4Runtime types and helpers), [`wire`] (packet headers) and [`sflow`]
 //! (sFlow v5) import no other part. [`compiler`] uses only `p4rt`; [`switch`] uses `p4rt` and
 //! never the compiler; [`controller`] uses `p4rt` and `sflow` and reaches switches only over
-//! P4Runtime.
+//! P4Runtime. [`hostlink`] (servers' exact same-server counts and DPI labels in, mirror
+//! requests out) is a leaf protocol module like `sflow`.
 
 pub mod compiler;
 pub mod controller;
 pub mod demo;
+pub mod hostlink;
 pub mod p4rt;
 pub mod sflow;
 pub mod switch;
