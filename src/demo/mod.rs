@@ -1,5 +1,9 @@
-//! `vmdep demo`: the whole system on one machine. It wires every other part together (the
-//! switches, the controller, the emulated hosts with DPI, the workload and its ground truth)
-//! and nothing imports it.
+//! The end-to-end demonstration (`vmdep demo`): the reference topology, a workload with known
+//! ground truth, and the run that wires switches, hosts with DPI and the controller together so
+//! their measurements can be compared with that truth.
+//!
+//! `demo` sits at the top of the module graph: it may use every other part of vmdep, and nothing
+//! imports it (only the CLI).
 
 pub mod fabric;
+pub mod workload;
