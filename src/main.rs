@@ -43,6 +43,9 @@ enum Command {
     /// The SDN controller: sFlow collector, pre-analysis, paths, placement of one counting entry
     /// per measured VM pair, P4Runtime sessions, the dependency graph.
     Controller(cmd::controller::ControllerArgs),
+    /// The whole system on one machine: the reference topology's switches, emulated servers
+    /// with DPI, the controller and a three-tier workload, measured against its ground truth.
+    Demo(cmd::demo::DemoArgs),
     /// An emulated server: its VMs' virtual switch with sFlow sampling, exact same-server
     /// counts and mirroring (Open vSwitch's role on a hypervisor).
     Host(HostArgs),
@@ -187,6 +190,9 @@ fn main() -> anyhow::Result<()> {
         Command::Switch(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_switch(args)),
+        Command::Demo(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(cmd::demo::run(args)),
         Command::Controller(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(cmd::controller::run(args)),

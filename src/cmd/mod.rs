@@ -2,6 +2,7 @@
 //! arguments into the library's options and runs it until Ctrl-C or the end of its job.
 
 pub mod controller;
+pub mod demo;
 
 use std::time::Duration;
 

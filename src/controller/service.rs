@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use crate::hostlink::{self, ControllerMessage, HostMessage, PairAddrs};
 
 use super::collector::{self, CollectedSamples, CollectorStats, CollectorStatsSnapshot, CounterTable};
-use super::estimate::{PairSelector, SelectionPolicy, WindowSamples};
+use super::estimate::{PairSamples, PairSelector, SelectionPolicy, WindowSamples};
 use super::graph::{DependencyGraph, GraphError};
 use super::paths::{Paths, RouteTables};
 use super::placement::{empty_budgets, GreedyPlacer, Load, PlaceError};
@@ -116,6 +116,16 @@ pub struct PairPlacement {
     pub switch: String,
 }
 
+/// A pair's sampled estimate in one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairEstimate {
+    pub pair: VmPair,
+    #[serde(flatten)]
+    pub samples: PairSamples,
+    /// sFlow's 95 % bound on the packet estimate's error, in percent.
+    pub error_percent: Option<f64>,
+}
+
 /// What one window did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct WindowReport {
@@ -124,6 +134,8 @@ pub struct WindowReport {
     /// Pair samples taken into this window's estimates.
     pub samples: u64,
     pub sampled_pairs: usize,
+    /// The window's estimate of every sampled pair, in pair order.
+    pub estimates: Vec<PairEstimate>,
     pub selected: Vec<PairPlacement>,
     pub released: Vec<VmPair>,
     /// Pairs whose entry a switch reported idle.
@@ -521,6 +533,14 @@ async fn step(shared: &Shared) -> WindowReport {
         }
     }
     report.sampled_pairs = window.len();
+    report.estimates = window
+        .iter()
+        .map(|(pair, samples)| PairEstimate {
+            pair,
+            samples,
+            error_percent: samples.error_percent(),
+        })
+        .collect();
     let mut idle: Vec<(String, VmPair)> = Vec::new();
     while let Ok(event) = state.events.try_recv() {
         match event {

@@ -5,5 +5,6 @@
 //! `demo` sits at the top of the module graph: it may use every other part of vmdep, and nothing
 //! imports it (only the CLI).
 
+pub mod emulated;
 pub mod fabric;
 pub mod workload;

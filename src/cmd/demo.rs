@@ -1,0 +1,206 @@
+//! `vmdep demo`: the emulated data center, measured end to end, with a readable report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use vmdep::demo::emulated::{self, DemoOptions, DemoReport, Progress};
+use vmdep::demo::workload::WorkloadSpec;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Seed of the workload (and of the hosts' samplers).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How much workload time to run.
+    #[arg(long, default_value = "15s", value_parser = super::parse_duration)]
+    pub duration: Duration,
+    /// Workload time per controller window.
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
+    pub window: Duration,
+    /// Multiplies the workload's rates.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// The hosts sample 1 in N frames.
+    #[arg(long, default_value_t = 64)]
+    pub sampling_rate: u32,
+    /// Estimated bytes per window from which a pair is measured exactly.
+    #[arg(long, default_value_t = 20_000)]
+    pub threshold: u64,
+    /// Replay as fast as the fabric takes it instead of at the workload's pace (DPI's
+    /// response times then measure the replay, not the workload).
+    #[arg(long)]
+    pub fast: bool,
+    /// Directory for graph.json, graph.dot and report.json.
+    #[arg(short = 'o', long, default_value = "vmdep-demo")]
+    pub out_dir: PathBuf,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if args.sampling_rate == 0 {
+        bail!("--sampling-rate must be at least 1");
+    }
+    if args.window.is_zero() {
+        bail!("--window must be longer than zero");
+    }
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    let options = DemoOptions {
+        workload: WorkloadSpec {
+            duration: args.duration,
+            seed: args.seed,
+            scale: args.scale,
+        },
+        window: args.window,
+        real_time: !args.fast,
+        sampling_rate: args.sampling_rate,
+        threshold_bytes: args.threshold,
+        out_dir: Some(args.out_dir.clone()),
+        ..DemoOptions::default()
+    };
+    println!(
+        "vmdep demo: reference topology (5 P4 switches, 4 servers, 12 VMs), three-tier workload \
+         (seed {}, {} s), sampling 1 in {}, threshold {} B per {} s window",
+        args.seed,
+        args.duration.as_secs_f64(),
+        args.sampling_rate,
+        args.threshold,
+        args.window.as_secs_f64()
+    );
+    let report = emulated::run(options, print_progress)
+        .await
+        .context("the demo failed")?;
+    print_report(&report);
+    if !report.exact_counts_match() || !report.missed.is_empty() || !report.phantom.is_empty() {
+        bail!("the measurements disagree with the ground truth (see above)");
+    }
+    Ok(())
+}
+
+fn print_progress(p: &Progress) {
+    println!(
+        "  window {:>2}/{}: {:>6} frames sent, {:>4} samples, {:>2} pairs selected, {:>2} released, {:>2} measured",
+        p.window, p.windows, p.frames_sent, p.samples, p.selected, p.released, p.measured
+    );
+}
+
+fn print_report(r: &DemoReport) {
+    println!();
+    println!("Dependency graph (VM → VM; exact counts on the measuring switch or server):");
+    println!(
+        "  {:<20} {:<16} {:>8} {:>11}  {:<12} check",
+        "pair", "protocol", "packets", "bytes", "measured by"
+    );
+    for p in &r.pairs {
+        let pair = format!("{} → {}", p.src, p.dst);
+        let protocol = if p.protocols.is_empty() {
+            "-".to_string()
+        } else {
+            p.protocols.join(",")
+        };
+        match (p.exact_packets, p.exact_bytes, &p.measured_by) {
+            (Some(packets), Some(bytes), Some(by)) => {
+                let check = match (p.exact_matches, p.expected_packets) {
+                    (Some(true), _) if p.same_server => "= truth".to_string(),
+                    (Some(true), _) => "= truth since its entry went in".to_string(),
+                    (Some(false), Some(e)) => format!("MISMATCH: truth {e} packets"),
+                    _ => String::new(),
+                };
+                println!(
+                    "  {pair:<20} {protocol:<16} {packets:>8} {bytes:>11}  {by:<12} {check}"
+                );
+            }
+            _ => println!(
+                "  {pair:<20} {protocol:<16} {:>8} {:>11}  {:<12} sampled only ({} samples)",
+                format!("~{}", p.estimated_packets),
+                format!("~{}", p.estimated_bytes),
+                "-",
+                p.samples
+            ),
+        }
+    }
+
+    println!();
+    println!("Sampled estimates against the ground truth (whole run, packets):");
+    println!(
+        "  {:<20} {:>8} {:>9} {:>8} {:>9}",
+        "pair", "truth", "estimate", "error", "95% bound"
+    );
+    for p in r.pairs.iter().filter(|p| p.samples > 0) {
+        println!(
+            "  {:<20} {:>8} {:>9} {:>7.1}% {:>8.1}%",
+            format!("{} → {}", p.src, p.dst),
+            p.truth_packets,
+            p.estimated_packets,
+            p.estimate_error_percent.unwrap_or(0.0),
+            p.estimate_bound_percent.unwrap_or(0.0)
+        );
+    }
+    let unsampled = r.pairs.iter().filter(|p| p.samples == 0).count();
+    if unsampled > 0 {
+        println!("  ({unsampled} pairs were never sampled)");
+    }
+
+    println!();
+    println!("Counting entries per switch at the peak (vmdep: one switch per pair; everywhere: every switch of each pair's path):");
+    println!(
+        "  {:<8} {:>6} {:>11} {:>9}",
+        "switch", "vmdep", "everywhere", "capacity"
+    );
+    for e in &r.entries {
+        println!(
+            "  {:<8} {:>6} {:>11} {:>9}",
+            e.switch, e.vmdep, e.everywhere, e.capacity
+        );
+    }
+
+    println!();
+    println!("Application labels (DPI on the servers' mirror ports) against the workload:");
+    for l in &r.labels {
+        let dpi = l.dpi_protocol.as_deref().unwrap_or("(not labeled)");
+        let rt = match (l.truth_mean_response_ms, l.dpi_mean_response_ms) {
+            (Some(t), Some(d)) => format!(", response {d:.2} ms (truth {t:.2} ms)"),
+            _ => String::new(),
+        };
+        println!(
+            "  {:<24} {:<12} DPI: {:<12}{}{}",
+            format!("{} → {}:{}", l.client, l.server, l.server_port),
+            l.truth_protocol,
+            dpi,
+            if l.matches { "" } else { "  ✗" },
+            rt
+        );
+    }
+
+    let measured = r.pairs.iter().filter(|p| p.exact_matches.is_some()).count();
+    let matching = r
+        .pairs
+        .iter()
+        .filter(|p| p.exact_matches == Some(true))
+        .count();
+    let labeled = r.labels.iter().filter(|l| l.matches).count();
+    println!();
+    println!(
+        "Result: {} pairs communicated; {measured} counted exactly, {matching} equal to the ground truth; \
+         {} missed above the threshold; {} invented; {labeled}/{} conversations labeled correctly.",
+        r.pairs.len(),
+        r.missed.len(),
+        r.phantom.len(),
+        r.labels.len()
+    );
+    for m in &r.missed {
+        println!("  missed: {m}");
+    }
+    for p in &r.phantom {
+        println!("  invented: {p}");
+    }
+    println!(
+        "{} frames in {} windows, {:.1} s.",
+        r.frames, r.windows, r.elapsed_seconds
+    );
+    for f in &r.files {
+        println!("wrote {}", f.display());
+    }
+}

@@ -1,0 +1,785 @@
+//! The emulated data center in one process: the fabric of `vmdep switch`es ([`super::fabric`]),
+//! one `vmdep host` per server with a DPI module on its mirror port, the controller, and the
+//! workload replayed through the hosts' VM ports with its ground truth.
+//!
+//! Time is stepped: the workload is replayed window by window (in real time by default, so DPI
+//! sees the workload's own response times); at the end of each window the demo waits until
+//! every frame in flight has arrived and every sFlow datagram has reached the collector, then
+//! runs the controller's window. A counting entry installed at the end of window `w` therefore
+//! counts exactly the pair's frames of windows `w+1` onwards, which is what the exact counts are
+//! checked against.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+use crate::controller::estimate::{Metric, SelectionPolicy};
+use crate::controller::paths::Paths;
+use crate::controller::service::{self, ControllerError, ControllerOptions, WindowReport};
+use crate::controller::session::PipelineBundle;
+use crate::controller::topology::{Topology, TopologyError};
+use crate::controller::VmPair;
+use crate::dpi::{DpiConfig, DpiEngine};
+use crate::host::{self, Forwarding, HostConfig, HostError, RunningHost, UdpWire, VmPort};
+
+use super::fabric::{self, FabricError};
+use super::workload::{self, GroundTruth, Workload, WorkloadError, WorkloadSpec};
+
+/// The reference topology (ARCHITECTURE.md), built into the binary.
+pub const REFERENCE_TOPOLOGY: &str = include_str!("../../topologies/reference.toml");
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub workload: WorkloadSpec,
+    /// Workload time per controller window.
+    pub window: Duration,
+    /// Replay at the workload's own pace (true) or as fast as the fabric takes it.
+    pub real_time: bool,
+    pub sampling_rate: u32,
+    /// Estimated bytes per window from which a pair is measured exactly.
+    pub threshold_bytes: u64,
+    /// Where graph.json, graph.dot and report.json go.
+    pub out_dir: Option<PathBuf>,
+    /// Frames sent and not yet delivered before the replay waits (bounded socket buffers).
+    pub max_in_flight: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            workload: WorkloadSpec::default(),
+            window: Duration::from_secs(1),
+            real_time: true,
+            sampling_rate: 64,
+            threshold_bytes: 20_000,
+            out_dir: None,
+            max_in_flight: 256,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum DemoError {
+    #[error("the demo topology: {0}")]
+    Topology(#[from] TopologyError),
+    #[error("the built-in vmdep.p4 does not compile: {0}")]
+    Compile(String),
+    #[error("the workload: {0}")]
+    Workload(#[from] WorkloadError),
+    #[error("the switch fabric: {0}")]
+    Fabric(#[from] FabricError),
+    #[error("the controller: {0}")]
+    Controller(#[from] ControllerError),
+    #[error("server {server}: {source}")]
+    Host { server: String, source: HostError },
+    #[error("the switches did not become ready within {0:?}: {1}")]
+    NotReady(Duration, String),
+    #[error("{lost} frames did not arrive within {waited:?} (the fabric drops or loses them)")]
+    FramesLost { lost: u64, waited: Duration },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One line of progress, once per window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub window: u64,
+    pub windows: u64,
+    pub frames_sent: u64,
+    pub samples: u64,
+    pub selected: usize,
+    pub released: usize,
+    pub measured: usize,
+}
+
+/// One directed pair in the demo's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairResult {
+    pub src: String,
+    pub dst: String,
+    pub same_server: bool,
+    /// DPI's protocols on this pair (client → server direction), if any.
+    pub protocols: Vec<String>,
+    /// Ground truth over the whole run.
+    pub truth_packets: u64,
+    pub truth_bytes: u64,
+    /// Where the pair's exact count comes from: a switch, or `server:NAME`.
+    pub measured_by: Option<String>,
+    pub exact_packets: Option<u64>,
+    pub exact_bytes: Option<u64>,
+    /// Ground truth over the windows the count covered: what the exact count must equal.
+    pub expected_packets: Option<u64>,
+    pub expected_bytes: Option<u64>,
+    /// Whether the exact count equals its expected value.
+    pub exact_matches: Option<bool>,
+    /// The sampled estimate summed over all windows, and its error against the truth.
+    pub estimated_packets: u64,
+    pub estimated_bytes: u64,
+    pub samples: u64,
+    pub estimate_error_percent: Option<f64>,
+    /// sFlow's 95 % bound for that many samples.
+    pub estimate_bound_percent: Option<f64>,
+}
+
+/// Entries a switch held at the demo's peak, against measuring every one of those pairs on
+/// every switch of its path.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchEntries {
+    pub switch: String,
+    pub capacity: u32,
+    pub vmdep: u32,
+    pub everywhere: u32,
+}
+
+/// A DPI label checked against the workload's application truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelResult {
+    pub client: String,
+    pub server: String,
+    pub server_port: u16,
+    pub truth_protocol: String,
+    /// What DPI said, if it labeled this conversation.
+    pub dpi_protocol: Option<String>,
+    pub matches: bool,
+    pub truth_requests: u64,
+    pub dpi_requests: Option<u64>,
+    pub truth_mean_response_ms: Option<f64>,
+    pub dpi_mean_response_ms: Option<f64>,
+}
+
+/// Everything the demo measured and checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoReport {
+    pub seed: u64,
+    pub workload_seconds: f64,
+    pub windows: u64,
+    pub frames: u64,
+    pub threshold_bytes: u64,
+    pub sampling_rate: u32,
+    pub pairs: Vec<PairResult>,
+    /// Cross-server pairs whose true traffic in some window was at least twice the threshold
+    /// but which were never measured.
+    pub missed: Vec<String>,
+    /// Graph edges between VMs that never exchanged a frame.
+    pub phantom: Vec<String>,
+    pub labels: Vec<LabelResult>,
+    pub entries: Vec<SwitchEntries>,
+    pub elapsed_seconds: f64,
+    /// Files written.
+    pub files: Vec<PathBuf>,
+}
+
+impl DemoReport {
+    /// Every measured pair's exact count equals the truth, nothing is missed or invented.
+    pub fn exact_counts_match(&self) -> bool {
+        self.pairs.iter().all(|p| p.exact_matches != Some(false))
+    }
+}
+
+/// Runs the demo on the reference topology.
+pub async fn run(
+    options: DemoOptions,
+    mut progress: impl FnMut(&Progress),
+) -> Result<DemoReport, DemoError> {
+    let started = Instant::now();
+    let topology = Topology::from_toml(REFERENCE_TOPOLOGY)?;
+    let workload = workload::three_tier(&topology, options.workload)?;
+    let pipeline = vmdep_pipeline()?;
+
+    let fabric = fabric::start_fabric(&topology).await?;
+    let topology = Arc::new(fabric.topology.clone());
+    let mut controller_options = ControllerOptions::new(topology.clone(), Arc::new(pipeline));
+    controller_options.sflow_listen = "127.0.0.1:0".parse().expect("address literal");
+    controller_options.hostlink_listen = "127.0.0.1:0".parse().expect("address literal");
+    controller_options.window = None;
+    controller_options.policy = SelectionPolicy {
+        metric: Metric::Bytes,
+        threshold: options.threshold_bytes,
+        top_k: 0,
+        entry_budget: 16_384,
+        idle_windows: 5,
+    };
+    controller_options.output_dir = options.out_dir.clone();
+    let controller = service::start(controller_options).await?;
+    wait_ready(&controller).await?;
+
+    let mut hosts = Vec::new();
+    let mut dpi_tasks = Vec::new();
+    let mut ports: Vec<VmPort> = Vec::new();
+    for (i, server) in topology.servers().iter().enumerate() {
+        let uplink = fabric.uplinks[i];
+        let mut config = HostConfig::new(
+            server.name.clone(),
+            topology.clone(),
+            UdpWire {
+                local: uplink.host,
+                peer: uplink.switch,
+            },
+        );
+        config.collector = controller.sflow_addr;
+        config.controller = Some(controller.hostlink_addr);
+        config.sampling_rate = options.sampling_rate;
+        config.report_interval = Duration::from_millis(200);
+        config.seed = options.workload.seed ^ (i as u64 + 1);
+        let running = host::start(config)
+            .await
+            .map_err(|source| DemoError::Host {
+                server: server.name.clone(),
+                source,
+            })?;
+        for &vm in topology.vms_of_server(crate::controller::topology::ServerId(i)) {
+            let name = &topology.vm(vm).name;
+            ports.push(running.vm_port(name).map_err(|source| DemoError::Host {
+                server: server.name.clone(),
+                source,
+            })?);
+        }
+        dpi_tasks.push(spawn_dpi(&running));
+        hosts.push(running);
+    }
+    // Ports by VM id, so a frame finds its sender's port directly.
+    let mut port_of_vm: Vec<Option<usize>> = vec![None; topology.vms().len()];
+    for (index, port) in ports.iter().enumerate() {
+        if let Some(vm) = topology.vm_id(port.name()) {
+            port_of_vm[vm.0] = Some(index);
+        }
+    }
+
+    let windows = options
+        .workload
+        .duration
+        .as_nanos()
+        .div_ceil(options.window.as_nanos().max(1)) as u64;
+    let mut replay = Replay {
+        ports,
+        port_of_vm,
+        expected: 0,
+        delivered: 0,
+        discarded: 0,
+        max_in_flight: options.max_in_flight,
+    };
+    let mut reports: Vec<WindowReport> = Vec::new();
+    let mut peak: Option<Vec<SwitchEntries>> = None;
+    let mut peak_measured = 0;
+    let mut next = 0;
+    let mut frames_sent = 0;
+    let paths = Paths::compute(&topology);
+    for w in 0..windows {
+        let end = options.window * (w as u32 + 1);
+        let window_started = Instant::now();
+        while next < workload.frames.len() && workload.frames[next].at < end {
+            let frame = &workload.frames[next];
+            if options.real_time {
+                let due = frame.at.saturating_sub(options.window * w as u32);
+                let now = window_started.elapsed();
+                if due > now {
+                    replay.drain();
+                    tokio::time::sleep(due - now).await;
+                }
+            }
+            replay.send(frame.src_vm.0, &frame.frame).await?;
+            frames_sent += 1;
+            next += 1;
+        }
+        replay.settle(Duration::from_secs(10)).await?;
+        settle_sflow(&controller, &hosts).await;
+        let report = controller.step_window().await;
+        progress(&Progress {
+            window: w + 1,
+            windows,
+            frames_sent,
+            samples: report.samples,
+            selected: report.selected.len(),
+            released: report.released.len() + report.idle.len(),
+            measured: report.measured,
+        });
+        if report.measured >= peak_measured {
+            peak_measured = report.measured;
+            peak = Some(entries_now(&controller, &topology, &paths).await);
+        }
+        reports.push(report);
+    }
+
+    // Last counter reads, last local counts and labels.
+    for task in &dpi_tasks {
+        task.publish_now();
+    }
+    wait_host_reports(&hosts).await;
+    let last = controller.step_window().await;
+    reports.push(last);
+
+    let graph = controller.graph();
+    let mut report = build_report(
+        &options,
+        &topology,
+        &workload,
+        &reports,
+        &graph,
+        peak.unwrap_or_default(),
+    );
+    for task in dpi_tasks {
+        task.stop().await;
+    }
+    for host in hosts {
+        let name = host.server().to_string();
+        host.shutdown()
+            .await
+            .map_err(|source| DemoError::Host {
+                server: name,
+                source,
+            })?;
+    }
+    controller.shutdown().await?;
+    fabric.shutdown().await;
+    if let Some(dir) = &options.out_dir {
+        report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
+        let path = dir.join("report.json");
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        std::fs::write(&path, text).map_err(|source| DemoError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        report.files.push(path);
+    }
+    report.elapsed_seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// vmdep.p4, compiled now (a few milliseconds).
+pub fn vmdep_pipeline() -> Result<PipelineBundle, DemoError> {
+    let source = include_str!("../../p4/vmdep.p4");
+    let out = crate::compiler::compile(source, "vmdep.p4")
+        .map_err(|diags| DemoError::Compile(diags.to_string()))?;
+    Ok(PipelineBundle {
+        p4info: out.p4info,
+        device_config: out.bmv2_json.into_bytes(),
+    })
+}
+
+async fn wait_ready(controller: &service::RunningController) -> Result<(), DemoError> {
+    let limit = Duration::from_secs(20);
+    let deadline = Instant::now() + limit;
+    loop {
+        let switches = controller.switches().await;
+        if switches.iter().all(|s| s.ready && s.routes > 0) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let waiting: Vec<String> = switches
+                .iter()
+                .filter(|s| !(s.ready && s.routes > 0))
+                .map(|s| format!("{} ({})", s.name, s.last_error.as_deref().unwrap_or("no answer")))
+                .collect();
+            return Err(DemoError::NotReady(limit, waiting.join(", ")));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The VMs' side of the replay: sends frames into their ports and counts what comes out.
+struct Replay {
+    ports: Vec<VmPort>,
+    port_of_vm: Vec<Option<usize>>,
+    /// Frames forwarded to a VM or the uplink, which some VM port must eventually receive.
+    expected: u64,
+    delivered: u64,
+    discarded: u64,
+    max_in_flight: u64,
+}
+
+impl Replay {
+    fn drain(&mut self) {
+        for port in &mut self.ports {
+            while port.try_recv().is_some() {
+                self.delivered += 1;
+            }
+        }
+    }
+
+    async fn send(&mut self, vm: usize, frame: &[u8]) -> Result<(), DemoError> {
+        // Bounded in flight: socket buffers on loopback hold a few hundred frames.
+        let mut waited = 0;
+        while self.expected - self.delivered >= self.max_in_flight {
+            self.drain();
+            if self.expected - self.delivered < self.max_in_flight {
+                break;
+            }
+            waited += 1;
+            if waited > 10_000 {
+                return Err(DemoError::FramesLost {
+                    lost: self.expected - self.delivered,
+                    waited: Duration::from_secs(10),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let Some(port) = self.port_of_vm.get(vm).copied().flatten() else {
+            self.discarded += 1;
+            return Ok(());
+        };
+        match self.ports[port].send(frame) {
+            Forwarding::Vm { .. } | Forwarding::Uplink => self.expected += 1,
+            Forwarding::Discarded(_) => self.discarded += 1,
+        }
+        Ok(())
+    }
+
+    /// Waits until every forwarded frame has been delivered.
+    async fn settle(&mut self, limit: Duration) -> Result<(), DemoError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.drain();
+            if self.delivered >= self.expected {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DemoError::FramesLost {
+                    lost: self.expected - self.delivered,
+                    waited: limit,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Waits until the collector has every datagram the hosts sent (they flush every 100 ms).
+async fn settle_sflow(controller: &service::RunningController, hosts: &[RunningHost]) {
+    tokio::time::sleep(host::FLUSH_INTERVAL + Duration::from_millis(20)).await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let sent: u64 = hosts.iter().map(|h| h.stats().sflow.datagrams).sum();
+        let received = controller.collector_stats().datagrams;
+        if received >= sent || Instant::now() > deadline {
+            // The collector hands batches over a channel; let it pass the last ones on.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until each host sent local counts taken after the last frame (they report every
+/// 200 ms), and the DPI modules' last labels went out with them.
+async fn wait_host_reports(hosts: &[RunningHost]) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let before: Vec<u64> = hosts
+        .iter()
+        .map(|h| h.stats().link.local_count_reports)
+        .collect();
+    while Instant::now() < deadline {
+        let counted = hosts
+            .iter()
+            .zip(&before)
+            .all(|(h, b)| h.stats().link.local_count_reports > *b);
+        if counted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The controller takes the last messages off its sockets.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// A server's DPI module: its mirror port's frames in, labels out to the host link.
+struct DpiTask {
+    publish: tokio::sync::mpsc::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl DpiTask {
+    fn publish_now(&self) {
+        let _ = self.publish.try_send(());
+    }
+
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+fn spawn_dpi(host: &RunningHost) -> DpiTask {
+    let frames = host.mirror_frames();
+    let publisher = host.label_publisher();
+    let (publish, mut publish_rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        let Some(mut frames) = frames else { return };
+        let mut engine = DpiEngine::new(DpiConfig::default());
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut published = Vec::new();
+        loop {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    // Malformed frames are counted in the engine's stats.
+                    Some(f) => { let _ = engine.observe(f.at, &f.frame); }
+                    None => break,
+                },
+                _ = tick.tick() => {}
+                _ = publish_rx.recv() => {
+                    while let Ok(f) = frames.try_recv() {
+                        let _ = engine.observe(f.at, &f.frame);
+                    }
+                    let labels = engine.labels();
+                    publisher.publish(labels.clone());
+                    published = labels;
+                    continue;
+                }
+            }
+            let labels = engine.labels();
+            if labels != published {
+                publisher.publish(labels.clone());
+                published = labels;
+            }
+        }
+    });
+    DpiTask { publish, task }
+}
+
+async fn entries_now(
+    controller: &service::RunningController,
+    topology: &Topology,
+    paths: &Paths,
+) -> Vec<SwitchEntries> {
+    let switches = controller.switches().await;
+    let mut everywhere = vec![0u32; topology.switches().len()];
+    for pair in controller.placements().keys() {
+        if let Ok(path) = paths.pair_path(topology, *pair) {
+            for s in path {
+                everywhere[s.0] += 1;
+            }
+        }
+    }
+    switches
+        .iter()
+        .zip(everywhere)
+        .map(|(s, everywhere)| SwitchEntries {
+            switch: s.name.clone(),
+            capacity: s.capacity,
+            vmdep: s.entries,
+            everywhere,
+        })
+        .collect()
+}
+
+fn build_report(
+    options: &DemoOptions,
+    topology: &Topology,
+    workload: &Workload,
+    reports: &[WindowReport],
+    graph: &crate::controller::graph::DependencyGraph,
+    entries: Vec<SwitchEntries>,
+) -> DemoReport {
+    let name = |ip: Ipv4Addr| {
+        topology
+            .vm_by_ipv4(ip)
+            .map(|vm| topology.vm(vm).name.clone())
+            .unwrap_or_else(|| ip.to_string())
+    };
+    // Truth per pair per window.
+    let window_of = |at: Duration| (at.as_nanos() / options.window.as_nanos().max(1)) as usize;
+    let mut per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>> = BTreeMap::new();
+    for f in &workload.frames {
+        let pair = VmPair::new(
+            topology.vm(f.src_vm).ipv4,
+            topology.vm(f.dst_vm).ipv4,
+        );
+        let e = per_window
+            .entry(pair)
+            .or_default()
+            .entry(window_of(f.at))
+            .or_default();
+        e.0 += 1;
+        e.1 += f.frame.len() as u64;
+    }
+    // Which windows each pair's counters covered: installed at the end of window i (report
+    // index i, 1-based), counting windows i+1.. until released at the end of window j.
+    let mut covered: BTreeMap<VmPair, BTreeSet<usize>> = BTreeMap::new();
+    let mut installed: BTreeMap<VmPair, usize> = BTreeMap::new();
+    let last_window = reports.len();
+    for (i, r) in reports.iter().enumerate() {
+        // Report i (0-based) ran after window i; its reads covered window i.
+        for pair in r.released.iter().chain(&r.idle) {
+            if let Some(from) = installed.remove(pair) {
+                covered.entry(*pair).or_default().extend(from..=i);
+            }
+        }
+        for p in &r.selected {
+            installed.insert(p.pair, i + 1);
+        }
+    }
+    for (pair, from) in installed {
+        // Still installed: read by the last report, which covered every window before it.
+        let end = last_window.saturating_sub(1);
+        if from < end {
+            covered.entry(pair).or_default().extend(from..end);
+        }
+    }
+    let mut estimates: BTreeMap<VmPair, (u64, u64, u64)> = BTreeMap::new();
+    let mut peak_truth: BTreeMap<VmPair, u64> = BTreeMap::new();
+    for r in reports {
+        for e in &r.estimates {
+            let t = estimates.entry(e.pair).or_default();
+            t.0 += e.samples.samples;
+            t.1 += e.samples.packets;
+            t.2 += e.samples.bytes;
+        }
+    }
+    for (pair, windows) in &per_window {
+        let peak = windows.values().map(|(_, b)| *b).max().unwrap_or(0);
+        peak_truth.insert(*pair, peak);
+    }
+
+    let mut pairs = Vec::new();
+    for truth in &workload.truth.pairs {
+        let pair = VmPair::new(truth.src_ipv4, truth.dst_ipv4);
+        let edge = graph.edge(pair);
+        let exact = edge.and_then(|e| e.exact.as_ref());
+        let (expected_packets, expected_bytes) = if truth.same_server {
+            (Some(truth.packets), Some(truth.bytes))
+        } else if let Some(windows) = covered.get(&pair) {
+            let w = per_window.get(&pair);
+            let sum = windows
+                .iter()
+                .filter_map(|i| w.and_then(|w| w.get(i)))
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            (Some(sum.0), Some(sum.1))
+        } else {
+            (None, None)
+        };
+        let exact_matches = match (exact, expected_packets, expected_bytes) {
+            (Some(x), Some(p), Some(b)) => Some(x.packets == p && x.bytes == b),
+            (None, Some(p), _) if p > 0 => Some(false),
+            _ => None,
+        };
+        let (samples, est_packets, est_bytes) = estimates.get(&pair).copied().unwrap_or_default();
+        let estimate_error_percent = (truth.packets > 0 && samples > 0).then(|| {
+            100.0 * (est_packets as f64 - truth.packets as f64) / truth.packets as f64
+        });
+        let mut protocols: Vec<String> = edge
+            .map(|e| {
+                e.labels
+                    .iter()
+                    .filter(|l| (l.client, l.server) == (pair.src, pair.dst))
+                    .map(|l| l.protocol.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        protocols.sort();
+        protocols.dedup();
+        pairs.push(PairResult {
+            src: truth.src.clone(),
+            dst: truth.dst.clone(),
+            same_server: truth.same_server,
+            protocols,
+            truth_packets: truth.packets,
+            truth_bytes: truth.bytes,
+            measured_by: exact.map(|x| x.measured_by.clone()),
+            exact_packets: exact.map(|x| x.packets),
+            exact_bytes: exact.map(|x| x.bytes),
+            expected_packets,
+            expected_bytes,
+            exact_matches,
+            estimated_packets: est_packets,
+            estimated_bytes: est_bytes,
+            samples,
+            estimate_error_percent,
+            estimate_bound_percent: crate::controller::estimate::error_bound_percent(samples),
+        });
+    }
+    let missed = pairs
+        .iter()
+        .zip(&workload.truth.pairs)
+        .filter(|(p, t)| {
+            let pair = VmPair::new(t.src_ipv4, t.dst_ipv4);
+            !p.same_server
+                && peak_truth.get(&pair).copied().unwrap_or(0) >= 2 * options.threshold_bytes
+                && !covered.contains_key(&pair)
+        })
+        .map(|(p, _)| format!("{} → {}", p.src, p.dst))
+        .collect();
+    let truth_pairs: BTreeSet<VmPair> = workload
+        .truth
+        .pairs
+        .iter()
+        .map(|t| VmPair::new(t.src_ipv4, t.dst_ipv4))
+        .collect();
+    let phantom = graph
+        .edges()
+        .filter(|e| !truth_pairs.contains(&e.pair))
+        .map(|e| format!("{} → {}", name(e.pair.src), name(e.pair.dst)))
+        .collect();
+    let labels = label_results(&workload.truth, graph);
+    DemoReport {
+        seed: options.workload.seed,
+        workload_seconds: options.workload.duration.as_secs_f64(),
+        windows: reports.len() as u64,
+        frames: workload.frames.len() as u64,
+        threshold_bytes: options.threshold_bytes,
+        sampling_rate: options.sampling_rate,
+        pairs,
+        missed,
+        phantom,
+        labels,
+        entries,
+        elapsed_seconds: 0.0,
+        files: Vec::new(),
+    }
+}
+
+fn label_results(
+    truth: &GroundTruth,
+    graph: &crate::controller::graph::DependencyGraph,
+) -> Vec<LabelResult> {
+    truth
+        .applications
+        .iter()
+        .map(|app| {
+            let pair = VmPair::new(app.client_ipv4, app.server_ipv4);
+            let label = graph.edge(pair).and_then(|e| {
+                e.labels
+                    .iter()
+                    .find(|l| l.server == app.server_ipv4 && l.server_port == app.server_port)
+            });
+            let truth_protocol = protocol_name(app);
+            LabelResult {
+                client: app.client.clone(),
+                server: app.server.clone(),
+                server_port: app.server_port,
+                matches: label.is_some_and(|l| l.protocol == truth_protocol),
+                truth_protocol,
+                dpi_protocol: label.map(|l| l.protocol.clone()),
+                truth_requests: app.requests,
+                dpi_requests: label.map(|l| l.requests),
+                truth_mean_response_ms: app.response_time.map(|r| r.mean_us as f64 / 1000.0),
+                dpi_mean_response_ms: label.and_then(|l| l.mean_response_ms),
+            }
+        })
+        .collect()
+}
+
+/// The label DPI should give an application of the workload.
+fn protocol_name(app: &workload::AppTruth) -> String {
+    use workload::{AppProtocol, Transport};
+    match app.protocol {
+        AppProtocol::Http => "http".into(),
+        AppProtocol::Tls => "tls".into(),
+        AppProtocol::Postgresql => "postgresql".into(),
+        AppProtocol::Redis => "redis".into(),
+        AppProtocol::Mysql => "mysql".into(),
+        AppProtocol::Dns => "dns".into(),
+        AppProtocol::Ntp | AppProtocol::Opaque => match app.transport {
+            Transport::Tcp => format!("tcp/{}", app.server_port),
+            Transport::Udp => format!("udp/{}", app.server_port),
+        },
+    }
+}
