@@ -16,10 +16,12 @@
 //! (sFlow v5) import no other part. [`compiler`] uses only `p4rt`; [`switch`] uses `p4rt` and
 //! never the compiler; [`controller`] uses `p4rt` and `sflow` and reaches switches only over
 //! P4Runtime. [`hostlink`] (servers' exact same-server counts and DPI labels in, mirror
-//! requests out) is a leaf protocol module like `sflow`.
+//! requests out) is a leaf protocol module like `sflow`. [`dpi`] (a server's deep packet
+//! inspection of mirrored frames into application labels) uses only `wire` and `hostlink`.
 
 pub mod compiler;
 pub mod controller;
+pub mod dpi;
 pub mod hostlink;
 pub mod p4rt;
 pub mod sflow;
