@@ -271,9 +271,8 @@ impl DpiEngine {
                 details: l.details.clone(),
                 requests: l.requests,
                 responses: l.responses,
-                mean_response_ms: (l.timed_responses > 0).then(|| {
-                    l.response_time_sum.as_secs_f64() * 1000.0 / l.timed_responses as f64
-                }),
+                mean_response_ms: (l.timed_responses > 0)
+                    .then(|| l.response_time_sum.as_secs_f64() * 1000.0 / l.timed_responses as f64),
             })
             .collect()
     }
@@ -326,7 +325,10 @@ impl DpiEngine {
         use crate::wire::TcpFlags;
         let key = FlowKey::new(src, dst);
         let flows = self.flows();
-        let (syn, ack) = (tcp.flags.contains(TcpFlags::SYN), tcp.flags.contains(TcpFlags::ACK));
+        let (syn, ack) = (
+            tcp.flags.contains(TcpFlags::SYN),
+            tcp.flags.contains(TcpFlags::ACK),
+        );
         let mut cx = Context {
             labels: &mut self.labels,
             stats: &mut self.stats,
@@ -361,7 +363,11 @@ impl DpiEngine {
                     (true, true) => false,
                     _ => second_is_server(src.1, dst.1),
                 };
-                let (client, server) = if src_is_client { (src, dst) } else { (dst, src) };
+                let (client, server) = if src_is_client {
+                    (src, dst)
+                } else {
+                    (dst, src)
+                };
                 e.insert(TcpFlow::new(client, server, at))
             }
         };
@@ -384,7 +390,13 @@ impl DpiEngine {
         }
     }
 
-    fn udp_datagram(&mut self, at: Duration, src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), payload: &[u8]) {
+    fn udp_datagram(
+        &mut self,
+        at: Duration,
+        src: (Ipv4Addr, u16),
+        dst: (Ipv4Addr, u16),
+        payload: &[u8],
+    ) {
         let key = FlowKey::new(src, dst);
         let message = DnsMessage::parse(payload);
         if !self.udp.contains_key(&key) {
@@ -403,7 +415,11 @@ impl DpiEngine {
                 client: client.0,
                 server: server.0,
                 server_port: server.1,
-                protocol: if dns { Protocol::Dns } else { Protocol::OtherUdp },
+                protocol: if dns {
+                    Protocol::Dns
+                } else {
+                    Protocol::OtherUdp
+                },
             };
             self.labels.register(label, &mut self.stats);
             let flow = UdpFlow {

@@ -51,7 +51,10 @@ impl DnsMessage {
         }
         for _ in 0..u32::from(counts[1]) + u32::from(counts[2]) + u32::from(counts[3]) {
             let next = skip_name(msg, at)?;
-            let rdlen = usize::from(u16::from_be_bytes([*msg.get(next + 8)?, *msg.get(next + 9)?]));
+            let rdlen = usize::from(u16::from_be_bytes([
+                *msg.get(next + 8)?,
+                *msg.get(next + 9)?,
+            ]));
             at = next + 10 + rdlen;
             if at > msg.len() {
                 return None;
@@ -202,7 +205,10 @@ impl DnsState {
 
 /// Recognizes a client's first bytes as a length-prefixed DNS query.
 pub(super) fn recognize_tcp(buf: &[u8]) -> Verdict {
-    let Some(len) = buf.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+    let Some(len) = buf
+        .get(..2)
+        .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    else {
         return Verdict::NeedMore;
     };
     if !(HEADER_LEN + 5..=MAX_RECOGNIZED_QUERY).contains(&len) {
@@ -229,7 +235,10 @@ impl DnsOverTcp {
     }
 
     pub(super) fn step(&mut self, _dir: Dir, buf: &[u8], tally: &mut Tally<'_>) -> Step {
-        let Some(len) = buf.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+        let Some(len) = buf
+            .get(..2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
             return Step::More;
         };
         let Some(msg) = buf.get(2..2 + len) else {

@@ -202,9 +202,7 @@ impl Http {
         if !code.iter().all(u8::is_ascii_digit) || line.get(12).is_some_and(|&b| b != b' ') {
             return Step::Fail;
         }
-        let status = code
-            .iter()
-            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
         let Some(fields) = fields(&head[line_end..]) else {
             return Step::Fail;
         };

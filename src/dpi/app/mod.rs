@@ -338,10 +338,19 @@ mod tests {
     #[test]
     fn recognition_needs_only_a_short_prefix() {
         assert_eq!(recognize_tcp(b"GE", b""), Recognition::NeedMore);
-        assert_eq!(recognize_tcp(b"GET ", b""), Recognition::Known(Protocol::Http));
-        assert_eq!(recognize_tcp(b"SSH-2.0-OpenSSH\r\n", b""), Recognition::Unknown);
+        assert_eq!(
+            recognize_tcp(b"GET ", b""),
+            Recognition::Known(Protocol::Http)
+        );
+        assert_eq!(
+            recognize_tcp(b"SSH-2.0-OpenSSH\r\n", b""),
+            Recognition::Unknown
+        );
         assert_eq!(recognize_tcp(b"", b""), Recognition::NeedMore);
-        assert_eq!(recognize_tcp(b"", b"220 smtp ready\r\n"), Recognition::NeedMore);
+        assert_eq!(
+            recognize_tcp(b"", b"220 smtp ready\r\n"),
+            Recognition::NeedMore
+        );
     }
 
     #[test]

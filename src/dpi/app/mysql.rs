@@ -125,7 +125,11 @@ impl MySql {
                     Some(Handshake::Login { user, database }) => {
                         tally.detail(match database {
                             Some(db) => {
-                                format!("user {} database {}", printable(user, 64), printable(db, 64))
+                                format!(
+                                    "user {} database {}",
+                                    printable(user, 64),
+                                    printable(db, 64)
+                                )
                             }
                             None => format!("user {}", printable(user, 64)),
                         });

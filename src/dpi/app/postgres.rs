@@ -37,7 +37,8 @@ pub(super) fn recognize(buf: &[u8]) -> Verdict {
     }
     let len = be32(buf, 0) as usize;
     let code = be32(buf, 4);
-    let known = code >> 16 == PROTOCOL_MAJOR || matches!(code, SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST);
+    let known = code >> 16 == PROTOCOL_MAJOR
+        || matches!(code, SSL_REQUEST | GSSENC_REQUEST | CANCEL_REQUEST);
     if (8..=MAX_STARTUP).contains(&len) && known {
         Verdict::Yes
     } else {
@@ -106,7 +107,11 @@ impl Postgres {
         };
         match be32(msg, 4) {
             SSL_REQUEST | GSSENC_REQUEST => {
-                let what = if be32(msg, 4) == SSL_REQUEST { "ssl" } else { "gssapi" };
+                let what = if be32(msg, 4) == SSL_REQUEST {
+                    "ssl"
+                } else {
+                    "gssapi"
+                };
                 tally.detail(what.into());
                 self.phase = Phase::EncryptionAnswer;
             }
@@ -208,7 +213,11 @@ pub(in crate::dpi) mod tests {
     /// A StartupMessage for `user`, naming `database` when given.
     pub(in crate::dpi) fn startup(user: &str, database: Option<&str>) -> Vec<u8> {
         let mut body = (PROTOCOL_MAJOR << 16).to_be_bytes().to_vec();
-        for (k, v) in [("user", Some(user)), ("database", database), ("application_name", Some("psql"))] {
+        for (k, v) in [
+            ("user", Some(user)),
+            ("database", database),
+            ("application_name", Some("psql")),
+        ] {
             if let Some(v) = v {
                 body.extend(k.as_bytes());
                 body.push(0);

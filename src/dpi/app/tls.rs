@@ -57,7 +57,11 @@ impl Tls {
         if buf.len() < HEADER_LEN {
             return Step::More;
         }
-        let (kind, major, len) = (buf[0], buf[1], usize::from(u16::from_be_bytes([buf[3], buf[4]])));
+        let (kind, major, len) = (
+            buf[0],
+            buf[1],
+            usize::from(u16::from_be_bytes([buf[3], buf[4]])),
+        );
         // change_cipher_spec, alert, handshake, application_data, heartbeat.
         if !(20..=24).contains(&kind) || major != 3 || len > MAX_RECORD {
             return Step::Fail;
@@ -107,7 +111,10 @@ impl Tls {
         self.hello_at = Some(tally.at);
         if let Some(hello) = ClientHello::parse(&self.hello[4..4 + msg_len]) {
             if let Some(name) = hello.server_name {
-                tally.detail(format!("sni {}", printable(&name.to_ascii_lowercase(), 255)));
+                tally.detail(format!(
+                    "sni {}",
+                    printable(&name.to_ascii_lowercase(), 255)
+                ));
             }
             if !hello.alpn.is_empty() {
                 let names: Vec<String> = hello.alpn.iter().map(|p| printable(p, 32)).collect();
@@ -150,7 +157,8 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> Option<usize> {
-        self.take(2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        self.take(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
     }
 
     /// A vector with a 1- or 2-byte length prefix.
