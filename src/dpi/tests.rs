@@ -97,29 +97,21 @@ impl Conn {
 
     /// `data` in segments of at most 1400 bytes.
     fn send(&mut self, from_client: bool, at: Duration, data: &[u8]) {
-        self.send_pieces(from_client, at, data, &split_every(data.len(), 1400), &[]);
+        self.send_pieces(from_client, at, data, &split_every(data.len(), 1400));
     }
 
-    /// `data` cut into pieces `[cuts[i], cuts[i+1])` sent in the order `order` gives (indices,
-    /// repeats are retransmissions); without `order`, in sequence.
+    /// `data` as segments of the byte ranges `pieces`, in that order; they must cover `data`,
+    /// and may overlap (retransmissions, possibly cut differently).
     fn send_pieces(
         &mut self,
         from_client: bool,
         at: Duration,
         data: &[u8],
-        cuts: &[usize],
-        order: &[usize],
+        pieces: &[(usize, usize)],
     ) {
         let s = usize::from(!from_client);
         let base = self.next[s];
-        let pieces: Vec<(usize, usize)> = cuts.windows(2).map(|w| (w[0], w[1])).collect();
-        let sequence: Vec<usize> = if order.is_empty() {
-            (0..pieces.len()).collect()
-        } else {
-            order.to_vec()
-        };
-        for i in sequence {
-            let (a, b) = pieces[i];
+        for &(a, b) in pieces {
             let flags = TcpFlags::ACK | TcpFlags::PSH;
             self.segment(
                 from_client,
@@ -150,11 +142,9 @@ impl Conn {
     }
 }
 
-/// Cut points every `n` bytes over `len` bytes, both ends included.
-fn split_every(len: usize, n: usize) -> Vec<usize> {
-    let mut cuts: Vec<usize> = (0..len).step_by(n).collect();
-    cuts.push(len);
-    cuts
+/// Byte ranges of `n` bytes (the last one shorter) over `len` bytes.
+fn split_every(len: usize, n: usize) -> Vec<(usize, usize)> {
+    (0..len).step_by(n).map(|a| (a, len.min(a + n))).collect()
 }
 
 /// A conversation over one connection: who says what, when.
@@ -184,23 +174,22 @@ impl Script {
         self
     }
 
-    /// The frames, each message cut as `cut(index, message)` says: (cut points, order).
+    /// The frames, each message sent as the ranges `cut(index, message)` gives.
     fn frames_with(
         &self,
-        mut cut: impl FnMut(usize, &[u8]) -> (Vec<usize>, Vec<usize>),
+        mut cut: impl FnMut(usize, &[u8]) -> Vec<(usize, usize)>,
     ) -> Vec<(Duration, Vec<u8>)> {
         let mut conn = Conn::new(self.client, self.server).open(ms(0));
         let mut last = 0;
         for (i, (from_client, at, data)) in self.messages.iter().enumerate() {
-            let (cuts, order) = cut(i, data);
-            conn.send_pieces(*from_client, ms(*at), data, &cuts, &order);
+            conn.send_pieces(*from_client, ms(*at), data, &cut(i, data));
             last = *at;
         }
         conn.close(ms(last + 1))
     }
 
     fn frames(&self) -> Vec<(Duration, Vec<u8>)> {
-        self.frames_with(|_, data| (split_every(data.len(), 1400), vec![]))
+        self.frames_with(|_, data| split_every(data.len(), 1400))
     }
 }
 
@@ -462,7 +451,7 @@ fn dns_over_tcp_with_length_prefixes() {
 
 fn postgres_script() -> Script {
     let mut ready = pg_message(b'R', &[0, 0, 0, 0]);
-    ready.extend(pg_message(b'S', b"server_version\016.2\0"));
+    ready.extend(pg_message(b'S', b"server_version\x0016.2\0"));
     ready.extend(pg_message(b'K', &[0, 0, 0, 1, 0, 0, 0, 2]));
     ready.extend(pg_message(b'Z', b"I"));
     let mut result = pg_message(
@@ -654,9 +643,9 @@ fn roles_without_the_handshake_come_from_the_ports() {
         (1, 2),
         Some(3.0),
     );
-    assert_eq!(second_is_server(40_000, 3306), true);
-    assert_eq!(second_is_server(443, 50_000), false);
-    assert_eq!(second_is_server(50_001, 50_000), true);
+    assert!(second_is_server(40_000, 3306));
+    assert!(!second_is_server(443, 50_000));
+    assert!(second_is_server(50_001, 50_000));
 }
 
 #[test]
@@ -844,10 +833,11 @@ fn every_two_way_split_of_every_message_gives_the_same_labels() {
             for cut in 1..data.len() {
                 let frames = script.frames_with(|i, d| {
                     if i == m {
-                        // The second piece first: held out of order, then completed.
-                        (vec![0, cut, d.len()], vec![1, 0])
+                        // The second piece first: held out of order, then completed by a
+                        // segment overlapping it, then retransmitted.
+                        vec![(cut, d.len()), (0, d.len().min(cut + 3)), (cut, d.len())]
                     } else {
-                        (vec![0, d.len()], vec![])
+                        vec![(0, d.len())]
                     }
                 });
                 assert_eq!(run(&frames).labels(), expected, "message {m} cut at {cut}");
@@ -864,7 +854,7 @@ proptest! {
         which in 0usize..6,
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
         keys in proptest::collection::vec(any::<u16>(), 1..32),
-        repeats in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+        resent in proptest::collection::vec(any::<(prop::sample::Index, prop::sample::Index)>(), 0..4),
     ) {
         let script = &scripts()[which];
         let expected = run(&script.frames()).labels();
@@ -873,11 +863,19 @@ proptest! {
             points.extend([0, data.len()]);
             points.sort_unstable();
             points.dedup();
-            let pieces = points.len() - 1;
-            let mut order: Vec<usize> = (0..pieces).collect();
-            order.sort_by_key(|&p| keys[(p + i) % keys.len()]);
-            order.extend(repeats.iter().map(|r| r.index(pieces)));
-            (points, order)
+            let mut pieces: Vec<(usize, usize)> = points.windows(2).map(|w| (w[0], w[1])).collect();
+            // Reordered, and with retransmissions of arbitrary ranges anywhere among them.
+            for (a, b) in &resent {
+                let (a, b) = (a.index(data.len() + 1), b.index(data.len() + 1));
+                pieces.push((a.min(b), a.max(b)));
+            }
+            let mut keyed: Vec<(u16, (usize, usize))> = pieces
+                .into_iter()
+                .enumerate()
+                .map(|(p, range)| (keys[(p + i) % keys.len()], range))
+                .collect();
+            keyed.sort_by_key(|&(k, _)| k);
+            keyed.into_iter().map(|(_, range)| range).filter(|(a, b)| a < b).collect()
         });
         prop_assert_eq!(run(&frames).labels(), expected);
     }

@@ -201,6 +201,9 @@ pub(super) enum Verdict {
     NeedMore,
 }
 
+/// Looks at a client's first bytes for one protocol.
+type Recognizer = fn(&[u8]) -> Verdict;
+
 /// Recognizes a TCP connection from the first bytes of each direction (either may be empty).
 /// The client's bytes decide when there are any; a server that speaks first (MySQL) is
 /// recognized from its greeting while the client has said nothing.
@@ -212,7 +215,7 @@ pub(super) fn recognize_tcp(to_server: &[u8], to_client: &[u8]) -> Recognition {
             Verdict::No | Verdict::NeedMore => Recognition::NeedMore,
         };
     }
-    let candidates: [(fn(&[u8]) -> Verdict, Protocol); 5] = [
+    let candidates: [(Recognizer, Protocol); 5] = [
         (http::recognize, Protocol::Http),
         (tls::recognize, Protocol::Tls),
         (postgres::recognize, Protocol::Postgresql),
