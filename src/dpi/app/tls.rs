@@ -1,0 +1,284 @@
+//! TLS (RFC 8446 and earlier record layers): the record headers of both directions, and the
+//! ClientHello's server_name (RFC 6066) and ALPN (RFC 7301) extensions.
+//!
+//! Details: `sni NAME` and `alpn P1,P2`. Every client record counts as a request and every
+//! server record as a response (record contents are encrypted, so nothing finer is known); the
+//! one paired time is the handshake's, from the ClientHello to the server's first record.
+
+use super::{printable, Dir, Step, Tally, Verdict};
+use std::time::Duration;
+
+const HEADER_LEN: usize = 5;
+/// The largest record any version allows (2^14 plus expansion, RFC 5246 section 6.2.3).
+const MAX_RECORD: usize = (1 << 14) + 2048;
+const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+/// A ClientHello longer than this (spread over records) is not read.
+const MAX_HELLO: usize = 64 * 1024;
+
+pub(super) fn recognize(buf: &[u8]) -> Verdict {
+    // A handshake record of TLS 1.0+ (3.1..3.4; 3.0 too) that starts a ClientHello.
+    let expected: [fn(u8) -> bool; 6] = [
+        |b| b == HANDSHAKE,
+        |b| b == 3,
+        |b| b <= 4,
+        |_| true,
+        |_| true,
+        |b| b == CLIENT_HELLO,
+    ];
+    for (i, ok) in expected.iter().enumerate() {
+        match buf.get(i) {
+            Some(&b) if !ok(b) => return Verdict::No,
+            Some(_) => {}
+            None => return Verdict::NeedMore,
+        }
+    }
+    Verdict::Yes
+}
+
+pub(in crate::dpi) struct Tls {
+    /// The client's handshake bytes until the ClientHello is whole (it may span records).
+    hello: Vec<u8>,
+    hello_read: bool,
+    /// When the ClientHello was seen, until the server's first record answers it.
+    hello_at: Option<Duration>,
+}
+
+impl Tls {
+    pub(super) fn new() -> Self {
+        Tls {
+            hello: Vec::new(),
+            hello_read: false,
+            hello_at: None,
+        }
+    }
+
+    pub(super) fn step(&mut self, dir: Dir, buf: &[u8], tally: &mut Tally<'_>) -> Step {
+        if buf.len() < HEADER_LEN {
+            return Step::More;
+        }
+        let (kind, major, len) = (
+            buf[0],
+            buf[1],
+            usize::from(u16::from_be_bytes([buf[3], buf[4]])),
+        );
+        // change_cipher_spec, alert, handshake, application_data, heartbeat.
+        if !(20..=24).contains(&kind) || major != 3 || len > MAX_RECORD {
+            return Step::Fail;
+        }
+        match dir {
+            Dir::ToServer => {
+                if kind == HANDSHAKE && !self.hello_read {
+                    if buf.len() < HEADER_LEN + len {
+                        return Step::More;
+                    }
+                    tally.request();
+                    self.read_hello(&buf[HEADER_LEN..HEADER_LEN + len], tally);
+                    return Step::Advance {
+                        consumed: HEADER_LEN + len,
+                        skip: 0,
+                    };
+                }
+                tally.request();
+            }
+            Dir::ToClient => {
+                let elapsed = self.hello_at.take().map(|at| tally.since(at));
+                tally.response(elapsed);
+            }
+        }
+        Step::Advance {
+            consumed: HEADER_LEN,
+            skip: len as u64,
+        }
+    }
+
+    /// Adds a handshake record's fragment; once the ClientHello is whole, reads it.
+    fn read_hello(&mut self, fragment: &[u8], tally: &mut Tally<'_>) {
+        self.hello.extend_from_slice(fragment);
+        if self.hello.len() < 4 {
+            return;
+        }
+        let msg_len = usize::from(self.hello[1]) << 16
+            | usize::from(self.hello[2]) << 8
+            | usize::from(self.hello[3]);
+        if self.hello[0] != CLIENT_HELLO || msg_len > MAX_HELLO {
+            self.finish_hello();
+            return;
+        }
+        if self.hello.len() < 4 + msg_len {
+            return;
+        }
+        self.hello_at = Some(tally.at);
+        if let Some(hello) = ClientHello::parse(&self.hello[4..4 + msg_len]) {
+            if let Some(name) = hello.server_name {
+                tally.detail(format!(
+                    "sni {}",
+                    printable(&name.to_ascii_lowercase(), 255)
+                ));
+            }
+            if !hello.alpn.is_empty() {
+                let names: Vec<String> = hello.alpn.iter().map(|p| printable(p, 32)).collect();
+                tally.detail(format!("alpn {}", names.join(",")));
+            }
+        }
+        self.finish_hello();
+    }
+
+    fn finish_hello(&mut self) {
+        self.hello_read = true;
+        self.hello = Vec::new();
+    }
+}
+
+/// What DPI reads of a ClientHello.
+#[derive(Debug, Default, PartialEq)]
+struct ClientHello<'a> {
+    server_name: Option<&'a [u8]>,
+    alpn: Vec<&'a [u8]>,
+}
+
+/// A cursor over big-endian, length-prefixed fields; every read is bounds-checked.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.buf.len() < n {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<usize> {
+        self.take(1).map(|b| usize::from(b[0]))
+    }
+
+    fn u16(&mut self) -> Option<usize> {
+        self.take(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    /// A vector with a 1- or 2-byte length prefix.
+    fn vec8(&mut self) -> Option<&'a [u8]> {
+        let n = self.u8()?;
+        self.take(n)
+    }
+
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(n)
+    }
+}
+
+impl<'a> ClientHello<'a> {
+    /// Reads the body of a ClientHello handshake message (RFC 8446 section 4.1.2).
+    fn parse(body: &'a [u8]) -> Option<Self> {
+        let mut r = Reader { buf: body };
+        r.take(2 + 32)?; // legacy_version, random
+        r.vec8()?; // legacy_session_id
+        r.vec16()?; // cipher_suites
+        r.vec8()?; // legacy_compression_methods
+        let mut hello = ClientHello::default();
+        if r.buf.is_empty() {
+            return Some(hello); // no extensions (allowed before TLS 1.3)
+        }
+        let mut extensions = Reader { buf: r.vec16()? };
+        while !extensions.buf.is_empty() {
+            let kind = extensions.u16()?;
+            let data = extensions.vec16()?;
+            match kind {
+                0 => hello.server_name = server_name(data),
+                16 => {
+                    let mut list = Reader {
+                        buf: Reader { buf: data }.vec16()?,
+                    };
+                    while !list.buf.is_empty() {
+                        hello.alpn.push(list.vec8()?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(hello)
+    }
+}
+
+/// The host_name entry of a server_name extension.
+fn server_name(data: &[u8]) -> Option<&[u8]> {
+    let mut list = Reader {
+        buf: Reader { buf: data }.vec16()?,
+    };
+    while !list.buf.is_empty() {
+        let kind = list.u8()?;
+        let name = list.vec16()?;
+        if kind == 0 {
+            return Some(name);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+pub(in crate::dpi) mod tests {
+    use super::*;
+
+    /// A ClientHello handshake message (type and length included) with the given SNI and ALPN.
+    pub(in crate::dpi) fn client_hello(sni: &str, alpn: &[&str]) -> Vec<u8> {
+        let mut ext = Vec::new();
+        let mut sni_list = vec![0u8];
+        sni_list.extend((sni.len() as u16).to_be_bytes());
+        sni_list.extend(sni.as_bytes());
+        ext.extend(0u16.to_be_bytes());
+        ext.extend(((sni_list.len() + 2) as u16).to_be_bytes());
+        ext.extend((sni_list.len() as u16).to_be_bytes());
+        ext.extend(sni_list);
+        if !alpn.is_empty() {
+            let mut list = Vec::new();
+            for p in alpn {
+                list.push(p.len() as u8);
+                list.extend(p.as_bytes());
+            }
+            ext.extend(16u16.to_be_bytes());
+            ext.extend(((list.len() + 2) as u16).to_be_bytes());
+            ext.extend((list.len() as u16).to_be_bytes());
+            ext.extend(list);
+        }
+        // supported_versions: TLS 1.3, an extension DPI skips.
+        ext.extend([0, 43, 0, 3, 2, 3, 4]);
+        let mut body = vec![3, 3];
+        body.extend([0x11; 32]);
+        body.push(32);
+        body.extend([0x22; 32]);
+        body.extend([0, 4, 0x13, 0x01, 0x13, 0x02]);
+        body.extend([1, 0]);
+        body.extend((ext.len() as u16).to_be_bytes());
+        body.extend(ext);
+        let mut msg = vec![CLIENT_HELLO];
+        msg.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        msg.extend(body);
+        msg
+    }
+
+    #[test]
+    fn client_hello_extensions() {
+        let msg = client_hello("shop.example", &["h2", "http/1.1"]);
+        let hello = ClientHello::parse(&msg[4..]).unwrap();
+        assert_eq!(hello.server_name, Some(&b"shop.example"[..]));
+        assert_eq!(hello.alpn, vec![&b"h2"[..], &b"http/1.1"[..]]);
+        // Every truncation is refused or read as far as it goes, never a panic.
+        for cut in 0..msg.len() - 4 {
+            let _ = ClientHello::parse(&msg[4..4 + cut]);
+        }
+    }
+
+    #[test]
+    fn recognizes_a_client_hello_record_only() {
+        assert_eq!(recognize(&[22, 3, 1, 0, 200, 1]), Verdict::Yes);
+        assert_eq!(recognize(&[22, 3, 1]), Verdict::NeedMore);
+        assert_eq!(recognize(&[22, 3, 9]), Verdict::No);
+        assert_eq!(recognize(&[23, 3, 3, 0, 5, 1]), Verdict::No);
+    }
+}
