@@ -17,8 +17,8 @@ use vmdep::controller::topology::Topology;
 use vmdep::controller::VmPair;
 use vmdep::demo::fabric::{self, Fabric};
 use vmdep::sflow::{
-    header_protocol, Address, DataSource, DatagramRepr, FlowRecordRepr, FlowSampleRepr,
-    Interface, SampleRepr, SampledHeaderRepr,
+    header_protocol, Address, DataSource, DatagramRepr, FlowRecordRepr, FlowSampleRepr, Interface,
+    SampleRepr, SampledHeaderRepr,
 };
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
@@ -34,7 +34,9 @@ fn pipeline(source: &str) -> PipelineBundle {
 }
 
 fn ip(name: &str, topology: &Topology) -> Ipv4Addr {
-    topology.vm(topology.vm_id(name).expect("VM in topology")).ipv4
+    topology
+        .vm(topology.vm_id(name).expect("VM in topology"))
+        .ipv4
 }
 
 fn pair(topology: &Topology, src: &str, dst: &str) -> VmPair {
@@ -109,7 +111,9 @@ struct Bench {
 
 async fn start(p4_source: &str, policy: SelectionPolicy) -> Bench {
     let topology = Topology::from_toml(REFERENCE).unwrap();
-    let fabric = fabric::start_fabric(&topology).await.expect("fabric starts");
+    let fabric = fabric::start_fabric(&topology)
+        .await
+        .expect("fabric starts");
     let topology = Arc::new(fabric.topology.clone());
     let mut options = ControllerOptions::new(topology.clone(), Arc::new(pipeline(p4_source)));
     options.sflow_listen = "127.0.0.1:0".parse().unwrap();

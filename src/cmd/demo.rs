@@ -108,9 +108,7 @@ fn print_report(r: &DemoReport) {
                     (Some(false), Some(e)) => format!("MISMATCH: truth {e} packets"),
                     _ => String::new(),
                 };
-                println!(
-                    "  {pair:<20} {protocol:<16} {packets:>8} {bytes:>11}  {by:<12} {check}"
-                );
+                println!("  {pair:<20} {protocol:<16} {packets:>8} {bytes:>11}  {by:<12} {check}");
             }
             _ => println!(
                 "  {pair:<20} {protocol:<16} {:>8} {:>11}  {:<12} sampled only ({} samples)",

@@ -30,7 +30,9 @@ use tokio::task::JoinHandle;
 
 use crate::hostlink::{self, ControllerMessage, HostMessage, PairAddrs};
 
-use super::collector::{self, CollectedSamples, CollectorStats, CollectorStatsSnapshot, CounterTable};
+use super::collector::{
+    self, CollectedSamples, CollectorStats, CollectorStatsSnapshot, CounterTable,
+};
 use super::estimate::{PairSamples, PairSelector, SelectionPolicy, WindowSamples};
 use super::graph::{DependencyGraph, GraphError};
 use super::paths::{Paths, RouteTables};
@@ -105,7 +107,7 @@ pub enum ControllerError {
     #[error("cannot start the session of switch {switch}: {source}")]
     Session {
         switch: String,
-        source: SessionError,
+        source: Box<SessionError>,
     },
 }
 
@@ -253,12 +255,13 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
             addr: options.hostlink_listen,
             source,
         })?;
-    let hostlink_addr = hostlink
-        .local_addr()
-        .map_err(|source| ControllerError::HostlinkListen {
-            addr: options.hostlink_listen,
-            source,
-        })?;
+    let hostlink_addr =
+        hostlink
+            .local_addr()
+            .map_err(|source| ControllerError::HostlinkListen {
+                addr: options.hostlink_listen,
+                source,
+            })?;
 
     let paths = Paths::compute(&topology);
     let routes = RouteTables::compute(&topology, &paths);
@@ -281,7 +284,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
         let session = SwitchSession::spawn(config, event_tx.clone()).map_err(|source| {
             ControllerError::Session {
                 switch: sw.name.clone(),
-                source,
+                source: Box::new(source),
             }
         })?;
         journals.push(journal);
@@ -440,7 +443,12 @@ impl RunningController {
             .journals
             .iter()
             .zip(self.shared.topology.switches())
-            .map(|(j, sw)| (sw.name.clone(), j.as_ref().map(|j| j.requests()).unwrap_or_default()))
+            .map(|(j, sw)| {
+                (
+                    sw.name.clone(),
+                    j.as_ref().map(|j| j.requests()).unwrap_or_default(),
+                )
+            })
             .collect()
     }
 
@@ -547,9 +555,9 @@ async fn step(shared: &Shared) -> WindowReport {
             SessionEvent::IdleTimeout { switch, pairs } => {
                 idle.extend(pairs.into_iter().map(|p| (switch.clone(), p)))
             }
-            SessionEvent::Lost { switch, reason } => {
-                report.errors.push(format!("{switch}: session lost: {reason}"))
-            }
+            SessionEvent::Lost { switch, reason } => report
+                .errors
+                .push(format!("{switch}: session lost: {reason}")),
             SessionEvent::NotPrimary {
                 switch,
                 primary_election_id,
@@ -569,7 +577,9 @@ async fn step(shared: &Shared) -> WindowReport {
                             state.selector.release(pair);
                             state.last_totals.remove(&pair);
                             lock(&shared.placements).remove(&pair);
-                            report.errors.push(format!("{switch}: lost the entry of {pair}"));
+                            report
+                                .errors
+                                .push(format!("{switch}: lost the entry of {pair}"));
                         }
                     }
                 }
@@ -580,7 +590,11 @@ async fn step(shared: &Shared) -> WindowReport {
     // 2. Exact counts of every measured pair, from the switch that counts it.
     let reads = join_all(shared.sessions.iter().map(|s| s.read_pairs())).await;
     let mut counted = BTreeSet::new();
-    for ((i, result), sw) in reads.into_iter().enumerate().zip(shared.topology.switches()) {
+    for ((i, result), sw) in reads
+        .into_iter()
+        .enumerate()
+        .zip(shared.topology.switches())
+    {
         match result {
             Ok(pairs) => {
                 let mut graph = lock(&shared.graph);
@@ -692,9 +706,7 @@ async fn remove_pair(
             }
         }
         Ok(None) => {}
-        Err(err) => report
-            .errors
-            .push(format!("{name}: delete {pair}: {err}")),
+        Err(err) => report.errors.push(format!("{name}: delete {pair}: {err}")),
     }
     state.placer.release(pair);
     state.last_totals.remove(&pair);
@@ -740,9 +752,12 @@ async fn place_pairs(
         let results = join_all(by_switch.into_iter().map(|(at, group)| {
             let session = &shared.sessions[at.0];
             async move {
-                let results =
-                    join_all(group.iter().map(|&pair| session.insert_pair(pair, idle_timeout)))
-                        .await;
+                let results = join_all(
+                    group
+                        .iter()
+                        .map(|&pair| session.insert_pair(pair, idle_timeout)),
+                )
+                .await;
                 (at, group, results)
             }
         }))
@@ -776,11 +791,15 @@ async fn place_pairs(
         state.selector.release(pair);
         report.unplaced.push(pair);
     }
-    placed.sort_by(|a, b| a.pair.cmp(&b.pair));
+    placed.sort_by_key(|p| p.pair);
     placed
 }
 
-async fn serve_hostlink(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+async fn serve_hostlink(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -835,7 +854,10 @@ async fn serve_host(
         }
         _ => return Err(HostSessionError::NoHello),
     };
-    lock(&shared.hosts).entry(name.clone()).or_default().connected = true;
+    lock(&shared.hosts)
+        .entry(name.clone())
+        .or_default()
+        .connected = true;
     let mut mirror = shared.mirror.subscribe();
     mirror.mark_changed();
     let result = loop {
@@ -885,7 +907,10 @@ fn on_host_message(shared: &Shared, server: ServerId, name: &str, message: HostM
             for p in pairs {
                 let pair = VmPair::new(p.src, p.dst);
                 let on = |ip| {
-                    shared.topology.vm_by_ipv4(ip).map(|vm| shared.topology.vm(vm).server)
+                    shared
+                        .topology
+                        .vm_by_ipv4(ip)
+                        .map(|vm| shared.topology.vm(vm).server)
                         == Some(server)
                 };
                 // A server vouches only for pairs that stay on it.

@@ -76,7 +76,7 @@ pub enum DemoError {
     #[error("the switch fabric: {0}")]
     Fabric(#[from] FabricError),
     #[error("the controller: {0}")]
-    Controller(#[from] ControllerError),
+    Controller(#[from] Box<ControllerError>),
     #[error("server {server}: {source}")]
     Host { server: String, source: HostError },
     #[error("the switches did not become ready within {0:?}: {1}")]
@@ -210,7 +210,7 @@ pub async fn run(
         idle_windows: 5,
     };
     controller_options.output_dir = options.out_dir.clone();
-    let controller = service::start(controller_options).await?;
+    let controller = service::start(controller_options).await.map_err(Box::new)?;
     wait_ready(&controller).await?;
 
     let mut hosts = Vec::new();
@@ -332,14 +332,12 @@ pub async fn run(
     }
     for host in hosts {
         let name = host.server().to_string();
-        host.shutdown()
-            .await
-            .map_err(|source| DemoError::Host {
-                server: name,
-                source,
-            })?;
+        host.shutdown().await.map_err(|source| DemoError::Host {
+            server: name,
+            source,
+        })?;
     }
-    controller.shutdown().await?;
+    controller.shutdown().await.map_err(Box::new)?;
     fabric.shutdown().await;
     if let Some(dir) = &options.out_dir {
         report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
@@ -378,7 +376,13 @@ async fn wait_ready(controller: &service::RunningController) -> Result<(), DemoE
             let waiting: Vec<String> = switches
                 .iter()
                 .filter(|s| !(s.ready && s.routes > 0))
-                .map(|s| format!("{} ({})", s.name, s.last_error.as_deref().unwrap_or("no answer")))
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.name,
+                        s.last_error.as_deref().unwrap_or("no answer")
+                    )
+                })
                 .collect();
             return Err(DemoError::NotReady(limit, waiting.join(", ")));
         }
@@ -589,10 +593,7 @@ fn build_report(
     let window_of = |at: Duration| (at.as_nanos() / options.window.as_nanos().max(1)) as usize;
     let mut per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>> = BTreeMap::new();
     for f in &workload.frames {
-        let pair = VmPair::new(
-            topology.vm(f.src_vm).ipv4,
-            topology.vm(f.dst_vm).ipv4,
-        );
+        let pair = VmPair::new(topology.vm(f.src_vm).ipv4, topology.vm(f.dst_vm).ipv4);
         let e = per_window
             .entry(pair)
             .or_default()
@@ -662,9 +663,8 @@ fn build_report(
             _ => None,
         };
         let (samples, est_packets, est_bytes) = estimates.get(&pair).copied().unwrap_or_default();
-        let estimate_error_percent = (truth.packets > 0 && samples > 0).then(|| {
-            100.0 * (est_packets as f64 - truth.packets as f64) / truth.packets as f64
-        });
+        let estimate_error_percent = (truth.packets > 0 && samples > 0)
+            .then(|| 100.0 * (est_packets as f64 - truth.packets as f64) / truth.packets as f64);
         let mut protocols: Vec<String> = edge
             .map(|e| {
                 e.labels

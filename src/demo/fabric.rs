@@ -102,8 +102,10 @@ pub async fn start_fabric(topology: &Topology) -> Result<Fabric, FabricError> {
     let plan = plan_wires(topology)?;
     let mut switches = Vec::new();
     for (sw, ports) in topology.switches().iter().zip(plan.ports) {
-        let mut options =
-            SwitchOptions::new(u64::from(sw.device_id), SocketAddr::from(([127, 0, 0, 1], 0)));
+        let mut options = SwitchOptions::new(
+            u64::from(sw.device_id),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+        );
         options.ports = ports;
         match runner::start(options).await {
             Ok(running) => switches.push(running),
