@@ -20,6 +20,7 @@
 
 pub mod compiler;
 pub mod controller;
+pub mod demo;
 pub mod hostlink;
 pub mod p4rt;
 pub mod sflow;
