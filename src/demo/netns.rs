@@ -535,7 +535,8 @@ impl NetnsLab {
                 format!("sflow={id}"),
             ]);
         }
-        self.ovs().vsctl(&args).map(drop)
+        self.ovs().vsctl(&args)?;
+        self.ovs().settle()
     }
 
     /// Stops sFlow on every bridge.
@@ -544,11 +545,13 @@ impl NetnsLab {
         for server in &self.servers {
             args.extend(["--", "clear", "bridge", &server.bridge, "sflow"].map(String::from));
         }
-        self.ovs().vsctl(&args).map(drop)
+        self.ovs().vsctl(&args)?;
+        self.ovs().settle()
     }
 
     /// Mirrors the traffic of `pairs` on `server` to its DPI interface, replacing the earlier
-    /// set; an empty set removes the mirror. Each pair needs an end on this server. The mirror
+    /// set; an empty set removes the mirror. Once it returns, the
+    /// change applies to every packet (cached datapath flows are revalidated). Each pair needs an end on this server. The mirror
     /// selects the ports of those local ends (see the module documentation).
     pub fn set_mirror(&self, server: &str, pairs: &[VmPair]) -> Result<(), LabError> {
         let server_id = self
@@ -577,10 +580,9 @@ impl NetnsLab {
         }
         let interfaces = &self.servers[server_id.0];
         if local.is_empty() {
-            return self
-                .ovs()
-                .vsctl(&["clear", "bridge", &interfaces.bridge, "mirrors"])
-                .map(drop);
+            self.ovs()
+                .vsctl(&["clear", "bridge", &interfaces.bridge, "mirrors"])?;
+            return self.ovs().settle();
         }
         let mut args: Vec<String> = [
             "--",
@@ -619,7 +621,8 @@ impl NetnsLab {
             interfaces.bridge.clone(),
             "mirrors=@m".into(),
         ]);
-        self.ovs().vsctl(&args).map(drop)
+        self.ovs().vsctl(&args)?;
+        self.ovs().settle()
     }
 
     /// The current flows of a server's bridge with their counters (`ovs-ofctl dump-flows`).

@@ -173,6 +173,30 @@ impl Ovs {
         command::run(&mut command)
     }
 
+    /// Makes a configuration change (a mirror, sFlow) apply to every following packet: the
+    /// datapath keeps the actions it cached for a flow until the flow idles out (10 s), however
+    /// the configuration changed, so the cached flows are purged (packets then go through a
+    /// fresh translation) and one revalidation round is awaited.
+    pub fn settle(&self) -> Result<(), LabError> {
+        for request in ["revalidator/purge", "revalidator/wait"] {
+            let mut command = self.appctl();
+            command.arg(request);
+            command::run(&mut command)?;
+        }
+        Ok(())
+    }
+
+    fn appctl(&self) -> Command {
+        let mut command = self.tool("ovs-appctl");
+        command
+            .arg(format!(
+                "--target={}",
+                self.dir.join("ovs-vswitchd.ctl").display()
+            ))
+            .arg(format!("--timeout={OVS_TOOL_TIMEOUT_S}"));
+        command
+    }
+
     /// Replaces all flows of `bridge` with `flows` (one per line), in one transaction.
     pub fn replace_flows(&self, bridge: &str, flows: &str) -> Result<(), LabError> {
         let file = self.dir.join(format!("{bridge}.flows"));
@@ -203,13 +227,8 @@ impl Ovs {
     pub fn stop(&mut self) -> Result<(), LabError> {
         let mut result = Ok(());
         if let Some(mut child) = self.vswitchd.take() {
-            let mut exit = self.tool("ovs-appctl");
-            exit.arg(format!(
-                "--target={}",
-                self.dir.join("ovs-vswitchd.ctl").display()
-            ))
-            .arg(format!("--timeout={OVS_TOOL_TIMEOUT_S}"))
-            .args(["exit", "--cleanup"]);
+            let mut exit = self.appctl();
+            exit.args(["exit", "--cleanup"]);
             if let Err(e) = command::run(&mut exit) {
                 result = Err(e);
             }
