@@ -126,9 +126,7 @@ async fn program_switch(
     let action = index.action("MyIngress.set_next_hop").unwrap();
     let action_id = action.preamble.as_ref().unwrap().id;
     let param = |name: &str, value: u128| {
-        let p = index
-            .action_param("MyIngress.set_next_hop", name)
-            .unwrap();
+        let p = index.action_param("MyIngress.set_next_hop", name).unwrap();
         action::Param {
             param_id: p.id,
             value: bytestring::encode(value, p.bitwidth as u32).unwrap(),
@@ -150,11 +148,8 @@ async fn program_switch(
                         field_id: dst.id,
                         field_match_type: Some(field_match::FieldMatchType::Lpm(
                             field_match::Lpm {
-                                value: bytestring::encode(
-                                    u128::from(u32::from(route.prefix)),
-                                    32,
-                                )
-                                .unwrap(),
+                                value: bytestring::encode(u128::from(u32::from(route.prefix)), 32)
+                                    .unwrap(),
                                 prefix_len: i32::from(route.prefix_len),
                             },
                         )),
@@ -245,7 +240,11 @@ fn tcp_exchange(lab: &NetnsLab, client: &str, server: &str) {
         .unwrap_or_else(|e| panic!("TCP {client} -> {server}: no echo: {e}"));
     assert!(echo == request, "the echo arrived changed");
     let peer = serving.join().unwrap();
-    assert_eq!(peer.ip(), client_ip, "the server saw the client's own address");
+    assert_eq!(
+        peer.ip(),
+        client_ip,
+        "the server saw the client's own address"
+    );
 }
 
 /// One UDP datagram from `client` to `server` and the answer back.
@@ -442,10 +441,8 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     let mut switches = Vec::new();
     let mut primaries = Vec::new();
     for (index, switch) in topology.switches().iter().enumerate() {
-        let mut options = SwitchOptions::new(
-            u64::from(switch.device_id),
-            "127.0.0.1:0".parse().unwrap(),
-        );
+        let mut options =
+            SwitchOptions::new(u64::from(switch.device_id), "127.0.0.1:0".parse().unwrap());
         options.ports = lab.switch_ports(&switch.name).unwrap();
         assert_eq!(
             options.ports.len(),
@@ -482,7 +479,10 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
         Err(LabError::PairNotOnServer { .. })
     ));
     assert!(matches!(
-        lab.set_mirror("h122", &[VmPair::new(ip("app1"), Ipv4Addr::new(10, 9, 9, 9))]),
+        lab.set_mirror(
+            "h122",
+            &[VmPair::new(ip("app1"), Ipv4Addr::new(10, 9, 9, 9))]
+        ),
         Err(LabError::UnknownPairAddress(_))
     ));
 
@@ -501,11 +501,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
         std::net::IpAddr::V4(a) => a,
         other => panic!("the reference topology's agents are IPv4, not {other}"),
     };
-    let agents: BTreeSet<Ipv4Addr> = topology
-        .servers()
-        .iter()
-        .map(|s| agent(&s.name))
-        .collect();
+    let agents: BTreeSet<Ipv4Addr> = topology.servers().iter().map(|s| agent(&s.name)).collect();
     let expected: BTreeSet<(Ipv4Addr, Ipv4Addr, Ipv4Addr)> = [
         ("h120", "web1", "app1"),
         ("h122", "app1", "web1"),
@@ -522,6 +518,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     .map(|&(server, src, dst)| (agent(server), ip(src), ip(dst)))
     .collect();
     let seen = collect_samples(&collector, &agents, &expected);
+    assert!(lab.sflow_relayed() > 0);
     let missing: Vec<_> = expected.difference(&seen).collect();
     assert!(
         missing.is_empty(),
@@ -564,13 +561,9 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     eprintln!("whole test took {:?}", started.elapsed());
 }
 
-/// A lab whose owner vanished without removing it (as after a crash) is swept by its prefix.
-#[test]
-fn leftovers_of_a_vanished_lab_are_removed_by_prefix() {
-    if !root_or_skip("netns_lab") {
-        return;
-    }
-    let small = Topology::from_toml(
+/// One switch, one server, two VMs: a lab that builds fast.
+fn small_topology() -> Topology {
+    Topology::from_toml(
         r#"
         [[switch]]
         name = "s1"
@@ -596,7 +589,16 @@ fn leftovers_of_a_vanished_lab_are_removed_by_prefix() {
         server = "h1"
         "#,
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A lab whose owner vanished without removing it (as after a crash) is swept by its prefix.
+#[test]
+fn leftovers_of_a_vanished_lab_are_removed_by_prefix() {
+    if !root_or_skip("netns_lab") {
+        return;
+    }
+    let small = small_topology();
     let lab = NetnsLab::create(&small, LabOptions::default()).unwrap();
     let prefix = lab.prefix().to_string();
     let run_dir = lab.run_dir().to_path_buf();
@@ -614,16 +616,96 @@ fn leftovers_of_a_vanished_lab_are_removed_by_prefix() {
         ),
         Err(LabError::RunDirExists(_))
     ));
-    assert!(!lab_names_left(&prefix).is_empty(), "the refusal removed nothing");
+    assert!(
+        !lab_names_left(&prefix).is_empty(),
+        "the refusal removed nothing"
+    );
     std::mem::forget(lab);
 
     let removed = cleanup_leftovers(&prefix).unwrap();
     assert_eq!(removed.processes.len(), 2, "{removed:?}");
-    assert_eq!(removed.namespaces.len(), 2, "{removed:?}");
+    // Two VMs and the OVS namespace.
+    assert_eq!(removed.namespaces.len(), 3, "{removed:?}");
     assert!(removed.run_dir.is_some());
     assert_eq!(lab_names_left(&prefix), Vec::<String>::new());
     assert!(!run_dir.exists());
     assert_eq!(processes_using(&run_dir), Vec::<String>::new());
     // A second sweep finds nothing.
     assert!(cleanup_leftovers(&prefix).unwrap().is_empty());
+}
+
+/// The Ctrl-C path: a handle sweeps a lab in use; destroying the lab afterwards still succeeds.
+#[test]
+fn a_cleanup_handle_removes_a_live_lab() {
+    if !root_or_skip("netns_lab") {
+        return;
+    }
+    let lab = NetnsLab::create(&small_topology(), LabOptions::default()).unwrap();
+    let prefix = lab.prefix().to_string();
+    let run_dir = lab.run_dir().to_path_buf();
+    let handle = lab.cleanup_handle();
+    let removed = std::thread::spawn(move || handle.run())
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.processes.len(), 2, "{removed:?}");
+    assert_eq!(lab_names_left(&prefix), Vec::<String>::new());
+    assert!(matches!(
+        lab.in_vm("a", || ()),
+        Err(LabError::Namespace { .. })
+    ));
+    assert!(lab.destroy().unwrap().is_empty());
+    assert!(!run_dir.exists());
+    assert_eq!(processes_using(&run_dir), Vec::<String>::new());
+}
+
+/// Leftovers under the default prefix of a process that is gone are swept; a live run's are not.
+#[test]
+fn leftovers_of_dead_processes_are_found_by_their_prefix() {
+    if !root_or_skip("netns_lab") {
+        return;
+    }
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let dead_prefix = format!("vd{dead}q");
+    let live_prefix = format!("vd{}zz", std::process::id());
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip {args:?}");
+    };
+    for prefix in [&dead_prefix, &live_prefix] {
+        run(&[
+            "link",
+            "add",
+            &format!("{prefix}-x0"),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{prefix}-x1"),
+        ]);
+        run(&["netns", "add", &format!("{prefix}-vm")]);
+    }
+    std::fs::create_dir(std::env::temp_dir().join(format!("{dead_prefix}-ovs"))).unwrap();
+
+    let swept = vmdep::demo::netns::cleanup_dead_runs().unwrap();
+    let (_, removed) = swept
+        .iter()
+        .find(|(prefix, _)| *prefix == dead_prefix)
+        .unwrap_or_else(|| panic!("{dead_prefix} not swept: {swept:?}"));
+    assert_eq!(removed.namespaces, [format!("{dead_prefix}-vm")]);
+    assert!(
+        removed.interfaces.contains(&format!("{dead_prefix}-x0"))
+            || removed.interfaces.contains(&format!("{dead_prefix}-x1"))
+    );
+    assert!(removed.run_dir.is_some());
+    assert_eq!(lab_names_left(&dead_prefix), Vec::<String>::new());
+    assert!(swept.iter().all(|(prefix, _)| *prefix != live_prefix));
+    assert_eq!(lab_names_left(&live_prefix).len(), 3);
+    cleanup_leftovers(&live_prefix).unwrap();
+    assert_eq!(lab_names_left(&live_prefix), Vec::<String>::new());
 }

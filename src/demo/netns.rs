@@ -1,21 +1,23 @@
 //! The lab of `vmdep demo --netns`: a topology's servers and VMs built from real Linux parts.
 //! Each VM is a network namespace with a real kernel TCP/IP stack; each server is an Open vSwitch
 //! bridge (userspace `netdev` datapath) that exports sFlow and mirrors selected VMs' traffic; each
-//! server's uplink and each switch-to-switch link is a veth pair whose fabric ends a
-//! `vmdep switch` opens with AF_PACKET. It owns these namespaces, interfaces, the OVS daemons and
-//! their run directory, and removes all of them; it runs no switch and no controller (the demo
-//! starts those on the interfaces it names).
+//! server's uplink and each switch-to-switch link is a veth pair whose fabric end a
+//! `vmdep switch` opens with AF_PACKET. It owns these namespaces, interfaces, the OVS daemons,
+//! their run directory and the sFlow relay, and removes all of them; it runs no switch and no
+//! controller (the demo starts those on the interfaces it names).
 //!
 //! # What is built, and where
 //!
 //! ```text
-//!  namespace <prefix>-web1        root namespace (no address on any of our interfaces)
-//!  ┌──────────────────────┐
-//!  │ eth0 10.0.120.1/32   │──veth── <p>-v0 ─┐
-//!  └──────────────────────┘                 │ OVS bridge <p>-b0 (server h120)
-//!   … one per VM …                          ├── <p>-u0 ──veth── <p>-w0 ◄── vmdep switch s113, port 3
-//!                                           └── <p>-m0 ──veth── <p>-d0 ◄── the server's DPI module
-//!  links:  <p>-l0a ──veth── <p>-l0b   (s110:1 ↔ s111:1), one pair per topology link
+//!  VM namespace <p>-vm-web1   OVS namespace <p>-ovs                root namespace
+//!  ┌────────────────────┐     ┌──────────────────────────┐
+//!  │ eth0 10.0.120.1/32 │─veth─ <p>-v0 ┐                  │
+//!  └────────────────────┘     │        │ bridge <p>-b0    │        (no address on any of these)
+//!   … one per VM …            │        ├ <p>-u0 ─────────veth──── <p>-w0 ◄ vmdep switch s113 port 3
+//!                             │        └ <p>-m0 ─────────veth──── <p>-d0 ◄ h120's DPI module
+//!                             │ ovs-vswitchd, sFlow relay socket  │
+//!                             └──────────────────────────┘
+//!  links: <p>-l0a ─veth─ <p>-l0b (s110:1 ↔ s111:1), one pair per topology link, root namespace
 //! ```
 //!
 //! `<p>` is the run's prefix (see [`default_prefix`]); the numbers are indices in the topology
@@ -28,28 +30,36 @@
 //! never sends ARP. Every other VM of the topology has a permanent neighbour entry: a VM of the
 //! same server with its own MAC (the bridge delivers it locally), a VM behind the fabric with the
 //! MAC of the server's uplink switch port (the gateway, as on a routed data-center fabric; the
-//! P4 switches route on IPv4 and rewrite MACs hop by hop, and answer no ARP). So no invented
-//! gateway address is needed and any address plan works. IPv6 is off in the VMs, so nothing but
-//! the workloads' own traffic reaches the bridges (no router solicitations, no MLD).
+//! P4 switches route on IPv4, rewrite MACs hop by hop and answer no ARP). So no gateway address
+//! is invented and any address plan works. IPv6 is off in the VMs, so nothing but the
+//! workloads' own traffic reaches the bridges (no router solicitations, no MLD).
 //!
 //! Root-namespace interfaces get no IPv4 address, IPv6 off (so not even a link-local address),
 //! ARP off and IPv4 forwarding off, so the host's own stack neither talks on them nor routes
-//! what arrives there. TX checksum offload is off on the VMs' veths (both ends): the netdev
-//! datapath forwards a partial checksum as it is, and the receiver drops the segment.
+//! what arrives there. TX checksum offload is off on each VM's `eth0`: the VM's kernel would
+//! leave TCP/UDP checksums to the "hardware", the netdev datapath forwards them unfinished, and
+//! the receiver drops the segments (the integration test fails without it). The bridge-side
+//! ends need nothing: OVS sends finished frames.
 //!
 //! # Open vSwitch
 //!
-//! One private OVS instance (ovsdb-server + ovs-vswitchd, run directory `<tmp>/<prefix>-ovs`)
-//! with one bridge per server. The sFlow `agent` column of OVS 3.1 accepts an IP address
-//! literal, so each bridge's datagrams carry its server's `sflow_agent` from the topology (the
-//! reference topology's 127.0.0.12x, which need not be configured anywhere) and the controller
-//! can tell servers apart as usual. The flows are in the `ovs` submodule's documentation; the
-//! bridge is not a learning switch, since frames toward the fabric carry the gateway's MAC.
+//! One private OVS instance per lab with one bridge per server: ovsdb-server and ovs-vswitchd
+//! with database, sockets, pidfiles and logs in `<tmp>/<prefix>-ovs` (nothing system-wide is
+//! used). ovs-vswitchd runs in the lab's own namespace `<prefix>-ovs`, because the userspace
+//! datapath creates a tap device named `ovs-netdev` in its namespace, the same name in every
+//! instance: two labs in one namespace would collide. The bridges' sFlow therefore goes to a
+//! relay socket on that namespace's loopback, and the relay sends each datagram unchanged to the
+//! collector on the root namespace's loopback.
 //!
-//! OVS samples every packet that enters a bridge, from VMs and from the uplink alike, so a
-//! cross-server packet can be sampled at both servers (as with any OVS deployment); a sample's
-//! input interface (the ifIndex of [`ServerInterfaces::uplink_bridge_end`] for the uplink) tells
-//! the two apart.
+//! The sFlow `agent` column of OVS 3.1 accepts an IP address literal (or a device name), so each
+//! bridge's datagrams carry its server's `sflow_agent` from the topology (the reference
+//! topology's 127.0.0.12x, which need not be configured anywhere) and the controller tells
+//! servers apart as usual. OVS samples every packet that enters a bridge, from VMs and from the
+//! uplink alike, so a cross-server packet can be sampled at both servers (as in any OVS
+//! deployment); a flow sample's input interface tells the two apart.
+//!
+//! The flows are in the `ovs` submodule's documentation: not a learning switch, since frames
+//! toward the fabric carry the gateway's MAC, which is nobody's on the bridge.
 //!
 //! # Mirrors
 //!
@@ -68,6 +78,7 @@ mod cleanup;
 mod command;
 mod names;
 mod ovs;
+mod relay;
 mod setns;
 
 use std::ffi::OsStr;
@@ -85,6 +96,7 @@ use crate::switch::ports::{PortBackend, PortSpec};
 use command::{cmd, run};
 use names::LabNames;
 use ovs::{BridgeVm, Ovs, FIRST_VM_OFPORT, MIRROR_OFPORT, UPLINK_OFPORT};
+use relay::SflowRelay;
 
 pub use cleanup::Removed;
 pub use names::{default_prefix, IFNAME_MAX, PREFIX_MAX};
@@ -127,6 +139,13 @@ pub enum LabError {
     },
     #[error("`{command}` did not finish within {after:?}")]
     Timeout { command: String, after: Duration },
+    #[error("Open vSwitch gave port {port} OpenFlow number {got:?}, not {wanted}; its log ends with:\n{log}")]
+    OvsPort {
+        port: String,
+        wanted: u16,
+        got: String,
+        log: String,
+    },
     #[error("{daemon} did not start; its log ends with:\n{log}")]
     OvsStart { daemon: String, log: String },
     #[error("{what}: {source}")]
@@ -183,14 +202,16 @@ impl Default for LabOptions {
 /// A server's bridge and the interfaces around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInterfaces {
-    /// The OVS bridge (also the name of its internal tap device, which stays down).
+    /// The OVS bridge (also the name of its internal tap device in the OVS namespace, which
+    /// stays down).
     pub bridge: String,
-    /// The bridge's end of the uplink veth (OpenFlow port 1).
+    /// The bridge's end of the uplink veth (OpenFlow port 1), in the OVS namespace.
     pub uplink_bridge_end: String,
     /// The fabric's end of the uplink veth, in the root namespace without address: the
     /// interface of the uplink switch port (`vmdep switch -i PORT@IFACE`).
     pub uplink: String,
-    /// The bridge's end of the mirror veth, the mirrors' output port (OpenFlow port 2).
+    /// The bridge's end of the mirror veth, the mirrors' output port (OpenFlow port 2), in the
+    /// OVS namespace.
     pub mirror_port: String,
     /// The other end, in the root namespace without address: the DPI module reads the mirrored
     /// frames here (AF_PACKET).
@@ -202,7 +223,7 @@ pub struct ServerInterfaces {
 pub struct VmInterfaces {
     /// The network namespace (`ip netns exec NAME …` works too).
     pub namespace: String,
-    /// The bridge's end of the VM's veth (the VM's end is `eth0` in the namespace).
+    /// The bridge's end of the VM's veth, in the OVS namespace (the VM's end is `eth0`).
     pub bridge_port: String,
     /// Its OpenFlow port number on the bridge.
     pub ofport: u16,
@@ -222,7 +243,9 @@ pub struct NetnsLab {
     options: LabOptions,
     names: LabNames,
     run_dir: PathBuf,
+    ovs_namespace: String,
     ovs: Option<Ovs>,
+    relay: Option<SflowRelay>,
     servers: Vec<ServerInterfaces>,
     vms: Vec<VmInterfaces>,
     links: Vec<LinkInterfaces>,
@@ -251,9 +274,11 @@ impl NetnsLab {
         let mut lab = NetnsLab {
             topology: topology.clone(),
             options,
-            names,
+            names: names.clone(),
             run_dir,
+            ovs_namespace: names.ovs_namespace(),
             ovs: None,
+            relay: None,
             servers,
             vms,
             links,
@@ -265,10 +290,18 @@ impl NetnsLab {
     }
 
     fn build(&mut self) -> Result<(), LabError> {
-        self.ovs = Some(Ovs::start(&self.run_dir)?);
+        add_quiet_namespace(&self.ovs_namespace)?;
+        self.ovs = Some(Ovs::start(&self.run_dir, &self.ovs_namespace)?);
+        self.relay = Some(SflowRelay::start(&self.ovs_namespace)?);
         for server in &self.servers {
-            veth_pair(&server.uplink_bridge_end, &server.uplink)?;
-            veth_pair(&server.mirror_port, &server.dpi)?;
+            veth_pair(
+                (&server.uplink_bridge_end, Some(&self.ovs_namespace)),
+                (&server.uplink, None),
+            )?;
+            veth_pair(
+                (&server.mirror_port, Some(&self.ovs_namespace)),
+                (&server.dpi, None),
+            )?;
         }
         for index in 0..self.topology.vms().len() {
             self.build_vm(VmId(index))?;
@@ -277,7 +310,7 @@ impl NetnsLab {
             self.build_bridge(ServerId(index), server)?;
         }
         for link in &self.links {
-            veth_pair(&link.a, &link.b)?;
+            veth_pair((&link.a, None), (&link.b, None))?;
         }
         Ok(())
     }
@@ -286,39 +319,21 @@ impl NetnsLab {
     fn build_vm(&self, vm: VmId) -> Result<(), LabError> {
         let plan = &self.vms[vm.0];
         let spec = self.topology.vm(vm);
-        run(&mut cmd("ip", &["netns", "add", &plan.namespace]))?;
-        // IPv6 off before eth0 exists, so eth0 never gets a link-local address or sends
-        // solicitations.
-        setns::in_namespace(&plan.namespace, || {
-            for scope in ["all", "default"] {
-                write_sysctl(&format!("net/ipv6/conf/{scope}/disable_ipv6"), "1")?;
-            }
-            Ok::<(), LabError>(())
-        })??;
-        run(&mut cmd(
-            "ip",
-            &[
-                "link",
-                "add",
-                &plan.bridge_port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &plan.namespace,
-            ],
-        ))?;
-        quiet_root_interface(&plan.bridge_port)?;
-        run(&mut cmd("ethtool", &["-K", &plan.bridge_port, "tx", "off"]))?;
+        add_quiet_namespace(&plan.namespace)?;
+        veth_pair(
+            (&plan.bridge_port, Some(&self.ovs_namespace)),
+            ("eth0", Some(&plan.namespace)),
+        )?;
 
-        let gateway = self.topology.port_mac(self.topology.server(spec.server).uplink);
+        let gateway = self
+            .topology
+            .port_mac(self.topology.server(spec.server).uplink);
+        // eth0 is already up (veth_pair); a MAC change needs it down for a moment.
         let mut batch = format!(
-            "link set lo up\n\
+            "link set eth0 down\n\
              link set eth0 address {mac}\n\
              addr add {ip}/32 dev eth0\n\
-             link set eth0 up\n\
+             link set eth0 arp on up\n\
              route add default dev eth0\n",
             mac = spec.mac,
             ip = spec.ipv4,
@@ -362,7 +377,11 @@ impl NetnsLab {
     }
 
     /// The server's bridge with its ports (fixed OpenFlow numbers) and flows.
-    fn build_bridge(&self, server: ServerId, interfaces: &ServerInterfaces) -> Result<(), LabError> {
+    fn build_bridge(
+        &self,
+        server: ServerId,
+        interfaces: &ServerInterfaces,
+    ) -> Result<(), LabError> {
         let ovs = self.ovs();
         let br = &interfaces.bridge;
         let mut args: Vec<String> = vec![
@@ -377,10 +396,7 @@ impl NetnsLab {
         ];
         let mut add_port = |port: &str, ofport: u16| {
             args.extend(
-                [
-                    "--", "add-port", br, port, "--", "set", "interface", port,
-                ]
-                .map(String::from),
+                ["--", "add-port", br, port, "--", "set", "interface", port].map(String::from),
             );
             args.push(format!("ofport_request={ofport}"));
         };
@@ -409,14 +425,21 @@ impl NetnsLab {
         {
             let got = ovs.vsctl(&["get", "interface", port, "ofport"])?;
             if got.trim() != wanted.to_string() {
-                return Err(LabError::Command {
-                    command: format!("ovs-vsctl get interface {port} ofport"),
-                    status: "unexpected answer".into(),
-                    stderr: format!("OpenFlow port {} instead of {wanted}", got.trim()),
+                return Err(LabError::OvsPort {
+                    port: port.clone(),
+                    wanted,
+                    got: got.trim().to_string(),
+                    log: ovs.log_tail("ovs-vswitchd"),
                 });
             }
         }
         ovs.replace_flows(br, &ovs::bridge_flows(&bridge_vms))
+    }
+
+    fn relay(&self) -> &SflowRelay {
+        self.relay
+            .as_ref()
+            .expect("the sFlow relay runs from build() until removal")
     }
 
     fn ovs(&self) -> &Ovs {
@@ -505,8 +528,9 @@ impl NetnsLab {
             .collect())
     }
 
-    /// Exports sFlow from every bridge to `target` (a loopback address): one in `sampling`
-    /// packets, each bridge with its server's agent address. Replaces an earlier setting.
+    /// Exports sFlow from every bridge to `target` (a loopback address of the root namespace,
+    /// through the relay): one in `sampling` packets, each bridge with its server's agent
+    /// address. Replaces an earlier setting.
     pub fn set_sflow(&self, target: SocketAddr, sampling: u32) -> Result<(), LabError> {
         if !target.ip().is_loopback() {
             return Err(LabError::TargetNotLoopback(target));
@@ -514,6 +538,7 @@ impl NetnsLab {
         if sampling == 0 {
             return Err(LabError::ZeroSampling);
         }
+        let relay = self.relay();
         let mut args: Vec<String> = Vec::new();
         for (index, server) in self.servers.iter().enumerate() {
             let agent = self.topology.server(ServerId(index)).sflow_agent;
@@ -524,7 +549,7 @@ impl NetnsLab {
                 "create".into(),
                 "sflow".into(),
                 format!("agent=\"{agent}\""),
-                format!("targets=\"{target}\""),
+                format!("targets=\"{}\"", relay.listen_addr()),
                 format!("sampling={sampling}"),
                 format!("polling={}", self.options.sflow_polling_secs),
                 format!("header={}", self.options.sflow_header_bytes),
@@ -535,8 +560,14 @@ impl NetnsLab {
                 format!("sflow={id}"),
             ]);
         }
+        relay.set_target(Some(target));
         self.ovs().vsctl(&args)?;
         self.ovs().settle()
+    }
+
+    /// sFlow datagrams passed on to the target so far.
+    pub fn sflow_relayed(&self) -> u64 {
+        self.relay().relayed()
     }
 
     /// Stops sFlow on every bridge.
@@ -545,14 +576,15 @@ impl NetnsLab {
         for server in &self.servers {
             args.extend(["--", "clear", "bridge", &server.bridge, "sflow"].map(String::from));
         }
+        self.relay().set_target(None);
         self.ovs().vsctl(&args)?;
         self.ovs().settle()
     }
 
     /// Mirrors the traffic of `pairs` on `server` to its DPI interface, replacing the earlier
-    /// set; an empty set removes the mirror. Once it returns, the
-    /// change applies to every packet (cached datapath flows are revalidated). Each pair needs an end on this server. The mirror
-    /// selects the ports of those local ends (see the module documentation).
+    /// set; an empty set removes the mirror. Each pair needs an end on this server. The mirror
+    /// selects the ports of those local ends (see the module documentation). Once it returns,
+    /// the change applies to every packet.
     pub fn set_mirror(&self, server: &str, pairs: &[VmPair]) -> Result<(), LabError> {
         let server_id = self
             .topology
@@ -584,15 +616,9 @@ impl NetnsLab {
                 .vsctl(&["clear", "bridge", &interfaces.bridge, "mirrors"])?;
             return self.ovs().settle();
         }
-        let mut args: Vec<String> = [
-            "--",
-            "--id=@out",
-            "get",
-            "port",
-            &interfaces.mirror_port,
-        ]
-        .map(String::from)
-        .to_vec();
+        let mut args: Vec<String> = ["--", "--id=@out", "get", "port", &interfaces.mirror_port]
+            .map(String::from)
+            .to_vec();
         let mut refs = Vec::new();
         for vm in &local {
             let id = format!("@vm{}", vm.0);
@@ -666,6 +692,7 @@ impl NetnsLab {
 
     fn remove(&mut self) -> Result<Removed, LabError> {
         self.removed = true;
+        self.relay = None;
         let stopped = match self.ovs.take() {
             Some(mut ovs) => ovs.stop(),
             None => Ok(()),
@@ -764,27 +791,59 @@ fn plan(
     Ok((servers, vms, links))
 }
 
-/// A veth pair in the root namespace, both ends quiet and up.
-fn veth_pair(a: &str, b: &str) -> Result<(), LabError> {
+/// A network namespace with IPv6 off (set before any interface exists there, so none gets a
+/// link-local address or sends solicitations) and its loopback up.
+fn add_quiet_namespace(name: &str) -> Result<(), LabError> {
+    run(&mut cmd("ip", &["netns", "add", name]))?;
+    setns::in_namespace(name, || {
+        for scope in ["all", "default"] {
+            write_sysctl(&format!("net/ipv6/conf/{scope}/disable_ipv6"), "1")?;
+        }
+        Ok::<(), LabError>(())
+    })??;
     run(&mut cmd(
         "ip",
-        &["link", "add", a, "type", "veth", "peer", "name", b],
-    ))?;
-    quiet_root_interface(a)?;
-    quiet_root_interface(b)
+        &["-n", name, "link", "set", "dev", "lo", "up"],
+    ))
+    .map(drop)
 }
 
-/// Makes a root-namespace interface of ours invisible to the host's stack (no IPv6, no ARP, no
-/// forwarding of what arrives) and brings it up.
-fn quiet_root_interface(name: &str) -> Result<(), LabError> {
-    // Written before the interface is up: an up interface would get an IPv6 link-local
-    // address at once. A kernel without IPv6 has no such file, and nothing to switch off.
-    match write_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1") {
-        Err(LabError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
-        other => other?,
+/// A veth pair, each end in the given namespace (`None`: the root namespace), both quiet (see
+/// [`quiet_interface`]) and up.
+fn veth_pair(a: (&str, Option<&str>), b: (&str, Option<&str>)) -> Result<(), LabError> {
+    let mut args = vec!["link", "add", a.0];
+    if let Some(ns) = a.1 {
+        args.extend(["netns", ns]);
     }
-    write_sysctl(&format!("net/ipv4/conf/{name}/forwarding"), "0")?;
-    run(&mut cmd("ip", &["link", "set", "dev", name, "arp", "off", "up"])).map(drop)
+    args.extend(["type", "veth", "peer", "name", b.0]);
+    if let Some(ns) = b.1 {
+        args.extend(["netns", ns]);
+    }
+    run(&mut cmd("ip", &args))?;
+    quiet_interface(a.0, a.1)?;
+    quiet_interface(b.0, b.1)
+}
+
+/// Makes an interface invisible to its namespace's own stack (no IPv6, no ARP, no forwarding of
+/// what arrives) and brings it up. In our namespaces IPv6 is off from the start; in the root
+/// namespace it is switched off here, before the interface is up (an up interface gets an IPv6
+/// link-local address at once).
+fn quiet_interface(name: &str, namespace: Option<&str>) -> Result<(), LabError> {
+    let mut ip = vec![];
+    match namespace {
+        Some(ns) => ip.extend(["-n", ns]),
+        None => {
+            // A kernel without IPv6 has no such file, and nothing to switch off.
+            match write_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1") {
+                Err(LabError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
+            write_sysctl(&format!("net/ipv4/conf/{name}/forwarding"), "0")?;
+        }
+    }
+    ip.extend(["link", "set", "dev", name, "arp", "off", "up"]);
+    run(&mut cmd("ip", &ip)).map(drop)
 }
 
 /// Writes a sysctl of the calling thread's network namespace.

@@ -119,7 +119,8 @@ pub fn remove_dead_runs() -> Result<Vec<(String, Removed)>, LabError> {
     }
     let mut swept = Vec::new();
     for prefix in prefixes {
-        let alive = prefix_pid(&prefix).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        let alive =
+            prefix_pid(&prefix).is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
             let removed = remove_by_prefix(&prefix)?;
             swept.push((prefix, removed));
@@ -167,7 +168,10 @@ fn runs_from(pid: u32, dir: &Path) -> bool {
 
 /// The names of all interfaces of this thread's network namespace.
 pub fn interfaces() -> Result<Vec<String>, LabError> {
-    Ok(parse_link_names(&run(&mut cmd("ip", &["-o", "link", "show"]))?))
+    Ok(parse_link_names(&run(&mut cmd(
+        "ip",
+        &["-o", "link", "show"],
+    ))?))
 }
 
 fn interface_exists(name: &str) -> bool {

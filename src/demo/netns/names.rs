@@ -55,8 +55,7 @@ pub fn prefix_pid(prefix: &str) -> Option<u32> {
     let rest = prefix.strip_prefix("vd")?;
     let digits_end = rest.find(|c: char| !c.is_ascii_digit())?;
     let (digits, letters) = rest.split_at(digits_end);
-    if digits.is_empty() || letters.is_empty() || !letters.chars().all(|c| c.is_ascii_lowercase())
-    {
+    if digits.is_empty() || letters.is_empty() || !letters.chars().all(|c| c.is_ascii_lowercase()) {
         return None;
     }
     digits.parse().ok()
@@ -93,8 +92,9 @@ impl LabNames {
         Ok(name)
     }
 
-    /// The network namespace of a VM: `<prefix>-<vm name>` when the VM's name is a plain word
-    /// (letters, digits, `_`, `.`, `-`; namespaces are files under /run/netns), else by index.
+    /// The network namespace of a VM: `<prefix>-vm-<vm name>` when the VM's name is a plain word
+    /// (letters, digits, `_`, `.`, `-`; namespaces are files under /run/netns), else
+    /// `<prefix>-vm<index>`.
     pub fn namespace(&self, vm_name: &str, vm_index: usize) -> String {
         let plain = !vm_name.is_empty()
             && vm_name.len() <= 64
@@ -103,10 +103,15 @@ impl LabNames {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if plain {
-            format!("{}-{vm_name}", self.prefix)
+            format!("{}-vm-{vm_name}", self.prefix)
         } else {
             format!("{}-vm{vm_index}", self.prefix)
         }
+    }
+
+    /// The network namespace of the Open vSwitch daemon and its bridges.
+    pub fn ovs_namespace(&self) -> String {
+        format!("{}-ovs", self.prefix)
     }
 
     /// True for a name this prefix owns.
@@ -134,7 +139,10 @@ mod tests {
     #[test]
     fn prefixes_are_checked() {
         for bad in ["", "1vd", "vd-1", "vd 1", "abcdefghijk", "vé"] {
-            assert!(matches!(check_prefix(bad), Err(LabError::BadPrefix(_))), "{bad}");
+            assert!(
+                matches!(check_prefix(bad), Err(LabError::BadPrefix(_))),
+                "{bad}"
+            );
         }
         check_prefix("vd4194304z").unwrap();
     }
@@ -168,7 +176,9 @@ mod tests {
         assert!(names.owns("vd12a-v0"));
         assert!(!names.owns("vd12ab-v0"));
         assert!(!names.owns("vd12a"));
-        assert_eq!(names.namespace("web1", 0), "vd12a-web1");
+        assert_eq!(names.namespace("web1", 0), "vd12a-vm-web1");
+        assert_eq!(names.namespace("ovs", 0), "vd12a-vm-ovs");
+        assert_eq!(names.ovs_namespace(), "vd12a-ovs");
         assert_eq!(names.namespace("a/b", 4), "vd12a-vm4");
         assert_eq!(names.namespace("..", 5), "vd12a-vm5");
     }

@@ -19,6 +19,7 @@
 //! - priority 0: everything else is dropped (broadcast, ARP, foreign source MACs).
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,8 +60,10 @@ pub struct Ovs {
 }
 
 impl Ovs {
-    /// Creates the database in `dir` (which must exist and be empty) and starts both daemons.
-    pub fn start(dir: &Path) -> Result<Ovs, LabError> {
+    /// Creates the database in `dir` (which must exist and be empty) and starts both daemons,
+    /// ovs-vswitchd inside network namespace `namespace` (its datapath's tap devices, named
+    /// alike in every instance, stay there).
+    pub fn start(dir: &Path, namespace: &str) -> Result<Ovs, LabError> {
         let mut ovs = Ovs {
             dir: dir.to_path_buf(),
             ovsdb: None,
@@ -83,16 +86,24 @@ impl Ovs {
         ovsdb
             .arg(&db)
             .arg(format!("--remote=punix:{}", socket.display()))
-            .arg(format!("--unixctl={}", dir.join("ovsdb-server.ctl").display()));
+            .arg(format!(
+                "--unixctl={}",
+                dir.join("ovsdb-server.ctl").display()
+            ));
         ovs.daemon_args(&mut ovsdb, "ovsdb-server");
         ovs.ovsdb = Some(spawn(&mut ovsdb, dir, "ovsdb-server")?);
         ovs.wait_for_file(&socket, "ovsdb-server")?;
         ovs.vsctl(&["--no-wait", "init"])?;
 
-        let mut vswitchd = ovs.tool("ovs-vswitchd");
+        // `ip netns exec` execs the daemon in place (same pid), with /sys of the namespace.
+        let mut vswitchd = ovs.tool("ip");
         vswitchd
+            .args(["netns", "exec", namespace, "ovs-vswitchd"])
             .arg(format!("unix:{}", socket.display()))
-            .arg(format!("--unixctl={}", dir.join("ovs-vswitchd.ctl").display()));
+            .arg(format!(
+                "--unixctl={}",
+                dir.join("ovs-vswitchd.ctl").display()
+            ));
         ovs.daemon_args(&mut vswitchd, "ovs-vswitchd");
         ovs.vswitchd = Some(spawn(&mut vswitchd, dir, "ovs-vswitchd")?);
         ovs.wait_for_file(&dir.join("ovs-vswitchd.ctl"), "ovs-vswitchd")?;
@@ -164,10 +175,7 @@ impl Ovs {
     pub fn vsctl<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<String, LabError> {
         let mut command = self.tool("ovs-vsctl");
         command
-            .arg(format!(
-                "--db=unix:{}",
-                self.dir.join(DB_SOCKET).display()
-            ))
+            .arg(format!("--db=unix:{}", self.dir.join(DB_SOCKET).display()))
             .arg(format!("--timeout={OVS_TOOL_TIMEOUT_S}"))
             .args(args);
         command::run(&mut command)
@@ -227,10 +235,14 @@ impl Ovs {
     pub fn stop(&mut self) -> Result<(), LabError> {
         let mut result = Ok(());
         if let Some(mut child) = self.vswitchd.take() {
-            let mut exit = self.appctl();
-            exit.args(["exit", "--cleanup"]);
-            if let Err(e) = command::run(&mut exit) {
-                result = Err(e);
+            // Already gone (a sweep from a Ctrl-C handler stopped it): nothing to ask.
+            let running = matches!(child.try_wait(), Ok(None));
+            if running {
+                let mut exit = self.appctl();
+                exit.args(["exit", "--cleanup"]);
+                if let Err(e) = command::run(&mut exit) {
+                    result = Err(e);
+                }
             }
             stop_child(&mut child);
         }
@@ -259,7 +271,10 @@ fn spawn(command: &mut Command, dir: &Path, name: &str) -> Result<Child, LabErro
         what: format!("duplicating {}", out.display()),
         source,
     })?;
+    // Their own process group: a Ctrl-C at the terminal reaches vmdep only, which then stops
+    // the daemons in order (and removes what they made).
     command
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(console)
         .stderr(console_err)
@@ -298,10 +313,7 @@ pub struct BridgeVm {
 /// `ovs-ofctl replace-flows`.
 pub fn bridge_flows(vms: &[BridgeVm]) -> String {
     let mut flows = String::new();
-    let _ = writeln!(
-        flows,
-        "priority=400,in_port={MIRROR_OFPORT},actions=drop"
-    );
+    let _ = writeln!(flows, "priority=400,in_port={MIRROR_OFPORT},actions=drop");
     for vm in vms {
         let _ = writeln!(
             flows,
