@@ -425,6 +425,17 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&routes.stdout).contains("10.0.12"));
 
+    // Inside a VM: its address as a /32, its MAC, no IPv6.
+    let inside = lab
+        .vm_command("web1", "ip")
+        .unwrap()
+        .args(["-o", "addr", "show", "dev", "eth0"])
+        .output()
+        .unwrap();
+    let inside = String::from_utf8_lossy(&inside.stdout);
+    assert!(inside.contains("inet 10.0.120.1/32"), "{inside}");
+    assert!(!inside.contains("inet6"), "{inside}");
+
     // Switches on the lab's interfaces, programmed like the controller would.
     let compiled = vmdep::compiler::compile(
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("p4/vmdep.p4"))

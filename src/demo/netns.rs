@@ -257,7 +257,11 @@ impl NetnsLab {
     pub fn create(topology: &Topology, options: LabOptions) -> Result<NetnsLab, LabError> {
         require_root()?;
         let names = LabNames::new(options.prefix.clone().unwrap_or_else(default_prefix))?;
-        let (servers, vms, links) = plan(topology, &names)?;
+        let Plan {
+            servers,
+            vms,
+            links,
+        } = plan(topology, &names)?;
         let run_dir = cleanup::run_dir(names.prefix());
         // The run directory doubles as the run's lock: it is created first, exclusively, and
         // only a lab that created it may sweep the prefix.
@@ -739,18 +743,15 @@ pub fn cleanup_dead_runs() -> Result<Vec<(String, Removed)>, LabError> {
     cleanup::remove_dead_runs()
 }
 
+/// The names of a lab's parts, by topology index.
+struct Plan {
+    servers: Vec<ServerInterfaces>,
+    vms: Vec<VmInterfaces>,
+    links: Vec<LinkInterfaces>,
+}
+
 /// Every name of the lab, computed (and length-checked) before anything is created.
-fn plan(
-    topology: &Topology,
-    names: &LabNames,
-) -> Result<
-    (
-        Vec<ServerInterfaces>,
-        Vec<VmInterfaces>,
-        Vec<LinkInterfaces>,
-    ),
-    LabError,
-> {
+fn plan(topology: &Topology, names: &LabNames) -> Result<Plan, LabError> {
     let servers = (0..topology.servers().len())
         .map(|s| {
             Ok(ServerInterfaces {
@@ -788,7 +789,11 @@ fn plan(
             })
         })
         .collect::<Result<Vec<_>, LabError>>()?;
-    Ok((servers, vms, links))
+    Ok(Plan {
+        servers,
+        vms,
+        links,
+    })
 }
 
 /// A network namespace with IPv6 off (set before any interface exists there, so none gets a
