@@ -7,7 +7,7 @@
 //!
 //! Needs root. Skipped without it, except under CI (CI=true), where it must run.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
@@ -290,19 +290,20 @@ fn ipv4_pair(frame: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
 }
 
 /// The (agent, src, dst) of every sampled IPv4 frame in the datagrams received until
-/// `expected` are all seen or the time is up; also checks every datagram's agent is known.
+/// `expected` are all seen or the time is up, with the sample's input ifIndex; also checks every
+/// datagram's agent is known.
 fn collect_samples(
     socket: &UdpSocket,
     agents: &BTreeSet<Ipv4Addr>,
     expected: &BTreeSet<(Ipv4Addr, Ipv4Addr, Ipv4Addr)>,
-) -> BTreeSet<(Ipv4Addr, Ipv4Addr, Ipv4Addr)> {
+) -> BTreeMap<(Ipv4Addr, Ipv4Addr, Ipv4Addr), BTreeSet<u32>> {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let mut seen = BTreeSet::new();
+    let mut seen = BTreeMap::<_, BTreeSet<u32>>::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut buf = vec![0u8; 65_536];
-    while Instant::now() < deadline && !expected.is_subset(&seen) {
+    while Instant::now() < deadline && !expected.iter().all(|e| seen.contains_key(e)) {
         let Ok(n) = socket.recv(&mut buf) else {
             continue;
         };
@@ -319,7 +320,10 @@ fn collect_samples(
                 if let FlowRecord::SampledHeader(h) = record.unwrap() {
                     assert_eq!(h.protocol, header_protocol::ETHERNET);
                     if let Some((src, dst)) = ipv4_pair(h.header) {
-                        seen.insert((agent, src, dst));
+                        assert_eq!(flow.input.format, 0, "a single input port");
+                        seen.entry((agent, src, dst))
+                            .or_default()
+                            .insert(flow.input.value);
                     }
                 }
             }
@@ -515,7 +519,9 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     let agents: BTreeSet<Ipv4Addr> = topology.servers().iter().map(|s| agent(&s.name)).collect();
     let expected: BTreeSet<(Ipv4Addr, Ipv4Addr, Ipv4Addr)> = [
         ("h120", "web1", "app1"),
+        ("h122", "web1", "app1"),
         ("h122", "app1", "web1"),
+        ("h120", "app1", "web1"),
         ("h122", "cache1", "db1"),
         ("h123", "db1", "cache1"),
         ("h120", "client1", "web1"),
@@ -530,11 +536,24 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     .collect();
     let seen = collect_samples(&collector, &agents, &expected);
     assert!(lab.sflow_relayed() > 0);
-    let missing: Vec<_> = expected.difference(&seen).collect();
+    let missing: Vec<_> = expected.iter().filter(|e| !seen.contains_key(e)).collect();
     assert!(
         missing.is_empty(),
         "no sFlow sample of (agent, src, dst) {missing:?}; seen {seen:?}"
     );
+    // A VM's packets are sampled entering from its port; at the far server, entering from the
+    // uplink.
+    let from_uplink = |server: &str, src: &str, dst: &str| {
+        let inputs = &seen[&(agent(server), ip(src), ip(dst))];
+        let uplink = lab.uplink_if_index(server).unwrap();
+        assert_eq!(inputs.len(), 1, "{server} {src}->{dst}: {inputs:?}");
+        inputs.contains(&uplink)
+    };
+    assert!(!from_uplink("h120", "web1", "app1"));
+    assert!(from_uplink("h120", "app1", "web1"));
+    assert!(!from_uplink("h122", "app1", "web1"));
+    assert!(from_uplink("h122", "web1", "app1"));
+    assert!(!from_uplink("h120", "client1", "web1"));
 
     // The mirror carried web1 <-> app1 both ways, and not cache1's traffic on the same bridge.
     let mirrored = drain_mirror(&dpi);

@@ -56,7 +56,8 @@
 //! topology's 127.0.0.12x, which need not be configured anywhere) and the controller tells
 //! servers apart as usual. OVS samples every packet that enters a bridge, from VMs and from the
 //! uplink alike, so a cross-server packet can be sampled at both servers (as in any OVS
-//! deployment); a flow sample's input interface tells the two apart.
+//! deployment); a flow sample's input interface tells the two apart
+//! ([`NetnsLab::uplink_if_index`]).
 //!
 //! The flows are in the `ovs` submodule's documentation: not a learning switch, since frames
 //! toward the fabric carry the gateway's MAC, which is nobody's on the bridge.
@@ -567,6 +568,26 @@ impl NetnsLab {
         relay.set_target(Some(target));
         self.ovs().vsctl(&args)?;
         self.ovs().settle()
+    }
+
+    /// The ifIndex of a server's uplink port as its bridge's sFlow samples report it (the
+    /// `input` of a packet that came from the fabric, the `output` of one that leaves for it).
+    pub fn uplink_if_index(&self, server: &str) -> Result<u32, LabError> {
+        let port = &self.server(server)?.uplink_bridge_end;
+        let listing = run(&mut cmd(
+            "ip",
+            &["-n", &self.ovs_namespace, "-o", "link", "show", "dev", port],
+        ))?;
+        // `INDEX: NAME@PEER: <FLAGS> …`
+        listing
+            .split(':')
+            .next()
+            .and_then(|index| index.trim().parse().ok())
+            .ok_or_else(|| LabError::Command {
+                command: format!("ip -n {} -o link show dev {port}", self.ovs_namespace),
+                status: "unexpected answer".into(),
+                stderr: listing.trim().to_string(),
+            })
     }
 
     /// sFlow datagrams passed on to the target so far.
