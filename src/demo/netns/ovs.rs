@@ -1,7 +1,8 @@
 //! One private Open vSwitch instance (ovsdb-server + ovs-vswitchd) under the lab's run
-//! directory, and the OpenFlow rules of the lab's bridges. It owns the daemons' lifetime and
-//! talks to them only through ovs-vsctl, ovs-ofctl and ovs-appctl pointed at that directory;
-//! nothing system-wide (/var/run/openvswitch, /etc/openvswitch) is read or written.
+//! directory, ovs-vswitchd inside the lab's OVS namespace, and the OpenFlow rules of the lab's
+//! bridges. It owns the daemons' lifetime and talks to them only through ovs-vsctl, ovs-ofctl
+//! and ovs-appctl pointed at that directory's unix sockets; nothing system-wide
+//! (/var/run/openvswitch, /etc/openvswitch) is read or written.
 //!
 //! # The flows of a server's bridge
 //!
@@ -69,8 +70,9 @@ impl Ovs {
             ovsdb: None,
             vswitchd: None,
         };
-        // Unix socket paths are limited to 107 bytes; the longest is a bridge's `.mgmt` socket.
-        let longest = dir.join("vd4194304aaa-b999.mgmt");
+        // Unix socket paths are limited to 107 bytes; the longest is a bridge's `.mgmt` socket,
+        // `<interface name, at most 15 bytes>.mgmt`.
+        let longest = dir.join(format!("{}.mgmt", "b".repeat(super::IFNAME_MAX)));
         if longest.as_os_str().len() > 107 {
             return Err(LabError::RunDirTooLong(dir.to_path_buf()));
         }
