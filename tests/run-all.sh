@@ -4,11 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages of the real peers: tshark decodes our sFlow (tests/sflow_tshark.rs); iproute2
-# makes the network namespaces of the AF_PACKET test (tests/switch_af_packet.rs).
+# Debian packages of the real peers: tshark decodes our sFlow (tests/sflow_tshark.rs, tests/host.rs);
+# iproute2 makes the network namespaces of the AF_PACKET and lab tests (tests/switch_af_packet.rs,
+# tests/netns_lab.rs); graphviz's dot renders our DOT (controller::graph); Open vSwitch and
+# ethtool are the servers' virtual switches in the network-namespace lab (tests/netns_lab.rs).
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v dot >/dev/null || missing+=(graphviz)
+command -v ovs-vswitchd >/dev/null || missing+=(openvswitch-switch)
+command -v ethtool >/dev/null || missing+=(ethtool)
 if ((${#missing[@]})); then
     echo "== installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
