@@ -27,7 +27,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 64)]
     pub sampling_rate: u32,
     /// Estimated bytes per window from which a pair is measured exactly.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 4_000)]
     pub threshold: u64,
     /// Replay as fast as the fabric takes it instead of at the workload's pace (DPI's
     /// response times then measure the replay, not the workload).
