@@ -108,8 +108,11 @@ pub struct PairResult {
     pub src: String,
     pub dst: String,
     pub same_server: bool,
-    /// DPI's protocols on this pair (client → server direction), if any.
+    /// DPI's protocols of the conversations this pair's source opened, if any.
     pub protocols: Vec<String>,
+    /// DPI's protocols of the conversations the destination opened: this pair carries their
+    /// answers.
+    pub answers: Vec<String>,
     /// Ground truth over the whole run.
     pub truth_packets: u64,
     pub truth_bytes: u64,
@@ -690,11 +693,26 @@ fn build_report(
             .unwrap_or_default();
         protocols.sort();
         protocols.dedup();
+        // This direction carries the answers of the conversations labeled the other way.
+        let reverse = VmPair::new(pair.dst, pair.src);
+        let mut answers: Vec<String> = graph
+            .edge(reverse)
+            .map(|e| {
+                e.labels
+                    .iter()
+                    .filter(|l| (l.client, l.server) == (reverse.src, reverse.dst))
+                    .map(|l| l.protocol.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        answers.sort();
+        answers.dedup();
         pairs.push(PairResult {
             src: truth.src.clone(),
             dst: truth.dst.clone(),
             same_server: truth.same_server,
             protocols,
+            answers,
             truth_packets: truth.packets,
             truth_bytes: truth.bytes,
             measured_by: exact.map(|x| x.measured_by.clone()),
