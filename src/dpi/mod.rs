@@ -447,6 +447,12 @@ impl DpiEngine {
             &mut self.stats.details_dropped,
         );
         dns.message(&message, &mut tally);
+        // A DNS exchange over UDP ends with its answer; resolvers use a fresh port per query,
+        // so waiting for the idle timeout would fill the table with finished exchanges.
+        if message.response && dns.all_answered() {
+            self.udp.remove(&key);
+            self.stats.flows_closed += 1;
+        }
     }
 }
 

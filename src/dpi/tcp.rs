@@ -116,7 +116,8 @@ pub(super) struct TcpFlow {
     /// The client's initial sequence number, when its SYN was seen.
     pub(super) client_isn: Option<u32>,
     handshake: [bool; 2],
-    carried_payload: bool,
+    /// Whether the client sent any payload.
+    client_spoke: bool,
     fin: [bool; 2],
     reset: bool,
     pub(super) last_seen: Duration,
@@ -157,7 +158,7 @@ impl TcpFlow {
             server,
             client_isn: None,
             handshake: [false; 2],
-            carried_payload: false,
+            client_spoke: false,
             fin: [false; 2],
             reset: false,
             last_seen: at,
@@ -187,7 +188,7 @@ impl TcpFlow {
             self.streams[d].start_at(seq);
         }
         if !seg.payload.is_empty() {
-            self.carried_payload = true;
+            self.client_spoke |= seg.dir == Dir::ToServer;
             if !self.streams[d].abandoned {
                 match self.streams[d].accept(seq, seg.payload, cx.max_stream_bytes) {
                     Accepted::Delivered => self.advance(seg.dir, at, cx),
@@ -202,10 +203,10 @@ impl TcpFlow {
     }
 
     /// The connection ends (closed or idle): one still undecided is labeled by its port, if it
-    /// was a connection at all (a completed handshake or some payload).
+    /// was a connection at all: a completed handshake, or a client that said something. (Bytes
+    /// from the server alone are often a late retransmission after the close.)
     pub(super) fn finish(&mut self, cx: &mut Context<'_>) {
-        if matches!(self.app, App::Undecided)
-            && (self.handshake == [true; 2] || self.carried_payload)
+        if matches!(self.app, App::Undecided) && (self.handshake == [true; 2] || self.client_spoke)
         {
             self.decide(Protocol::OtherTcp, cx);
         }
