@@ -35,14 +35,14 @@ fn connection(
     let ends = [client, server];
     let mut next = [1000u32, 9000u32];
     let mut frames = Vec::new();
-    let mut segment =
-        |frames: &mut Vec<Vec<u8>>, next: &mut [u32; 2], s: usize, flags, payload: &[u8]| {
+    let segment =
+        |frames: &mut Vec<Vec<u8>>, next: &mut [u32; 2], s: usize, flags: u16, payload: &[u8]| {
             let tcp = TcpRepr {
                 src_port: ends[s].1,
                 dst_port: ends[1 - s].1,
                 seq_number: next[s],
                 ack_number: next[1 - s],
-                flags,
+                flags: TcpFlags(flags),
                 window_len: 65535,
                 urgent_at: 0,
             };

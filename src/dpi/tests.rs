@@ -351,7 +351,7 @@ fn tls_client_hello_over_two_records() {
 #[test]
 fn dns_over_udp_pairs_answers_by_id() {
     let server = (SERVER, 53);
-    let frames = vec![
+    let mut frames = vec![
         (
             ms(1),
             udp_frame(
@@ -397,12 +397,7 @@ fn dns_over_udp_pairs_answers_by_id() {
     ];
     // Not DNS on a DNS conversation still waiting for its answer: counted, not read.
     let not_dns = (ms(5), udp_frame((CLIENT, 53_001), server, b"hello"));
-    let frames: Vec<_> = frames[..1]
-        .iter()
-        .cloned()
-        .chain([not_dns])
-        .chain(frames[1..].iter().cloned())
-        .collect();
+    frames.insert(1, not_dns);
     let engine = run(&frames);
     let labels = engine.labels();
     assert_eq!(labels.len(), 2);
