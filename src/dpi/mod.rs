@@ -17,6 +17,7 @@ mod tcp;
 #[cfg(test)]
 mod tests;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -28,7 +29,8 @@ use thiserror::Error;
 use crate::hostlink::AppLabel;
 use crate::wire::ethernet::ethertype;
 use crate::wire::{
-    ip_protocol, EthernetFrame, EthernetRepr, FrameRepr, Ipv4Packet, TransportRepr, WireError,
+    ip_protocol, EthernetFrame, EthernetRepr, FrameRepr, Ipv4Packet, TcpFlags, TcpRepr,
+    TransportRepr, WireError,
 };
 use app::dns::{DnsMessage, DnsState};
 use app::{Dir, Protocol, Tally};
@@ -319,12 +321,10 @@ impl DpiEngine {
         at: Duration,
         src: (Ipv4Addr, u16),
         dst: (Ipv4Addr, u16),
-        tcp: &crate::wire::TcpRepr,
+        tcp: &TcpRepr,
         payload: &[u8],
     ) {
-        use crate::wire::TcpFlags;
         let key = FlowKey::new(src, dst);
-        let flows = self.flows();
         let (syn, ack) = (
             tcp.flags.contains(TcpFlags::SYN),
             tcp.flags.contains(TcpFlags::ACK),
@@ -345,9 +345,10 @@ impl DpiEngine {
                 }
             }
         }
+        let flows = self.tcp.len() + self.udp.len();
         let flow = match self.tcp.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
                 // Segments without a SYN or payload (stray ACKs, FINs, RSTs, often of a
                 // connection just closed) do not start a flow.
                 if !syn && payload.is_empty() {

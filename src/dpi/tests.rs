@@ -290,6 +290,31 @@ fn http_requests_responses_and_bodies() {
     );
 }
 
+#[test]
+fn http_bodies_to_the_close_and_unreadable_requests() {
+    // HTTP/1.0 without a length: the body runs to the close, whatever it looks like.
+    let until_close = Script::new(40_018, 80)
+        .client(1, b"GET /old HTTP/1.0\r\n\r\n")
+        .server(2, b"HTTP/1.0 200 OK\r\n\r\nHTTP/1.1 500 Fake\r\n\r\n")
+        .server(3, b"HTTP/1.1 502 Fake\r\n\r\n");
+    // A request line that is not HTTP after a good request: that direction stops there.
+    let garbage = Script::new(40_019, 80)
+        .client(1, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET  HTTP/9\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n")
+        .server(2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let mut frames = until_close.frames();
+    frames.extend(garbage.frames());
+    let engine = run(&frames);
+    assert_label(
+        &engine.labels()[0],
+        "http",
+        80,
+        &["GET", "status 200", "GET a"],
+        (2, 2),
+        Some(1.0),
+    );
+    assert_eq!(engine.stats().parse_failures, 1);
+}
+
 /// A TLS record.
 fn record(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut r = vec![kind, 3, 3];
