@@ -29,8 +29,8 @@ use thiserror::Error;
 use crate::hostlink::AppLabel;
 use crate::wire::ethernet::ethertype;
 use crate::wire::{
-    ip_protocol, EthernetFrame, EthernetRepr, FrameRepr, Ipv4Packet, TcpFlags, TcpRepr,
-    TransportRepr, WireError,
+    ip_protocol, EthernetFrame, EthernetRepr, FrameRepr, Ipv4Packet, TcpFlags, TcpPacket, TcpRepr,
+    TransportRepr, UdpPacket, UdpRepr, WireError,
 };
 use app::dns::{DnsMessage, DnsState};
 use app::{Dir, Protocol, Tally};
@@ -52,6 +52,10 @@ pub struct DpiConfig {
     pub max_labels: usize,
     /// A flow that sees no frame for this long is forgotten (and labeled if it was undecided).
     pub idle_timeout: Duration,
+    /// Refuse frames whose IPv4, TCP or UDP checksum is wrong. Turn off when the mirror
+    /// delivers frames before checksum offload has filled them in (a VM's transmit path on a
+    /// Linux interface with TX offload): their checksums are placeholders, not damage.
+    pub verify_checksums: bool,
 }
 
 impl Default for DpiConfig {
@@ -62,6 +66,7 @@ impl Default for DpiConfig {
             max_details: 16,
             max_labels: 65_536,
             idle_timeout: Duration::from_secs(120),
+            verify_checksums: true,
         }
     }
 }
@@ -225,14 +230,15 @@ impl DpiEngine {
     }
 
     /// Inspects one mirrored frame seen at `at` (a monotonic clock: the same one for every
-    /// frame). Frames that are not whole, checksum-correct IPv4 TCP or UDP are counted and
-    /// refused with the reason; nothing a frame holds can make this panic.
+    /// frame). Frames that are not whole IPv4 TCP or UDP (with right checksums, unless
+    /// [`DpiConfig::verify_checksums`] is off) are counted and refused with the reason; nothing
+    /// a frame holds can make this panic.
     pub fn observe(&mut self, at: Duration, frame: &[u8]) -> Result<(), DpiFrameError> {
         self.stats.frames += 1;
         if at >= self.next_sweep {
             self.expire_idle(at);
         }
-        let parsed = match classify(frame) {
+        let parsed = match classify(frame, self.config.verify_checksums) {
             Ok(parsed) => parsed,
             Err(e) => {
                 let counter = match e {
@@ -244,7 +250,7 @@ impl DpiEngine {
                 return Err(e);
             }
         };
-        let (src, dst) = (parsed.ipv4.src_addr, parsed.ipv4.dst_addr);
+        let (src, dst) = (parsed.src, parsed.dst);
         match parsed.transport {
             TransportRepr::Tcp(t) => {
                 self.stats.tcp_segments += 1;
@@ -457,8 +463,16 @@ impl DpiEngine {
     }
 }
 
+/// What the engine reads of a frame.
+struct Inspected<'a> {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    transport: TransportRepr,
+    payload: &'a [u8],
+}
+
 /// Parses a frame down to its transport payload, telling apart why it cannot be inspected.
-fn classify(frame: &[u8]) -> Result<FrameRepr<'_>, DpiFrameError> {
+fn classify(frame: &[u8], verify_checksums: bool) -> Result<Inspected<'_>, DpiFrameError> {
     let eth = EthernetFrame::new_checked(frame)?;
     let eth_repr = EthernetRepr::parse(&eth)?;
     if eth_repr.ethertype != ethertype::IPV4 {
@@ -468,5 +482,50 @@ fn classify(frame: &[u8]) -> Result<FrameRepr<'_>, DpiFrameError> {
     if !matches!(ip.protocol(), ip_protocol::TCP | ip_protocol::UDP) {
         return Err(DpiFrameError::NotTcpOrUdp(ip.protocol()));
     }
-    Ok(FrameRepr::parse(frame)?)
+    if verify_checksums {
+        let f = FrameRepr::parse(frame)?;
+        return Ok(Inspected {
+            src: f.ipv4.src_addr,
+            dst: f.ipv4.dst_addr,
+            transport: f.transport,
+            payload: f.payload,
+        });
+    }
+    // The same checks as `FrameRepr::parse`, checksums aside.
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(WireError::Malformed("IPv4 fragment").into());
+    }
+    // Sliced from `frame` rather than through the views, to keep the frame's lifetime.
+    let segment = frame
+        .get(eth.header_len() + ip.header_len()..eth.header_len() + usize::from(ip.total_len()))
+        .ok_or(WireError::Truncated)?;
+    let (transport, header_len) = if ip.protocol() == ip_protocol::TCP {
+        let p = TcpPacket::new_checked(segment)?;
+        let tcp = TcpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            seq_number: p.seq_number(),
+            ack_number: p.ack_number(),
+            flags: p.flags(),
+            window_len: p.window_len(),
+            urgent_at: p.urgent_at(),
+        };
+        (TransportRepr::Tcp(tcp), p.header_len())
+    } else {
+        let p = UdpPacket::new_checked(segment)?;
+        if usize::from(p.len()) != segment.len() {
+            return Err(WireError::Malformed("UDP length disagrees with IPv4 length").into());
+        }
+        let udp = UdpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+        };
+        (TransportRepr::Udp(udp), crate::wire::udp::HEADER_LEN)
+    };
+    Ok(Inspected {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        transport,
+        payload: &segment[header_len..],
+    })
 }

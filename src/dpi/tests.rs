@@ -750,6 +750,31 @@ fn frames_that_cannot_be_inspected_are_refused_and_counted() {
         ),
         (5, 1, 1, 2, 1)
     );
+
+    // Checksums left to offload are accepted when asked; the rest is checked as before.
+    let mut lenient = DpiEngine::new(DpiConfig {
+        verify_checksums: false,
+        ..DpiConfig::default()
+    });
+    lenient.observe(ms(0), &corrupt).unwrap();
+    let mut tcp = Conn::new((CLIENT, 40_020), (SERVER, 80)).open(ms(0));
+    tcp.send(true, ms(1), b"GET / HTTP/1.1\r\nHost: offload\r\n\r\n");
+    for (at, mut f) in tcp.frames {
+        f[14 + 20 + 16] ^= 0xff; // the TCP checksum
+        assert!(matches!(
+            engine.observe(at, &f),
+            Err(DpiFrameError::Malformed(_))
+        ));
+        lenient.observe(at, &f).unwrap();
+    }
+    let mut long = good.clone();
+    long[14 + 3] += 1; // an IPv4 total length beyond the frame
+    assert_eq!(
+        lenient.observe(ms(2), &long),
+        Err(WireError::Truncated.into())
+    );
+    assert_eq!(lenient.labels()[1].details, ["GET offload"]);
+    assert_eq!(lenient.stats().udp_datagrams, 1);
 }
 
 #[test]
