@@ -46,6 +46,9 @@ pub struct DpiConfig {
     /// held out of order. A stream that needs more (a gap that does not fill, a message head
     /// larger than this) is abandoned.
     pub max_stream_bytes: usize,
+    /// Bytes held by all connections together (the sum of the above); past it, the stream that
+    /// would grow is abandoned.
+    pub max_buffered_bytes: usize,
     /// Distinct details kept per label.
     pub max_details: usize,
     /// Labels kept; conversations that would need another are counted and not labeled.
@@ -63,6 +66,7 @@ impl Default for DpiConfig {
         DpiConfig {
             max_flows: 65_536,
             max_stream_bytes: 256 * 1024,
+            max_buffered_bytes: 64 << 20,
             max_details: 16,
             max_labels: 65_536,
             idle_timeout: Duration::from_secs(120),
@@ -90,6 +94,8 @@ pub struct DpiStats {
     pub flows_expired: u64,
     /// Flows followed right now.
     pub flows_active: u64,
+    /// Bytes connections hold right now (unparsed, or held out of order).
+    pub bytes_buffered: u64,
     /// Stream directions given up: a gap beyond the window, or more buffered than allowed.
     pub streams_abandoned: u64,
     /// Stream directions (or UDP datagrams) a recognized protocol's parser could not read.
@@ -206,6 +212,8 @@ pub struct DpiEngine {
     stats: DpiStats,
     /// When idle flows are next looked for.
     next_sweep: Duration,
+    /// Bytes all connections hold.
+    buffered: usize,
 }
 
 impl DpiEngine {
@@ -221,6 +229,7 @@ impl DpiEngine {
             labels,
             stats: DpiStats::default(),
             next_sweep: config.idle_timeout / 4,
+            buffered: 0,
             config,
         }
     }
@@ -288,6 +297,7 @@ impl DpiEngine {
     pub fn stats(&self) -> DpiStats {
         DpiStats {
             flows_active: (self.tcp.len() + self.udp.len()) as u64,
+            bytes_buffered: self.buffered as u64,
             ..self.stats
         }
     }
@@ -302,6 +312,8 @@ impl DpiEngine {
             labels: &mut self.labels,
             stats: &mut self.stats,
             max_stream_bytes: self.config.max_stream_bytes,
+            buffered: &mut self.buffered,
+            max_buffered_bytes: self.config.max_buffered_bytes,
         };
         self.tcp.retain(|_, flow| {
             if !is_idle(flow.last_seen) {
@@ -339,6 +351,8 @@ impl DpiEngine {
             labels: &mut self.labels,
             stats: &mut self.stats,
             max_stream_bytes: self.config.max_stream_bytes,
+            buffered: &mut self.buffered,
+            max_buffered_bytes: self.config.max_buffered_bytes,
         };
         // A SYN that is not its connection's (retransmitted) SYN opens a new connection on the
         // same ports: the old one is over.

@@ -149,6 +149,9 @@ pub(super) struct Context<'a> {
     pub(super) labels: &'a mut LabelTable,
     pub(super) stats: &'a mut DpiStats,
     pub(super) max_stream_bytes: usize,
+    /// Bytes all connections hold, and their bound.
+    pub(super) buffered: &'a mut usize,
+    pub(super) max_buffered_bytes: usize,
 }
 
 impl TcpFlow {
@@ -175,6 +178,27 @@ impl TcpFlow {
         seg: &Segment<'_>,
         cx: &mut Context<'_>,
     ) -> bool {
+        let before = self.buffered();
+        self.take(at, seg, cx);
+        let after = self.buffered();
+        *cx.buffered = *cx.buffered + after - before;
+        if after > before && *cx.buffered > cx.max_buffered_bytes {
+            // Over the engine's budget: the stream that grew gives up.
+            self.abandon(seg.dir, cx);
+            *cx.buffered -= after - self.buffered();
+        }
+        self.reset || (self.fin == [true; 2] && self.streams.iter().all(|s| s.ahead.is_empty()))
+    }
+
+    /// Bytes this connection holds.
+    fn buffered(&self) -> usize {
+        self.streams
+            .iter()
+            .map(|s| s.buf.len() + s.ahead_bytes)
+            .sum()
+    }
+
+    fn take(&mut self, at: Duration, seg: &Segment<'_>, cx: &mut Context<'_>) {
         self.last_seen = at;
         let d = seg.dir as usize;
         let mut seq = seg.seq;
@@ -199,13 +223,13 @@ impl TcpFlow {
         }
         self.fin[d] |= seg.fin;
         self.reset |= seg.rst;
-        self.reset || (self.fin == [true; 2] && self.streams.iter().all(|s| s.ahead.is_empty()))
     }
 
     /// The connection ends (closed or idle): one still undecided is labeled by its port, if it
     /// was a connection at all: a completed handshake, or a client that said something. (Bytes
     /// from the server alone are often a late retransmission after the close.)
     pub(super) fn finish(&mut self, cx: &mut Context<'_>) {
+        *cx.buffered -= self.buffered();
         if matches!(self.app, App::Undecided) && (self.handshake == [true; 2] || self.client_spoke)
         {
             self.decide(Protocol::OtherTcp, cx);

@@ -283,7 +283,14 @@ fn http_requests_responses_and_bodies() {
         Some(5.0),
     );
     let stats = engine.stats();
-    assert_eq!((stats.parse_failures, stats.streams_abandoned), (0, 0));
+    assert_eq!(
+        (
+            stats.parse_failures,
+            stats.streams_abandoned,
+            stats.bytes_buffered
+        ),
+        (0, 0, 0)
+    );
     assert_eq!(
         (stats.flows_started, stats.flows_closed, stats.flows_expired),
         (2, 1, 1)
@@ -778,6 +785,28 @@ fn frames_that_cannot_be_inspected_are_refused_and_counted() {
 }
 
 #[test]
+fn the_engine_wide_byte_budget() {
+    let config = DpiConfig {
+        max_buffered_bytes: 3000,
+        ..DpiConfig::default()
+    };
+    let mut frames = Vec::new();
+    for port in [40_021, 40_022] {
+        let mut c = Conn::new((CLIENT, port), (SERVER, 80)).open(ms(0));
+        // A gap: what follows is held until it fills.
+        c.next[0] = c.next[0].wrapping_add(10);
+        c.send(true, ms(1), &[b'x'; 2000]);
+        frames.extend(c.frames);
+    }
+    let mut engine = run_with(config, &frames);
+    let s = engine.stats();
+    // The second connection's first held segment went over: it gave up and let go.
+    assert_eq!((s.bytes_buffered, s.streams_abandoned), (2000, 1));
+    engine.expire_idle(Duration::from_secs(1000));
+    assert_eq!(engine.stats().bytes_buffered, 0);
+}
+
+#[test]
 fn flow_table_and_label_bounds() {
     let config = DpiConfig {
         max_flows: 1,
@@ -973,7 +1002,10 @@ proptest! {
         for (i, (from_client, data)) in payloads.iter().enumerate() {
             conn.send(*from_client, ms(2 + i as u64), data);
         }
-        let engine = run(&conn.close(ms(100)));
+        let mut engine = run(&conn.close(ms(100)));
+        engine.expire_idle(Duration::from_secs(1000));
+        let s = engine.stats();
+        prop_assert_eq!((s.flows_active, s.bytes_buffered), (0, 0));
         let labels = engine.labels();
         prop_assert!(labels.len() <= 1);
         for l in &labels {
