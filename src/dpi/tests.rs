@@ -540,21 +540,36 @@ fn postgresql_startup_queries_and_ready_for_query() {
 }
 
 #[test]
-fn postgresql_over_ssl_stops_reading() {
-    let script = Script::new(40_006, 5432)
+fn database_connections_over_ssl_stop_being_read() {
+    let postgres = Script::new(40_006, 5432)
         .client(1, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
         .server(2, b"S")
         .client(3, record(22, &client_hello("db.example", &[])))
         .server(4, record(22, &[2; 50]));
-    let engine = run(&script.frames());
+    // MySQL's SSLRequest: capabilities (PROTOCOL_41, SSL, SECURE_CONNECTION), max packet size,
+    // character set, filler; 32 bytes.
+    let mut ssl_request = 0x8a00u32.to_le_bytes().to_vec();
+    ssl_request.extend((1u32 << 24).to_le_bytes());
+    ssl_request.push(0x21);
+    ssl_request.extend([0; 23]);
+    let mysql = Script::new(40_023, 3306)
+        .server(1, greeting("8.4.0"))
+        .client(2, mysql_packet(1, &ssl_request))
+        .client(3, record(22, &client_hello("db.example", &[])))
+        .server(4, record(22, &[2; 50]));
+    let mut frames = postgres.frames();
+    frames.extend(mysql.frames());
+    let engine = run(&frames);
+    let labels = engine.labels();
     assert_label(
-        &engine.labels()[0],
-        "postgresql",
-        5432,
-        &["ssl"],
+        &labels[0],
+        "mysql",
+        3306,
+        &["server 8.4.0", "ssl"],
         (0, 0),
         None,
     );
+    assert_label(&labels[1], "postgresql", 5432, &["ssl"], (0, 0), None);
     assert_eq!(engine.stats().parse_failures, 0);
 }
 
