@@ -5,7 +5,7 @@
 use super::app::dns::tests::message as dns_message;
 use super::app::mysql::tests::{greeting, login, packet as mysql_packet};
 use super::app::postgres::tests::{message as pg_message, startup};
-use super::app::tls::tests::client_hello;
+use super::app::tls::tests::{client_hello, server_hello};
 use super::*;
 use crate::wire::{EthernetAddress, TcpFlags, TcpRepr, UdpRepr};
 use proptest::prelude::*;
@@ -332,21 +332,30 @@ fn record(kind: u8, body: &[u8]) -> Vec<u8> {
 
 fn tls_script() -> Script {
     let hello = client_hello("Shop.example", &["h2", "http/1.1"]);
-    let mut server_flight = record(22, &[2; 90]);
+    // TLS 1.3: the server's encrypted handshake rides in application-data records, and so does
+    // the client's Finished, which its first request follows in the same flight.
+    let mut server_flight = record(22, &server_hello(true));
     server_flight.extend(record(20, &[1]));
     server_flight.extend(record(23, &[0xaa; 300]));
     let mut client_flight = record(20, &[1]);
     client_flight.extend(record(23, &[0xbb; 40]));
     client_flight.extend(record(23, &[0xcc; 2000]));
+    let mut second_request = record(23, &[0xee; 50]);
+    second_request.extend(record(23, &[0xee; 60]));
     Script::new(40_002, 443)
         .client(5, record(22, &hello))
         .server(8, server_flight)
         .client(9, client_flight)
+        // The first request's flight goes on; the response is timed from its last record.
+        .client(10, record(23, &[0xcc; 100]))
         .server(12, record(23, &[0xdd; 500]))
+        .server(13, record(23, &[0xdd; 200]))
+        .client(20, second_request)
+        .server(26, record(23, &[0xdd; 700]))
 }
 
 #[test]
-fn tls_sni_alpn_and_records() {
+fn tls_names_version_and_request_flights() {
     let engine = run(&tls_script().frames());
     let labels = engine.labels();
     assert_eq!(labels.len(), 1);
@@ -354,29 +363,46 @@ fn tls_sni_alpn_and_records() {
         &labels[0],
         "tls",
         443,
-        &["sni shop.example", "alpn h2,http/1.1"],
-        (4, 4),
-        Some(3.0),
+        &["sni shop.example", "alpn h2,http/1.1", "version 1.3"],
+        (2, 2),
+        // 12 - 10 and 26 - 20 ms.
+        Some(4.0),
     );
 }
 
 #[test]
-fn tls_client_hello_over_two_records() {
+fn tls_1_2_with_a_client_hello_over_two_records() {
     let hello = client_hello("api.example", &[]);
     let (a, b) = hello.split_at(30);
     let mut two = record(22, a);
     two.extend(record(22, b));
+    let mut server_flight = record(22, &server_hello(false));
+    server_flight.extend(record(22, &[11; 900])); // Certificate and the rest, in the clear
+    let mut client_flight = record(22, &[16; 70]); // ClientKeyExchange
+    client_flight.extend(record(20, &[1]));
+    client_flight.extend(record(22, &[0x99; 40])); // the encrypted Finished
+    let mut server_finish = record(20, &[1]);
+    server_finish.extend(record(22, &[0x98; 40]));
     let script = Script::new(40_003, 8443)
         .client(1, two)
-        .server(2, record(22, &[2; 40]));
+        .server(2, server_flight)
+        .client(3, client_flight)
+        .server(4, server_finish)
+        // Application data before any request answers nothing.
+        .server(4, record(23, &[0x77; 30]))
+        .client(5, record(23, &[0xcc; 100]))
+        .server(7, record(23, &[0xdd; 100]))
+        // A record from the server that answers nothing.
+        .client(9, record(21, &[1, 0]))
+        .server(10, record(23, &[0xdd; 100]));
     let labels = run(&script.frames()).labels();
     assert_label(
         &labels[0],
         "tls",
         8443,
-        &["sni api.example"],
-        (2, 1),
-        Some(1.0),
+        &["sni api.example", "version 1.2"],
+        (1, 1),
+        Some(2.0),
     );
 }
 

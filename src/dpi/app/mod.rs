@@ -171,6 +171,15 @@ impl<T> Pending<T> {
         }
     }
 
+    /// Moves the newest request's time to `at` (it continues in a later record or frame).
+    pub(super) fn renew_newest(&mut self, at: Duration) {
+        if self.untimed == 0 {
+            if let Some(newest) = self.queue.back_mut() {
+                newest.0 = at;
+            }
+        }
+    }
+
     pub(super) fn pop(&mut self) -> Answered<T> {
         if let Some((at, what)) = self.queue.pop_front() {
             Answered::Timed(at, what)
