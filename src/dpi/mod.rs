@@ -6,8 +6,8 @@
 //! counts, and response times.
 //!
 //! Recognized: HTTP/1.x, TLS (ClientHello SNI and ALPN), DNS over UDP and TCP, PostgreSQL v3,
-//! MySQL and Redis (RESP2/3). Anything else is `tcp/PORT` or `udp/PORT`. Every table and buffer
-//! is bounded by [`DpiConfig`]; what the bounds turn away is counted in [`DpiStats`].
+//! MySQL, Redis (RESP2/3) and NTP. Anything else is `tcp/PORT` or `udp/PORT`. Every table and
+//! buffer is bounded by [`DpiConfig`]; what the bounds turn away is counted in [`DpiStats`].
 //!
 //! It uses the `wire` codecs for the headers and `hostlink`'s label type, and nothing else of
 //! vmdep: how frames reach it (mirroring) and where labels go (the host link) belong to the host.
@@ -33,6 +33,7 @@ use crate::wire::{
     TransportRepr, UdpPacket, UdpRepr, WireError,
 };
 use app::dns::{DnsMessage, DnsState};
+use app::ntp::{NtpPacket, NtpState};
 use app::{Dir, Protocol, Tally};
 use tcp::{Context, Segment, TcpFlow};
 
@@ -179,11 +180,35 @@ impl FlowKey {
     }
 }
 
-/// A UDP conversation: the first datagram's sender is the client (a DNS answer's receiver is).
+/// A UDP conversation: the first datagram's sender is the client (unless that datagram is an
+/// answer whose query was missed: then its receiver is).
 struct UdpFlow {
     last_seen: Duration,
     label: LabelKey,
-    dns: Option<DnsState>,
+    app: UdpApp,
+}
+
+/// The protocol of a UDP conversation, as its first datagram shows it.
+enum UdpApp {
+    Dns(DnsState),
+    Ntp(NtpState),
+    Other,
+}
+
+impl UdpApp {
+    /// The protocol of a conversation that starts with `payload`, and whether its sender is
+    /// the client.
+    fn open(payload: &[u8]) -> (Self, Protocol, bool) {
+        if let Some(m) = DnsMessage::parse(payload) {
+            if m.is_plain_query() || m.is_answer() {
+                return (UdpApp::Dns(DnsState::new()), Protocol::Dns, !m.response);
+            }
+        }
+        if let Some(p) = NtpPacket::parse(payload) {
+            return (UdpApp::Ntp(NtpState::new()), Protocol::Ntp, p.is_request());
+        }
+        (UdpApp::Other, Protocol::OtherUdp, true)
+    }
 }
 
 /// Ports where a server listens, beyond the well-known range: the tie-breaker for the roles of
@@ -419,34 +444,29 @@ impl DpiEngine {
         payload: &[u8],
     ) {
         let key = FlowKey::new(src, dst);
-        let message = DnsMessage::parse(payload);
         if !self.udp.contains_key(&key) {
             if self.flows() >= self.config.max_flows {
                 self.stats.frames_untracked += 1;
                 return;
             }
             self.stats.flows_started += 1;
-            let (client, server, dns) = match &message {
-                Some(m) if m.is_plain_query() => (src, dst, true),
-                // The query was missed: the answer's receiver asked.
-                Some(m) if m.is_answer() => (dst, src, true),
-                _ => (src, dst, false),
+            let (app, protocol, sender_is_client) = UdpApp::open(payload);
+            let (client, server) = if sender_is_client {
+                (src, dst)
+            } else {
+                (dst, src)
             };
             let label = LabelKey {
                 client: client.0,
                 server: server.0,
                 server_port: server.1,
-                protocol: if dns {
-                    Protocol::Dns
-                } else {
-                    Protocol::OtherUdp
-                },
+                protocol,
             };
             self.labels.register(label, &mut self.stats);
             let flow = UdpFlow {
                 last_seen: at,
                 label,
-                dns: dns.then(DnsState::new),
+                app,
             };
             self.udp.insert(key, flow);
         }
@@ -454,25 +474,32 @@ impl DpiEngine {
             return;
         };
         flow.last_seen = at;
-        let Some(dns) = &mut flow.dns else {
-            return;
-        };
-        let Some(message) = message else {
-            self.stats.parse_failures += 1;
-            return;
-        };
         let mut tally = Tally::new(
             at,
             self.labels.labels.get_mut(&flow.label),
             self.labels.max_details,
             &mut self.stats.details_dropped,
         );
-        dns.message(&message, &mut tally);
-        // A DNS exchange over UDP ends with its answer; resolvers use a fresh port per query,
-        // so waiting for the idle timeout would fill the table with finished exchanges.
-        if message.response && dns.all_answered() {
-            self.udp.remove(&key);
-            self.stats.flows_closed += 1;
+        // An exchange over UDP ends with its answer; clients use a fresh port per query, so
+        // waiting for the idle timeout would fill the table with finished exchanges.
+        let finished = match &mut flow.app {
+            UdpApp::Dns(state) => DnsMessage::parse(payload).map(|m| {
+                state.message(&m, &mut tally);
+                m.response && state.all_answered()
+            }),
+            UdpApp::Ntp(state) => NtpPacket::parse(payload).map(|p| {
+                state.packet(&p, &mut tally);
+                !p.is_request() && state.all_answered()
+            }),
+            UdpApp::Other => Some(false),
+        };
+        match finished {
+            Some(true) => {
+                self.udp.remove(&key);
+                self.stats.flows_closed += 1;
+            }
+            Some(false) => {}
+            None => self.stats.parse_failures += 1,
         }
     }
 }

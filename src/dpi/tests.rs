@@ -4,6 +4,7 @@
 
 use super::app::dns::tests::message as dns_message;
 use super::app::mysql::tests::{greeting, login, packet as mysql_packet};
+use super::app::ntp::tests::packet as ntp_packet;
 use super::app::postgres::tests::{message as pg_message, startup};
 use super::app::tls::tests::{client_hello, server_hello};
 use super::*;
@@ -484,6 +485,42 @@ fn dns_over_udp_pairs_answers_by_id() {
     assert_eq!(s.parse_failures, 1);
     // Each exchange left the table with its answer.
     assert_eq!((s.flows_started, s.flows_closed, s.flows_active), (3, 3, 0));
+}
+
+#[test]
+fn ntp_requests_pair_with_the_replies_that_echo_them() {
+    let server = (SERVER, 123);
+    let frames = [
+        (
+            ms(1),
+            udp_frame((CLIENT, 40_100), server, &ntp_packet(false, 1000)),
+        ),
+        (
+            ms(4),
+            udp_frame(server, (CLIENT, 40_100), &ntp_packet(true, 1000)),
+        ),
+        // A reply to another request than the one outstanding is not timed.
+        (
+            ms(10),
+            udp_frame((CLIENT, 40_101), server, &ntp_packet(false, 2000)),
+        ),
+        (
+            ms(11),
+            udp_frame(server, (CLIENT, 40_101), &ntp_packet(true, 1999)),
+        ),
+    ];
+    let engine = run(&frames);
+    assert_label(
+        &engine.labels()[0],
+        "ntp",
+        123,
+        &["version 4", "stratum 2"],
+        (2, 2),
+        Some(3.0),
+    );
+    // The first exchange ended with its reply; the second still waits for its own.
+    let s = engine.stats();
+    assert_eq!((s.flows_closed, s.flows_active), (1, 1));
 }
 
 fn dns_tcp_script() -> Script {

@@ -9,6 +9,7 @@
 pub(super) mod dns;
 pub(super) mod http;
 pub(super) mod mysql;
+pub(super) mod ntp;
 pub(super) mod postgres;
 pub(super) mod redis;
 pub(super) mod tls;
@@ -27,6 +28,7 @@ pub(super) enum Protocol {
     Postgresql,
     Mysql,
     Redis,
+    Ntp,
     OtherTcp,
     OtherUdp,
 }
@@ -41,6 +43,7 @@ impl Protocol {
             Protocol::Postgresql => "postgresql".into(),
             Protocol::Mysql => "mysql".into(),
             Protocol::Redis => "redis".into(),
+            Protocol::Ntp => "ntp".into(),
             Protocol::OtherTcp => format!("tcp/{server_port}"),
             Protocol::OtherUdp => format!("udp/{server_port}"),
         }
@@ -269,7 +272,7 @@ impl TcpParser {
             Protocol::Postgresql => TcpParser::Postgresql(postgres::Postgres::new()),
             Protocol::Mysql => TcpParser::Mysql(mysql::MySql::new()),
             Protocol::Redis => TcpParser::Redis(redis::Redis::new()),
-            Protocol::OtherTcp | Protocol::OtherUdp => return None,
+            Protocol::Ntp | Protocol::OtherTcp | Protocol::OtherUdp => return None,
         })
     }
 
