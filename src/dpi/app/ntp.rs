@@ -29,7 +29,7 @@ impl NtpPacket {
     /// Reads a client request or server reply of versions 1 to 4; None for anything else.
     pub(in crate::dpi) fn parse(b: &[u8]) -> Option<Self> {
         // Extension fields and MACs come in whole 32-bit words after the header.
-        if b.len() < HEADER_LEN || b.len() % 4 != 0 {
+        if b.len() < HEADER_LEN || !b.len().is_multiple_of(4) {
             return None;
         }
         let be64 = |at: usize| u64::from_be_bytes(b[at..at + 8].try_into().expect("eight bytes"));
