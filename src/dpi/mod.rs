@@ -37,7 +37,7 @@ use app::ntp::{NtpPacket, NtpState};
 use app::{Dir, Protocol, Tally};
 use tcp::{Context, Segment, TcpFlow};
 
-/// The engine's bounds.
+/// The engine's bounds, and how strictly it reads frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpiConfig {
     /// TCP connections and UDP conversations followed at once; the frames of further ones are
