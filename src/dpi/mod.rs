@@ -18,7 +18,7 @@ mod tcp;
 mod tests;
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -138,9 +138,9 @@ struct LabelStats {
     response_time_sum: Duration,
 }
 
-/// Labels in their output order.
+/// The labels, hashed: they are looked up for every message parsed, and sorted only when read.
 struct LabelTable {
-    labels: BTreeMap<LabelKey, LabelStats>,
+    labels: HashMap<LabelKey, LabelStats, RandomState>,
     max_labels: usize,
     max_details: usize,
 }
@@ -244,7 +244,7 @@ pub struct DpiEngine {
 impl DpiEngine {
     pub fn new(config: DpiConfig) -> Self {
         let labels = LabelTable {
-            labels: BTreeMap::new(),
+            labels: HashMap::default(),
             max_labels: config.max_labels,
             max_details: config.max_details,
         };
@@ -302,9 +302,10 @@ impl DpiEngine {
     /// appears once its protocol is recognized (or found unrecognizable, or it ended); counts
     /// are cumulative.
     pub fn labels(&self) -> Vec<AppLabel> {
-        self.labels
-            .labels
-            .iter()
+        let mut sorted: Vec<_> = self.labels.labels.iter().collect();
+        sorted.sort_unstable_by_key(|(key, _)| **key);
+        sorted
+            .into_iter()
             .map(|(key, l)| AppLabel {
                 protocol: key.protocol.name(key.server_port),
                 client: key.client,
