@@ -88,7 +88,9 @@ fn print_progress(p: &Progress) {
 
 fn print_report(r: &DemoReport) {
     println!();
-    println!("Dependency graph (VM → VM; exact counts on the measuring switch or server; ↩ = answers):");
+    println!(
+        "Dependency graph (VM → VM; exact counts on the measuring switch or server; ↩ = answers):"
+    );
     println!(
         "  {:<20} {:<16} {:>8} {:>11}  {:<12} check",
         "pair", "protocol", "packets", "bytes", "measured by"
@@ -175,7 +177,11 @@ fn print_report(r: &DemoReport) {
             format!("{} → {}:{}", l.client, l.server, l.server_port),
             l.truth_protocol,
             dpi,
-            if l.matches || !l.mirrored { "" } else { "  ✗" },
+            if l.matches || !l.mirrored {
+                ""
+            } else {
+                "  ✗"
+            },
             rt
         );
     }
