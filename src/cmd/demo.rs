@@ -170,19 +170,15 @@ fn print_report(r: &DemoReport) {
             (None, true) => "(not labeled)",
         };
         let rt = match (l.truth_mean_response_ms, l.dpi_mean_response_ms) {
-            (Some(t), Some(d)) => format!(", response {d:.2} ms (truth {t:.2} ms)"),
+            (Some(t), Some(d)) => format!("response {d:.2} ms (truth {t:.2} ms)"),
             _ => String::new(),
         };
         println!(
-            "  {:<24} {:<12} DPI: {:<12}{}{}",
+            "  {:<24} {:<12} DPI: {:<12} {}{}",
             format!("{} → {}:{}", l.client, l.server, l.server_port),
             l.truth_protocol,
             dpi,
-            if l.matches || !l.mirrored {
-                ""
-            } else {
-                "  ✗"
-            },
+            if l.matches || !l.mirrored { "" } else { "✗ " },
             rt
         );
     }
