@@ -161,6 +161,20 @@ fn print_report(r: &DemoReport) {
         );
     }
 
+    if let Some(placement) = &r.placement {
+        println!(
+            "  the same {} pairs placed three ways (highest switch load): {}; every switch of the path: {:.4}",
+            placement.pairs,
+            placement
+                .strategies
+                .iter()
+                .map(|s| format!("{:?} {:.4}", s.strategy, s.max_load).to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", "),
+            placement.every_switch_of_path.max_load
+        );
+    }
+
     println!();
     println!("Application labels (DPI on the servers' mirror ports) against the workload:");
     for l in &r.labels {

@@ -35,8 +35,11 @@ use super::collector::{
 };
 use super::estimate::{PairSamples, PairSelector, SelectionPolicy, WindowSamples};
 use super::graph::{DependencyGraph, GraphError};
+use super::paths::PairPath;
 use super::paths::{Paths, RouteTables};
-use super::placement::{empty_budgets, GreedyPlacer, Load, PlaceError};
+use super::placement::{
+    empty_budgets, GreedyPlacer, Load, PlaceError, PlacementProblem, PlacementReport, ProblemError,
+};
 use super::session::{
     PipelineBundle, SessionConfig, SessionError, SessionEvent, SwitchSession, WriteJournal,
 };
@@ -426,6 +429,22 @@ impl RunningController {
     /// Measured pairs and the switch that counts each.
     pub fn placements(&self) -> BTreeMap<VmPair, String> {
         lock(&self.shared.placements).clone()
+    }
+
+    /// The measured pairs placed three ways on empty switches — greedy one at a time (the
+    /// method's rule, as the controller does it), optimal min-max load, naive first hop — and
+    /// the cost of counting each on every switch of its path.
+    pub fn placement_report(&self) -> Result<PlacementReport, ProblemError> {
+        let topology = &self.shared.topology;
+        let pairs = self
+            .placements()
+            .into_keys()
+            .filter_map(|pair| {
+                let path = self.shared.paths.pair_path(topology, pair).ok()?;
+                Some(PairPath { pair, path })
+            })
+            .collect();
+        Ok(PlacementProblem::new(empty_budgets(topology), pairs)?.report())
     }
 
     pub fn hosts(&self) -> BTreeMap<String, HostReport> {

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::controller::estimate::{Metric, SelectionPolicy};
 use crate::controller::paths::Paths;
+use crate::controller::placement::PlacementReport;
 use crate::controller::service::{self, ControllerError, ControllerOptions, WindowReport};
 use crate::controller::session::PipelineBundle;
 use crate::controller::topology::{Topology, TopologyError};
@@ -182,6 +183,9 @@ pub struct DemoReport {
     pub phantom: Vec<String>,
     pub labels: Vec<LabelResult>,
     pub entries: Vec<SwitchEntries>,
+    /// The pairs measured at the peak, placed greedily (as the controller did), optimally
+    /// (min-max load) and naively (first hop), and counted on every switch of their paths.
+    pub placement: Option<PlacementReport>,
     pub elapsed_seconds: f64,
     /// Files written.
     pub files: Vec<PathBuf>,
@@ -279,6 +283,7 @@ pub async fn run(
     let mut reports: Vec<WindowReport> = Vec::new();
     let mut peak: Option<Vec<SwitchEntries>> = None;
     let mut peak_measured = 0;
+    let mut placement = None;
     let mut next = 0;
     let mut frames_sent = 0;
     let paths = Paths::compute(&topology);
@@ -314,6 +319,7 @@ pub async fn run(
         if report.measured >= peak_measured {
             peak_measured = report.measured;
             peak = Some(entries_now(&controller, &topology, &paths).await);
+            placement = controller.placement_report().ok();
         }
         reports.push(report);
     }
@@ -335,6 +341,7 @@ pub async fn run(
         &graph,
         peak.unwrap_or_default(),
     );
+    report.placement = placement;
     for task in dpi_tasks {
         task.stop().await;
     }
@@ -775,6 +782,7 @@ fn build_report(
         phantom,
         labels,
         entries,
+        placement: None,
         elapsed_seconds: 0.0,
         files: Vec::new(),
     }
