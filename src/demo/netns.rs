@@ -100,6 +100,7 @@ use ovs::{BridgeVm, Ovs, FIRST_VM_OFPORT, MIRROR_OFPORT, UPLINK_OFPORT};
 use relay::SflowRelay;
 
 pub use cleanup::Removed;
+pub use ovs::PairRuleCount;
 pub use names::{default_prefix, IFNAME_MAX, PREFIX_MAX};
 
 /// Why the lab could not be built or changed.
@@ -413,6 +414,7 @@ impl NetnsLab {
             add_port(&plan.bridge_port, plan.ofport);
             bridge_vms.push(BridgeVm {
                 mac: self.topology.vm(vm).mac,
+                ipv4: self.topology.vm(vm).ipv4,
                 ofport: plan.ofport,
             });
         }
@@ -680,6 +682,19 @@ impl NetnsLab {
     pub fn dump_flows(&self, server: &str) -> Result<String, LabError> {
         let bridge = &self.server(server)?.bridge;
         self.ovs().dump_flows(bridge)
+    }
+
+    /// The exact counts of the pairs of `server`'s VMs among themselves, cumulative since the
+    /// lab was built: the counters of the bridge's per-pair rules (see the `ovs` submodule),
+    /// pairs that sent nothing included.
+    pub fn local_pair_counts(&self, server: &str) -> Result<Vec<PairRuleCount>, LabError> {
+        let bridge = &self.server(server)?.bridge;
+        let dump = self.ovs().dump_flows(bridge)?;
+        ovs::parse_local_pair_counts(&dump).map_err(|problem| LabError::Command {
+            command: format!("ovs-ofctl dump-flows {bridge}"),
+            status: "unexpected answer".into(),
+            stderr: problem,
+        })
     }
 
     /// Runs `f` on a thread inside the VM's namespace and returns its result. Sockets opened
