@@ -9,4 +9,5 @@
 pub mod emulated;
 pub mod fabric;
 pub mod netns;
+pub mod netns_run;
 pub mod workload;
