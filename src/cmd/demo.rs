@@ -88,7 +88,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .context("the demo failed")?
     };
     print_report(&report);
-    if !report.exact_counts_match() || !report.missed.is_empty() || !report.phantom.is_empty() {
+    let lossy = report
+        .netns
+        .as_ref()
+        .is_some_and(|n| n.lost_datagrams > 0 || n.unexpected > 0);
+    if !report.exact_counts_match() || !report.missed.is_empty() || !report.phantom.is_empty() || lossy {
         bail!("the measurements disagree with the ground truth (see above)");
     }
     Ok(())
@@ -242,6 +246,20 @@ fn print_report(r: &DemoReport) {
         "{} frames in {} windows, {:.1} s.",
         r.frames, r.windows, r.elapsed_seconds
     );
+    if let Some(n) = &r.netns {
+        println!(
+            "netns lab {}: {} conversations over the VMs' sockets, {} datagrams lost, {} unexpected \
+             connections or datagrams, {} non-IPv4 frames, {} sFlow datagrams, {} mirrored frames \
+             dropped; the lab is removed.",
+            n.prefix,
+            n.conversations,
+            n.lost_datagrams,
+            n.unexpected,
+            n.non_ipv4_frames,
+            n.sflow_datagrams,
+            n.mirror_drops
+        );
+    }
     for f in &r.files {
         println!("wrote {}", f.display());
     }

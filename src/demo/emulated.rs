@@ -177,6 +177,9 @@ pub struct DemoReport {
     pub elapsed_seconds: f64,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// What the replay over real sockets saw (`--netns` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<super::netns_run::NetnsStats>,
 }
 
 impl DemoReport {
@@ -803,6 +806,7 @@ pub(super) fn build_report(
         entries,
         elapsed_seconds: 0.0,
         files: Vec::new(),
+        netns: None,
     }
 }
 

@@ -759,6 +759,11 @@ pub struct LabCleanup {
 }
 
 impl LabCleanup {
+    /// The prefix of every name of the lab.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn run(&self) -> Result<Removed, LabError> {
         cleanup::remove_by_prefix(&self.prefix)
     }

@@ -60,6 +60,25 @@ const SFLOW_TICK: Duration = Duration::from_millis(1200);
 /// Mirrored frames waiting for an agent's DPI.
 const MIRROR_QUEUE: usize = 8192;
 
+/// What the run over real parts saw besides the measurements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NetnsStats {
+    /// The lab's name prefix.
+    pub prefix: String,
+    /// Conversations replayed over the VMs' sockets.
+    pub conversations: usize,
+    /// UDP datagrams of the workload that did not arrive.
+    pub lost_datagrams: u64,
+    /// Connections or datagrams the servers got that no conversation expected.
+    pub unexpected: u64,
+    /// Frames the VMs received that were not IPv4 (the lab lets none through).
+    pub non_ipv4_frames: u64,
+    /// Mirrored frames the DPI modules had no room for.
+    pub mirror_drops: u64,
+    /// sFlow datagrams the bridges sent to the collector.
+    pub sflow_datagrams: u64,
+}
+
 /// How to run the demo in the netns lab.
 #[derive(Debug, Clone)]
 pub struct NetnsDemoOptions {
@@ -150,6 +169,7 @@ pub async fn run(
         )
     })
     .await??;
+    let prefix = lab.prefix().to_string();
     lab_ready(lab.cleanup_handle());
     let lab = Arc::new(lab);
     let result = run_in_lab(&options, Arc::clone(&lab), &workload, pipeline, progress).await;
@@ -162,6 +182,9 @@ pub async fn run(
         }
     }
     let mut report = result?;
+    if let Some(stats) = &mut report.netns {
+        stats.prefix = prefix;
+    }
     if let Some(dir) = &options.out_dir {
         write_report(&mut report, dir)?;
     }
@@ -255,7 +278,7 @@ async fn run_in_lab(
             tracing::warn!(%err, "a switch stopped with an error");
         }
     }
-    let (truth, reports, peak) = measured?;
+    let (truth, reports, peak, stats) = measured?;
     stopped?;
     let context = ReportContext {
         seed: options.workload.seed,
@@ -263,7 +286,7 @@ async fn run_in_lab(
         threshold_bytes: options.threshold_bytes,
         sampling_rate: options.sampling_rate,
     };
-    Ok(build_report(
+    let mut report = build_report(
         &context,
         &topology,
         &truth,
@@ -271,8 +294,13 @@ async fn run_in_lab(
         &reports,
         &graph,
         peak,
-    ))
+    );
+    report.netns = Some(stats);
+    Ok(report)
 }
+
+/// The truth, the controller's window reports, the entries at the peak, the run's statistics.
+type Measured = (TrafficTruth, Vec<WindowReport>, Vec<SwitchEntries>, NetnsStats);
 
 /// Everything between a ready controller and its final window.
 async fn measure(
@@ -281,7 +309,7 @@ async fn measure(
     controller: &service::RunningController,
     workload: &workload::Workload,
     progress: &mut impl FnMut(&Progress),
-) -> Result<(TrafficTruth, Vec<WindowReport>, Vec<SwitchEntries>), NetnsDemoError> {
+) -> Result<Measured, NetnsDemoError> {
     let topology = lab.topology().clone();
     wait_ready(controller).await?;
     {
@@ -300,6 +328,7 @@ async fn measure(
     let capture = VmCapture::new();
     let dpi_epoch = Instant::now();
     let mut agents = Vec::new();
+    let mut mirror_sinks = Vec::new();
     let opened = async {
         for (index, vm) in topology.vms().iter().enumerate() {
             let sink: Arc<dyn crate::switch::ports::FrameSink> = capture.clone();
@@ -319,6 +348,7 @@ async fn measure(
                 epoch: dpi_epoch,
                 dropped: Default::default(),
             });
+            mirror_sinks.push(Arc::clone(&sink));
             let dpi = lab.server(&server.name)?.dpi.clone();
             readers.tasks.push(read_interface(
                 lab,
@@ -352,11 +382,17 @@ async fn measure(
         }
     }
     readers.stop().await;
-    let (reports, peak) = result?;
+    let (reports, peak, mut stats) = result?;
     if let Some(e) = agent_failure {
         return Err(e);
     }
-    Ok((captured_truth(&topology, &capture), reports, peak))
+    stats.non_ipv4_frames = capture.non_ipv4_frames();
+    stats.mirror_drops = mirror_sinks
+        .iter()
+        .map(|s| s.dropped.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    stats.sflow_datagrams = lab.sflow_relayed();
+    Ok((captured_truth(&topology, &capture), reports, peak, stats))
 }
 
 /// The windows: replay, settle, measure.
@@ -368,7 +404,7 @@ async fn replay_windows(
     capture: &Arc<VmCapture>,
     agents: &[OvsAgent],
     progress: &mut impl FnMut(&Progress),
-) -> Result<(Vec<WindowReport>, Vec<SwitchEntries>), NetnsDemoError> {
+) -> Result<(Vec<WindowReport>, Vec<SwitchEntries>, NetnsStats), NetnsDemoError> {
     let topology = lab.topology().clone();
     let paths = Paths::compute(&topology);
     let clock = ReplayClock::new();
@@ -416,6 +452,12 @@ async fn replay_windows(
         }
         reports.push(report);
     }
+    let stats = NetnsStats {
+        conversations: replay.started,
+        lost_datagrams: replay.lost_datagrams(),
+        unexpected: replay.strays(),
+        ..NetnsStats::default()
+    };
     failures.extend(replay.finish().await);
     if !failures.is_empty() {
         return Err(NetnsDemoError::Replay(failures));
@@ -427,7 +469,7 @@ async fn replay_windows(
     // The controller takes the last messages off its sockets.
     tokio::time::sleep(Duration::from_millis(100)).await;
     reports.push(controller.step_window().await);
-    Ok((reports, peak.unwrap_or_default()))
+    Ok((reports, peak.unwrap_or_default(), stats))
 }
 
 /// Waits until no conversation acts in this window and the VMs' interfaces are quiet.

@@ -141,8 +141,9 @@ pub struct Replay {
     clock: Arc<ReplayClock>,
     servers: HashMap<(SocketAddrV4, Transport), ServerPort>,
     running: JoinSet<Result<(), String>>,
-    /// Conversations started, and UDP datagrams that never arrived.
+    /// Conversations started.
     pub started: usize,
+    /// UDP datagrams that never arrived.
     lost_datagrams: Arc<AtomicU64>,
     /// Connections the servers accepted that no conversation waited for.
     strays: Arc<AtomicU64>,
