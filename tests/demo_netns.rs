@@ -111,7 +111,11 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
     assert_eq!(stats.prefix, prefix);
     assert!(stats.conversations > 100, "{stats:?}");
     assert_eq!(
-        (stats.lost_datagrams, stats.unexpected, stats.non_ipv4_frames),
+        (
+            stats.lost_datagrams,
+            stats.unexpected,
+            stats.non_ipv4_frames
+        ),
         (0, 0, 0),
         "{stats:?}"
     );
@@ -154,12 +158,13 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         .pairs
         .iter()
         .filter(|p| {
-            !p.same_server
-                && p.exact_matches == Some(true)
-                && p.expected_packets.unwrap_or(0) > 0
+            !p.same_server && p.exact_matches == Some(true) && p.expected_packets.unwrap_or(0) > 0
         })
         .count();
-    assert!(by_switch >= 3, "only {by_switch} pairs measured by switches");
+    assert!(
+        by_switch >= 3,
+        "only {by_switch} pairs measured by switches"
+    );
 
     // Every pair above the threshold is measured; no pair that never communicated appears.
     assert_eq!(report.missed, Vec::<String>::new());
@@ -182,7 +187,9 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
                 .truth
                 .applications
                 .iter()
-                .find(|a| a.client_ipv4 == client && a.server_ipv4 == server && a.server_port == port)
+                .find(|a| {
+                    a.client_ipv4 == client && a.server_ipv4 == server && a.server_port == port
+                })
                 .unwrap_or_else(|| panic!("label of no application (roles reversed?): {label}"));
             let by_port = match app.transport {
                 Transport::Tcp => format!("tcp/{port}"),
@@ -203,7 +210,10 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         }
     }
     let correct = report.labels.iter().filter(|l| l.matches).count();
-    assert!(labels > 0 && correct >= 8, "{correct} of {labels} labels right");
+    assert!(
+        labels > 0 && correct >= 8,
+        "{correct} of {labels} labels right"
+    );
     let protocols: BTreeSet<&str> = report
         .labels
         .iter()
@@ -211,7 +221,10 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         .map(|l| l.truth_protocol.as_str())
         .collect();
     for needed in ["http", "redis"] {
-        assert!(protocols.contains(needed), "no {needed} label: {protocols:?}");
+        assert!(
+            protocols.contains(needed),
+            "no {needed} label: {protocols:?}"
+        );
     }
     assert!(Path::new(&out.path().join("report.json")).exists());
 }

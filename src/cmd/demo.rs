@@ -92,7 +92,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .netns
         .as_ref()
         .is_some_and(|n| n.lost_datagrams > 0 || n.unexpected > 0);
-    if !report.exact_counts_match() || !report.missed.is_empty() || !report.phantom.is_empty() || lossy {
+    if !report.exact_counts_match()
+        || !report.missed.is_empty()
+        || !report.phantom.is_empty()
+        || lossy
+    {
         bail!("the measurements disagree with the ground truth (see above)");
     }
     Ok(())

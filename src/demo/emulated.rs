@@ -369,7 +369,10 @@ pub(super) fn controller_options(
 }
 
 /// Writes report.json next to the controller's graph files and lists them all in the report.
-pub(super) fn write_report(report: &mut DemoReport, dir: &std::path::Path) -> Result<(), DemoError> {
+pub(super) fn write_report(
+    report: &mut DemoReport,
+    dir: &std::path::Path,
+) -> Result<(), DemoError> {
     report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
     let path = dir.join("report.json");
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();

@@ -100,8 +100,8 @@ use ovs::{BridgeVm, Ovs, FIRST_VM_OFPORT, MIRROR_OFPORT, UPLINK_OFPORT};
 use relay::SflowRelay;
 
 pub use cleanup::Removed;
-pub use ovs::PairRuleCount;
 pub use names::{default_prefix, IFNAME_MAX, PREFIX_MAX};
+pub use ovs::PairRuleCount;
 
 /// Why the lab could not be built or changed.
 #[derive(Debug, Error)]
@@ -686,9 +686,11 @@ impl NetnsLab {
 
     /// The exact counts of the pairs of `server`'s VMs among themselves, cumulative since the
     /// lab was built: the counters of the bridge's per-pair rules (see the `ovs` submodule),
-    /// pairs that sent nothing included.
+    /// pairs that sent nothing included. Every packet the bridge forwarded before the call is
+    /// counted.
     pub fn local_pair_counts(&self, server: &str) -> Result<Vec<PairRuleCount>, LabError> {
         let bridge = &self.server(server)?.bridge;
+        self.ovs().sync_rule_counters()?;
         let dump = self.ovs().dump_flows(bridge)?;
         ovs::parse_local_pair_counts(&dump).map_err(|problem| LabError::Command {
             command: format!("ovs-ofctl dump-flows {bridge}"),

@@ -300,7 +300,12 @@ async fn run_in_lab(
 }
 
 /// The truth, the controller's window reports, the entries at the peak, the run's statistics.
-type Measured = (TrafficTruth, Vec<WindowReport>, Vec<SwitchEntries>, NetnsStats);
+type Measured = (
+    TrafficTruth,
+    Vec<WindowReport>,
+    Vec<SwitchEntries>,
+    NetnsStats,
+);
 
 /// Everything between a ready controller and its final window.
 async fn measure(
@@ -350,14 +355,9 @@ async fn measure(
             });
             mirror_sinks.push(Arc::clone(&sink));
             let dpi = lab.server(&server.name)?.dpi.clone();
-            readers.tasks.push(read_interface(
-                lab,
-                None,
-                &dpi,
-                0,
-                sink,
-                stop_rx.clone(),
-            )?);
+            readers
+                .tasks
+                .push(read_interface(lab, None, &dpi, 0, sink, stop_rx.clone())?);
             agents.push(
                 OvsAgent::start(
                     Arc::clone(lab),
@@ -372,7 +372,12 @@ async fn measure(
     }
     .await;
     let result = match opened {
-        Ok(()) => replay_windows(options, lab, controller, workload, &capture, &agents, progress).await,
+        Ok(()) => {
+            replay_windows(
+                options, lab, controller, workload, &capture, &agents, progress,
+            )
+            .await
+        }
         Err(e) => Err(e),
     };
     let mut agent_failure = None;
@@ -427,7 +432,7 @@ async fn replay_windows(
             replay.start(c);
         }
         let reached = clock.run_window(end);
-        tokio::time::sleep_until(reached.into()).await;
+        tokio::time::sleep_until(reached).await;
         let sflow_before = lab.sflow_relayed();
         let (settled, ()) = tokio::join!(
             settle(&clock, capture, w + 1),
@@ -473,7 +478,11 @@ async fn replay_windows(
 }
 
 /// Waits until no conversation acts in this window and the VMs' interfaces are quiet.
-async fn settle(clock: &ReplayClock, capture: &VmCapture, window: u64) -> Result<(), NetnsDemoError> {
+async fn settle(
+    clock: &ReplayClock,
+    capture: &VmCapture,
+    window: u64,
+) -> Result<(), NetnsDemoError> {
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         if clock.busy() == 0 && capture.quiet_for() >= QUIET {
@@ -501,7 +510,8 @@ async fn settle_sflow(lab: &NetnsLab, controller: &service::RunningController, b
     // The other bridges flush in the same tick.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let deadline = Instant::now() + Duration::from_secs(2);
-    while controller.collector_stats().datagrams < lab.sflow_relayed() && Instant::now() < deadline {
+    while controller.collector_stats().datagrams < lab.sflow_relayed() && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The collector hands batches over a channel; let it pass the last ones on.
@@ -517,9 +527,7 @@ fn captured_truth(topology: &Topology, capture: &VmCapture) -> TrafficTruth {
         else {
             continue;
         };
-        let (packets, bytes) = windows
-            .values()
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let (packets, bytes) = windows.values().fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
         let (s, d) = (topology.vm(src), topology.vm(dst));
         pairs.push((
             PairTruth {

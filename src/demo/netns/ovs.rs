@@ -202,6 +202,15 @@ impl Ovs {
         Ok(())
     }
 
+    /// Waits for one revalidation round, which moves the datapath's per-flow statistics into
+    /// the OpenFlow rules' counters: a dump after it counts every packet forwarded before the
+    /// call (the rules' counters otherwise lag by up to a round, about half a second).
+    pub fn sync_rule_counters(&self) -> Result<(), LabError> {
+        let mut command = self.appctl();
+        command.arg("revalidator/wait");
+        command::run(&mut command).map(drop)
+    }
+
     fn appctl(&self) -> Command {
         let mut command = self.tool("ovs-appctl");
         command
@@ -430,7 +439,8 @@ mod tests {
                 bytes: 1834,
             }]
         );
-        let broken = " cookie=0x0, n_packets=x, n_bytes=1, priority=310,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2";
+        let broken =
+            " cookie=0x0, n_packets=x, n_bytes=1, priority=310,ip,nw_src=10.0.0.1,nw_dst=10.0.0.2";
         assert!(parse_local_pair_counts(broken).is_err());
     }
 

@@ -107,7 +107,10 @@ impl OvsAgent {
         let _ = self.stop.send(true);
         match self.task.await {
             Ok(result) => result,
-            Err(e) => Err(agent_error(&self.server, format!("the agent task failed: {e}"))),
+            Err(e) => Err(agent_error(
+                &self.server,
+                format!("the agent task failed: {e}"),
+            )),
         }
     }
 }
@@ -134,7 +137,9 @@ async fn send(write: &mut OwnedWriteHalf, message: &HostMessage) -> Result<(), S
     match tokio::time::timeout(WRITE_TIMEOUT, hostlink::write_message(write, message)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("host link: {e}")),
-        Err(_) => Err(format!("the controller took no message for {WRITE_TIMEOUT:?}")),
+        Err(_) => Err(format!(
+            "the controller took no message for {WRITE_TIMEOUT:?}"
+        )),
     }
 }
 

@@ -135,6 +135,13 @@ struct ServerPort {
     task: JoinHandle<()>,
 }
 
+impl Drop for ServerPort {
+    fn drop(&mut self) {
+        // The serving task owns the socket: a replay that stops closes its ports.
+        self.task.abort();
+    }
+}
+
 /// Replays conversations; see the module documentation.
 pub struct Replay {
     lab: Arc<NetnsLab>,
@@ -166,10 +173,12 @@ impl Replay {
             let vm_name = lab.topology().vm(vm).name.clone();
             let accepted: Waiting<oneshot::Sender<TcpStream>> = Arc::default();
             let datagrams: Waiting<mpsc::Sender<Vec<u8>>> = Arc::default();
-            let socket_error = |e: std::io::Error| NetnsDemoError::Replay(vec![format!(
-                "{vm_name}: cannot open {} {addr}: {e}",
-                if tcp { "TCP" } else { "UDP" }
-            )]);
+            let socket_error = |e: std::io::Error| {
+                NetnsDemoError::Replay(vec![format!(
+                    "{vm_name}: cannot open {} {addr}: {e}",
+                    if tcp { "TCP" } else { "UDP" }
+                )])
+            };
             let (transport, udp, task) = if tcp {
                 let listener = lab
                     .in_vm(&vm_name, move || std::net::TcpListener::bind(addr))?
@@ -223,11 +232,13 @@ impl Replay {
 
     /// Starts a conversation: it waits for its time on the clock.
     pub fn start(&mut self, conversation: Conversation) {
-        let Some(server) = self.servers.get(&(conversation.server, conversation.transport)) else {
+        let Some(server) = self
+            .servers
+            .get(&(conversation.server, conversation.transport))
+        else {
             // `open` made a socket for every conversation it was given.
-            self.running.spawn(async move {
-                Err(format!("no server socket for {}", conversation.server))
-            });
+            self.running
+                .spawn(async move { Err(format!("no server socket for {}", conversation.server)) });
             return;
         };
         let busy = BusyGuard::new(&self.clock);
@@ -297,9 +308,6 @@ impl Replay {
                 Ok(Err(e)) => failures.push(e),
                 Err(e) => failures.push(format!("a conversation task failed: {e}")),
             }
-        }
-        for server in self.servers.into_values() {
-            server.task.abort();
         }
         failures
     }
@@ -414,7 +422,8 @@ async fn tcp_conversation(
     .await?;
     // The workload sends each write at once, as one burst.
     for s in [&client, &server] {
-        s.set_nodelay(true).map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        s.set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
     }
     let mut buf = Vec::new();
     for m in &c.messages {
@@ -427,7 +436,10 @@ async fn tcp_conversation(
         buf.resize(m.payload.len(), 0);
         let write = async { from.write_all(&m.payload).await };
         let read = async { to.read_exact(&mut buf).await.map(drop) };
-        within("exchange", async { tokio::try_join!(write, read).map(drop) }).await?;
+        within("exchange", async {
+            tokio::try_join!(write, read).map(drop)
+        })
+        .await?;
         if buf != m.payload {
             return Err("the bytes arrived changed".into());
         }

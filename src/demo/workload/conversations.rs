@@ -66,7 +66,8 @@ pub fn conversations<'a>(frames: impl IntoIterator<Item = &'a TimedFrame>) -> Ve
         let opens = match transport {
             Transport::Tcp => flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK),
             Transport::Udp => {
-                !open.contains_key(&(src, dst, transport)) && !open.contains_key(&(dst, src, transport))
+                !open.contains_key(&(src, dst, transport))
+                    && !open.contains_key(&(dst, src, transport))
             }
         };
         if opens {
@@ -198,8 +199,16 @@ mod tests {
                 assert!(writes >= app.requests + app.responses, "{name}");
             }
         }
-        let tcp = found.iter().filter(|c| c.transport == Transport::Tcp).count() as u64;
-        let connections: u64 = workload.truth.applications.iter().map(|a| a.connections).sum();
+        let tcp = found
+            .iter()
+            .filter(|c| c.transport == Transport::Tcp)
+            .count() as u64;
+        let connections: u64 = workload
+            .truth
+            .applications
+            .iter()
+            .map(|a| a.connections)
+            .sum();
         assert_eq!(tcp, connections);
         for c in &found {
             assert!(c.messages.windows(2).all(|w| w[0].at <= w[1].at));
