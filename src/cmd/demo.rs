@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use vmdep::demo::emulated::{self, DemoOptions, DemoReport, Progress};
-use vmdep::demo::netns::LabCleanup;
+use vmdep::demo::netns::{self, LabCleanup};
 use vmdep::demo::netns_run::{self, NetnsDemoOptions};
 use vmdep::demo::workload::WorkloadSpec;
 
@@ -53,6 +53,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.window.is_zero() {
         bail!("--window must be longer than zero");
     }
+    if args.netns {
+        if args.fast {
+            bail!("--fast replays frames; --netns runs the workload over real sockets at its own pace");
+        }
+        netns::require_root().context("vmdep demo --netns creates network namespaces and Open vSwitch bridges; run it as root")?;
+    }
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
     let options = DemoOptions {
@@ -69,8 +75,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..DemoOptions::default()
     };
     println!(
-        "vmdep demo: reference topology (5 P4 switches, 4 servers, 12 VMs), three-tier workload \
+        "vmdep demo{}: reference topology (5 P4 switches, 4 servers, 12 VMs), three-tier workload \
          (seed {}, {} s), sampling 1 in {}, threshold {} B per {} s window",
+        if args.netns {
+            " --netns (VMs in network namespaces behind Open vSwitch)"
+        } else {
+            ""
+        },
         args.seed,
         args.duration.as_secs_f64(),
         args.sampling_rate,
@@ -78,9 +89,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.window.as_secs_f64()
     );
     let report = if args.netns {
-        if args.fast {
-            bail!("--fast replays frames; --netns runs the workload over real sockets at its own pace");
-        }
         run_netns(options).await?
     } else {
         emulated::run(options, print_progress)

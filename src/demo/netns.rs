@@ -903,8 +903,8 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), LabError> {
     })
 }
 
-/// The effective user must be root.
-fn require_root() -> Result<(), LabError> {
+/// The effective user must be root ([`LabError::NotRoot`] otherwise).
+pub fn require_root() -> Result<(), LabError> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|source| LabError::Io {
         what: "reading /proc/self/status".into(),
         source,
