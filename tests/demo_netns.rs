@@ -121,6 +121,34 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
     );
     assert!(stats.sflow_datagrams > 0, "{stats:?}");
 
+    // sFlow from Open vSwitch: every datagram understood and from a known agent; each packet
+    // counted once, at its source's server (the destination server's copies are skipped), so
+    // the estimates add up to about the captured total, not twice it.
+    let collector = &stats.collector;
+    assert_eq!(collector.datagrams, stats.sflow_datagrams, "{collector:?}");
+    assert_eq!(
+        (
+            collector.malformed_datagrams,
+            collector.unknown_agent_datagrams
+        ),
+        (0, 0),
+        "{collector:?}"
+    );
+    assert!(collector.pair_samples > 50, "{collector:?}");
+    let other_side = collector
+        .skipped
+        .get(&vmdep::controller::collector::SkipReason::OtherSide)
+        .copied()
+        .unwrap_or(0);
+    assert!(other_side > 20, "{collector:?}");
+    let estimated: u64 = report.pairs.iter().map(|p| p.estimated_packets).sum();
+    let captured_frames: u64 = report.pairs.iter().map(|p| p.truth_packets).sum();
+    let ratio = estimated as f64 / captured_frames as f64;
+    assert!(
+        (0.65..1.35).contains(&ratio),
+        "estimated {estimated} packets, captured {captured_frames}"
+    );
+
     // The kernels' frames join exactly the VM pairs the workload's frames join.
     let topology = Topology::from_toml(REFERENCE_TOPOLOGY).unwrap();
     let workload = three_tier(&topology, spec).unwrap();

@@ -63,6 +63,9 @@ const MIRROR_QUEUE: usize = 8192;
 /// What the run over real parts saw besides the measurements.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NetnsStats {
+    /// The collector's statistics: Open vSwitch samples a cross-server packet at both
+    /// servers, and the copies taken at the destination's server show as skipped `other_side`.
+    pub collector: crate::controller::collector::CollectorStatsSnapshot,
     /// The lab's name prefix.
     pub prefix: String,
     /// Conversations replayed over the VMs' sockets.
@@ -272,13 +275,15 @@ async fn run_in_lab(
     };
     let measured = measure(options, &lab, &controller, workload, &mut progress).await;
     let graph = controller.graph();
+    let collector = controller.collector_stats();
     let stopped = controller.shutdown().await.map_err(Box::new);
     for s in switches {
         if let Err(err) = s.shutdown().await {
             tracing::warn!(%err, "a switch stopped with an error");
         }
     }
-    let (truth, reports, peak, stats) = measured?;
+    let (truth, reports, peak, mut stats) = measured?;
+    stats.collector = collector;
     stopped?;
     let context = ReportContext {
         seed: options.workload.seed,
