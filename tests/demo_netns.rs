@@ -237,22 +237,26 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
             );
         }
     }
-    let correct = report.labels.iter().filter(|l| l.matches).count();
-    assert!(
-        labels > 0 && correct >= 8,
-        "{correct} of {labels} labels right"
-    );
-    let protocols: BTreeSet<&str> = report
+    assert!(labels > 0);
+    for l in report.labels.iter().filter(|l| l.mirrored) {
+        assert!(!l.roles_swapped, "{l:#?}");
+    }
+    // Which conversations get mirrored depends on sampling; across the run DPI must have named
+    // most of the workload's application protocols.
+    let recognized: BTreeSet<&str> = report
         .labels
         .iter()
         .filter(|l| l.matches)
         .map(|l| l.truth_protocol.as_str())
         .collect();
-    for needed in ["http", "redis"] {
-        assert!(
-            protocols.contains(needed),
-            "no {needed} label: {protocols:?}"
-        );
-    }
+    let named: Vec<&str> = ["http", "tls", "postgresql", "redis", "mysql", "dns"]
+        .into_iter()
+        .filter(|p| recognized.contains(*p))
+        .collect();
+    assert!(
+        named.len() >= 4,
+        "recognized only {named:?}: {:#?}",
+        report.labels
+    );
     assert!(Path::new(&out.path().join("report.json")).exists());
 }
