@@ -16,6 +16,10 @@
 //! Everything the lab made is removed when the run ends, fails or is dropped (the lab's own
 //! `Drop`); the caller gets a [`LabCleanup`] for a Ctrl-C handler, and leftovers of crashed
 //! runs are swept first ([`cleanup_dead_runs`]).
+//!
+//! It owns the run's order and its tasks; it builds nothing in the kernel itself (the lab
+//! does) and reaches the controller only through its public service API, the host link and
+//! sFlow, as a real deployment would.
 
 mod agent;
 mod capture;
@@ -176,13 +180,18 @@ pub async fn run(
     lab_ready(lab.cleanup_handle());
     let lab = Arc::new(lab);
     let result = run_in_lab(&options, Arc::clone(&lab), &workload, pipeline, progress).await;
-    // Every task holding the lab has ended by now; should one still hold it, the lab goes
-    // when that task drops it.
-    if let Ok(lab) = Arc::try_unwrap(lab) {
-        let removed = tokio::task::spawn_blocking(move || lab.destroy()).await?;
-        if let Err(e) = removed {
-            tracing::warn!("removing the netns lab: {e}");
+    // Every task holding the lab has ended by now, unless a failure left one being aborted:
+    // then the lab is swept by its prefix at once (and its own drop finds nothing left).
+    let removed = match Arc::try_unwrap(lab) {
+        Ok(lab) => tokio::task::spawn_blocking(move || lab.destroy()).await?,
+        Err(shared) => {
+            let cleanup = shared.cleanup_handle();
+            drop(shared);
+            tokio::task::spawn_blocking(move || cleanup.run()).await?
         }
+    };
+    if let Err(e) = removed {
+        tracing::warn!("removing the netns lab: {e}");
     }
     let mut report = result?;
     if let Some(stats) = &mut report.netns {

@@ -4,6 +4,8 @@
 //! pair reaches the graph), applies each `mirror` set to the bridge with an OVS mirror, and runs
 //! the server's DPI module on the frames the mirror delivers, keeping only the frames of the
 //! mirrored pairs (an OVS mirror selects whole VM ports) and sending the labels as they change.
+//! It changes the bridge only through the lab's mirror setting and knows the controller only
+//! through the host link.
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddr};

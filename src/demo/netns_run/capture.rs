@@ -4,7 +4,8 @@
 //! switch of its path, so it is what the exact counts must equal.
 //!
 //! Also the frame sink of the servers' DPI interfaces, which hands mirrored frames to the OVS
-//! agents with the time they arrived.
+//! agents with the time they arrived. Both only count and pass frames on; the sockets are the
+//! switch module's interface ports, opened by the run.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;

@@ -9,7 +9,11 @@
 //! Time is the workload's, stepped by [`ReplayClock`]: the run lets it go to the end of one
 //! controller window, during which the conversations act when their time comes, then holds it
 //! there until the window is measured. A conversation late for its time (its peer's answer took
-//! longer than the workload says) acts at once, but never past the window's end.
+//! longer than the workload says) acts at once, while the run waits for the window to settle;
+//! whatever is due after the window's end waits for the next window.
+//!
+//! It owns the sockets and the clock; it reads no frame (the capture does) and touches nothing
+//! of the lab but its VMs' namespaces.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
