@@ -71,11 +71,15 @@ fn leftovers(prefix: &str) -> Vec<String> {
     left
 }
 
+/// One lab at a time: the runs are timed, and the machine may have few cores.
+static ONE_LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_netns_demo_measures_what_the_vms_sent() {
     if !root_or_skip("demo_netns") {
         return;
     }
+    let _one = ONE_LAB.lock().await;
     let out = tempfile::tempdir().unwrap();
     let spec = WorkloadSpec {
         duration: Duration::from_secs(6),
@@ -259,4 +263,36 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         report.labels
     );
     assert!(Path::new(&out.path().join("report.json")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_removes_its_lab() {
+    if !root_or_skip("demo_netns") {
+        return;
+    }
+    let _one = ONE_LAB.lock().await;
+    // The graph cannot be written under a regular file: the run fails at its very end, after
+    // the lab did all its work.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let options = NetnsDemoOptions {
+        workload: WorkloadSpec {
+            duration: Duration::from_secs(2),
+            seed: 5,
+            scale: 1.0,
+        },
+        out_dir: Some(file.path().join("out")),
+        ..NetnsDemoOptions::default()
+    };
+    let prefix = Arc::new(Mutex::new(None));
+    let seen_prefix = Arc::clone(&prefix);
+    let failed = run(
+        options,
+        move |cleanup| *seen_prefix.lock().unwrap() = Some(cleanup.prefix().to_string()),
+        |_| {},
+    )
+    .await
+    .expect_err("the graph cannot be written");
+    assert!(failed.to_string().contains("out"), "{failed}");
+    let prefix = prefix.lock().unwrap().clone().expect("the lab was built");
+    assert_eq!(leftovers(&prefix), Vec::<String>::new());
 }
