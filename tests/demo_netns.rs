@@ -90,7 +90,7 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         workload: spec,
         window: Duration::from_secs(1),
         sampling_rate: 64,
-        threshold_bytes: 20_000,
+        threshold_bytes: 4_000,
         out_dir: Some(out.path().to_path_buf()),
         prefix: None,
     };

@@ -103,12 +103,14 @@ pub struct NetnsDemoOptions {
 }
 
 impl Default for NetnsDemoOptions {
+    /// The emulated demo's defaults.
     fn default() -> Self {
+        let demo = super::emulated::DemoOptions::default();
         NetnsDemoOptions {
-            workload: WorkloadSpec::default(),
-            window: Duration::from_secs(1),
-            sampling_rate: 64,
-            threshold_bytes: 20_000,
+            workload: demo.workload,
+            window: demo.window,
+            sampling_rate: demo.sampling_rate,
+            threshold_bytes: demo.threshold_bytes,
             out_dir: None,
             prefix: None,
         }
@@ -459,6 +461,7 @@ async fn replay_windows(
         progress(&Progress {
             window: w + 1,
             windows,
+            // The kernels make the frames: what the VMs received so far.
             frames_sent: capture.frames(),
             samples: report.samples,
             selected: report.selected.len(),

@@ -36,6 +36,8 @@ use super::NetnsDemoError;
 
 /// How long any one step of a conversation (connect, accept, a read) may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server socket pauses after a failed accept or receive.
+const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// Datagrams a UDP server socket queues per conversation.
 const DATAGRAM_QUEUE: usize = 64;
 
@@ -333,6 +335,9 @@ async fn accept_loop(
 ) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
+            // A failed accept (out of descriptors, a connection reset before it was taken)
+            // is retried after a pause rather than in a spin.
+            tokio::time::sleep(ERROR_PAUSE).await;
             continue;
         };
         let waiting = match peer {
@@ -359,6 +364,7 @@ async fn datagram_loop(
     let mut buf = vec![0u8; 65_536];
     loop {
         let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(ERROR_PAUSE).await;
             continue;
         };
         let waiting = match from {
