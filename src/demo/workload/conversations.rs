@@ -11,7 +11,7 @@
 //! client being the sender of the first.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use crate::controller::topology::VmId;
@@ -136,33 +136,23 @@ struct OpenConversation {
     bursts: [Option<(Duration, Vec<u8>)>; 2],
 }
 
-impl Conversation {
-    /// Payload bytes the client and the server wrote.
-    pub fn payload_bytes(&self) -> (u64, u64) {
-        self.messages.iter().fold((0, 0), |(c, s), m| {
-            let n = m.payload.len() as u64;
-            if m.from_client {
-                (c + n, s)
-            } else {
-                (c, s + n)
-            }
-        })
-    }
-
-    pub fn client_ip(&self) -> Ipv4Addr {
-        *self.client.ip()
-    }
-
-    pub fn server_ip(&self) -> Ipv4Addr {
-        *self.server.ip()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::controller::topology::Topology;
     use crate::demo::workload::{three_tier, WorkloadSpec};
+
+    /// Payload bytes the client and the server wrote.
+    fn payload_bytes(c: &Conversation) -> (u64, u64) {
+        c.messages.iter().fold((0, 0), |(to_server, to_client), m| {
+            let n = m.payload.len() as u64;
+            if m.from_client {
+                (to_server + n, to_client)
+            } else {
+                (to_server, to_client + n)
+            }
+        })
+    }
 
     #[test]
     fn conversations_carry_every_payload_byte_of_every_application() {
@@ -179,14 +169,14 @@ mod tests {
             let of_app: Vec<&Conversation> = found
                 .iter()
                 .filter(|c| {
-                    c.client_ip() == app.client_ipv4
-                        && c.server_ip() == app.server_ipv4
+                    *c.client.ip() == app.client_ipv4
+                        && *c.server.ip() == app.server_ipv4
                         && c.server.port() == app.server_port
                 })
                 .collect();
             assert!(!of_app.is_empty(), "{} -> {}", app.client, app.server);
             let (to_server, to_client) = of_app.iter().fold((0, 0), |(a, b), c| {
-                let (x, y) = c.payload_bytes();
+                let (x, y) = payload_bytes(c);
                 (a + x, b + y)
             });
             let name = format!("{} -> {}:{}", app.client, app.server, app.server_port);
@@ -215,7 +205,7 @@ mod tests {
             assert!(c.messages.iter().all(|m| m.at >= c.opened));
             if c.transport == Transport::Tcp {
                 assert!(c.closed.is_some(), "the workload closes every connection");
-                assert_eq!(c.client_vm, topology.vm_by_ipv4(c.client_ip()).unwrap());
+                assert_eq!(c.client_vm, topology.vm_by_ipv4(*c.client.ip()).unwrap());
             }
         }
     }
