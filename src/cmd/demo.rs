@@ -1,4 +1,5 @@
-//! `vmdep demo`: the emulated data center, measured end to end, with a readable report.
+//! `vmdep demo`: the emulated data center (or, with `--netns`, network namespaces behind Open
+//! vSwitch), measured end to end, with a readable report.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use vmdep::demo::emulated::{self, DemoOptions, DemoReport, Progress};
+use vmdep::demo::netns::{self, LabCleanup};
+use vmdep::demo::netns_run::{self, NetnsDemoOptions};
 use vmdep::demo::workload::WorkloadSpec;
 
 #[derive(Args)]
@@ -33,6 +36,11 @@ pub struct DemoArgs {
     /// response times then measure the replay, not the workload).
     #[arg(long)]
     pub fast: bool,
+    /// Run on real parts, as root: each VM a network namespace behind its server's Open vSwitch
+    /// bridge, the switches on veths, the workload over the VMs' own sockets. Everything made
+    /// is removed on exit, failure or Ctrl-C.
+    #[arg(long)]
+    pub netns: bool,
     /// Directory for graph.json, graph.dot and report.json.
     #[arg(short = 'o', long, default_value = "vmdep-demo")]
     pub out_dir: PathBuf,
@@ -44,6 +52,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if args.window.is_zero() {
         bail!("--window must be longer than zero");
+    }
+    if args.netns {
+        if args.fast {
+            bail!("--fast replays frames; --netns runs the workload over real sockets at its own pace");
+        }
+        netns::require_root().context("vmdep demo --netns creates network namespaces and Open vSwitch bridges; run it as root")?;
     }
     std::fs::create_dir_all(&args.out_dir)
         .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
@@ -61,22 +75,68 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..DemoOptions::default()
     };
     println!(
-        "vmdep demo: reference topology (5 P4 switches, 4 servers, 12 VMs), three-tier workload \
+        "vmdep demo{}: reference topology (5 P4 switches, 4 servers, 12 VMs), three-tier workload \
          (seed {}, {} s), sampling 1 in {}, threshold {} B per {} s window",
+        if args.netns {
+            " --netns (VMs in network namespaces behind Open vSwitch)"
+        } else {
+            ""
+        },
         args.seed,
         args.duration.as_secs_f64(),
         args.sampling_rate,
         args.threshold,
         args.window.as_secs_f64()
     );
-    let report = emulated::run(options, print_progress)
-        .await
-        .context("the demo failed")?;
+    let report = if args.netns {
+        run_netns(options).await?
+    } else {
+        emulated::run(options, print_progress)
+            .await
+            .context("the demo failed")?
+    };
     print_report(&report);
-    if !report.exact_counts_match() || !report.missed.is_empty() || !report.phantom.is_empty() {
+    let lossy = report
+        .netns
+        .as_ref()
+        .is_some_and(|n| n.lost_datagrams > 0 || n.unexpected > 0);
+    if !report.exact_counts_match()
+        || !report.missed.is_empty()
+        || !report.phantom.is_empty()
+        || lossy
+    {
         bail!("the measurements disagree with the ground truth (see above)");
     }
     Ok(())
+}
+
+/// The netns demo, with its lab removed on Ctrl-C or SIGTERM too.
+async fn run_netns(options: DemoOptions) -> anyhow::Result<DemoReport> {
+    let options = NetnsDemoOptions {
+        workload: options.workload,
+        window: options.window,
+        sampling_rate: options.sampling_rate,
+        threshold_bytes: options.threshold_bytes,
+        out_dir: options.out_dir,
+        prefix: None,
+    };
+    let cleanup: std::sync::Mutex<Option<LabCleanup>> = std::sync::Mutex::new(None);
+    let remember = |handle: LabCleanup| {
+        *cleanup.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    };
+    tokio::select! {
+        report = netns_run::run(options, remember, print_progress) => {
+            report.context("the netns demo failed")
+        }
+        _ = super::stop_signal() => {
+            // The run's tasks may still hold the lab: sweep it by its prefix now.
+            let handle = cleanup.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(handle) = handle {
+                handle.run().context("removing the netns lab after the interruption")?;
+            }
+            bail!("interrupted; the netns lab was removed")
+        }
+    }
 }
 
 fn print_progress(p: &Progress) {
@@ -225,6 +285,20 @@ fn print_report(r: &DemoReport) {
         "{} frames in {} windows, {:.1} s.",
         r.frames, r.windows, r.elapsed_seconds
     );
+    if let Some(n) = &r.netns {
+        println!(
+            "netns lab {}: {} conversations over the VMs' sockets, {} datagrams lost, {} unexpected \
+             connections or datagrams, {} non-IPv4 frames, {} sFlow datagrams, {} mirrored frames \
+             dropped; the lab is removed.",
+            n.prefix,
+            n.conversations,
+            n.lost_datagrams,
+            n.unexpected,
+            n.non_ipv4_frames,
+            n.sflow_datagrams,
+            n.mirror_drops
+        );
+    }
     for f in &r.files {
         println!("wrote {}", f.display());
     }

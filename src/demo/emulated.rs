@@ -189,6 +189,9 @@ pub struct DemoReport {
     pub elapsed_seconds: f64,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// What the replay over real sockets saw (`--netns` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netns: Option<super::netns_run::NetnsStats>,
 }
 
 impl DemoReport {
@@ -210,18 +213,12 @@ pub async fn run(
 
     let fabric = fabric::start_fabric(&topology).await?;
     let topology = Arc::new(fabric.topology.clone());
-    let mut controller_options = ControllerOptions::new(topology.clone(), Arc::new(pipeline));
-    controller_options.sflow_listen = "127.0.0.1:0".parse().expect("address literal");
-    controller_options.hostlink_listen = "127.0.0.1:0".parse().expect("address literal");
-    controller_options.window = None;
-    controller_options.policy = SelectionPolicy {
-        metric: Metric::Bytes,
-        threshold: options.threshold_bytes,
-        top_k: 0,
-        entry_budget: 16_384,
-        idle_windows: 5,
-    };
-    controller_options.output_dir = options.out_dir.clone();
+    let controller_options = controller_options(
+        topology.clone(),
+        pipeline,
+        options.threshold_bytes,
+        options.out_dir.clone(),
+    );
     let controller = service::start(controller_options).await.map_err(Box::new)?;
     wait_ready(&controller).await?;
 
@@ -333,10 +330,12 @@ pub async fn run(
     reports.push(last);
 
     let graph = controller.graph();
+    let truth = TrafficTruth::from_workload(&topology, &workload, options.window);
     let mut report = build_report(
-        &options,
+        &ReportContext::of(&options),
         &topology,
-        &workload,
+        &truth,
+        &workload.truth,
         &reports,
         &graph,
         peak.unwrap_or_default(),
@@ -355,17 +354,49 @@ pub async fn run(
     controller.shutdown().await.map_err(Box::new)?;
     fabric.shutdown().await;
     if let Some(dir) = &options.out_dir {
-        report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
-        let path = dir.join("report.json");
-        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(&path, text).map_err(|source| DemoError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        report.files.push(path);
+        write_report(&mut report, dir)?;
     }
     report.elapsed_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The demo's controller: sFlow and host link on free loopback ports, windows stepped by the
+/// demo, pairs selected by estimated bytes.
+pub(super) fn controller_options(
+    topology: Arc<Topology>,
+    pipeline: PipelineBundle,
+    threshold_bytes: u64,
+    out_dir: Option<PathBuf>,
+) -> ControllerOptions {
+    let mut options = ControllerOptions::new(topology, Arc::new(pipeline));
+    options.sflow_listen = "127.0.0.1:0".parse().expect("address literal");
+    options.hostlink_listen = "127.0.0.1:0".parse().expect("address literal");
+    options.window = None;
+    options.policy = SelectionPolicy {
+        metric: Metric::Bytes,
+        threshold: threshold_bytes,
+        top_k: 0,
+        entry_budget: 16_384,
+        idle_windows: 5,
+    };
+    options.output_dir = out_dir;
+    options
+}
+
+/// Writes report.json next to the controller's graph files and lists them all in the report.
+pub(super) fn write_report(
+    report: &mut DemoReport,
+    dir: &std::path::Path,
+) -> Result<(), DemoError> {
+    report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
+    let path = dir.join("report.json");
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    std::fs::write(&path, text).map_err(|source| DemoError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    report.files.push(path);
+    Ok(())
 }
 
 /// vmdep.p4, compiled now (a few milliseconds).
@@ -379,7 +410,7 @@ pub fn vmdep_pipeline() -> Result<PipelineBundle, DemoError> {
     })
 }
 
-async fn wait_ready(controller: &service::RunningController) -> Result<(), DemoError> {
+pub(super) async fn wait_ready(controller: &service::RunningController) -> Result<(), DemoError> {
     let limit = Duration::from_secs(20);
     let deadline = Instant::now() + limit;
     loop {
@@ -564,7 +595,7 @@ fn spawn_dpi(host: &RunningHost) -> DpiTask {
     DpiTask { publish, task }
 }
 
-async fn entries_now(
+pub(super) async fn entries_now(
     controller: &service::RunningController,
     topology: &Topology,
     paths: &Paths,
@@ -590,10 +621,68 @@ async fn entries_now(
         .collect()
 }
 
-fn build_report(
-    options: &DemoOptions,
+/// What every directed VM pair sent, whole run and per controller window: the ground truth the
+/// measurements are checked against.
+#[derive(Debug, Clone, Default)]
+pub struct TrafficTruth {
+    /// Every pair that sent a frame, in topology order of (src, dst).
+    pub pairs: Vec<workload::PairTruth>,
+    /// Per pair, per window index (0-based), its frames and bytes.
+    pub per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>>,
+    pub frames: u64,
+}
+
+impl TrafficTruth {
+    /// The workload's own frames, windowed by their time.
+    pub fn from_workload(topology: &Topology, workload: &Workload, window: Duration) -> Self {
+        let window_of = |at: Duration| (at.as_nanos() / window.as_nanos().max(1)) as usize;
+        let mut per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>> = BTreeMap::new();
+        for f in &workload.frames {
+            let pair = VmPair::new(topology.vm(f.src_vm).ipv4, topology.vm(f.dst_vm).ipv4);
+            let e = per_window
+                .entry(pair)
+                .or_default()
+                .entry(window_of(f.at))
+                .or_default();
+            e.0 += 1;
+            e.1 += f.frame.len() as u64;
+        }
+        TrafficTruth {
+            pairs: workload.truth.pairs.clone(),
+            per_window,
+            frames: workload.frames.len() as u64,
+        }
+    }
+}
+
+/// The settings a report repeats.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReportContext {
+    pub seed: u64,
+    pub workload: Duration,
+    pub threshold_bytes: u64,
+    pub sampling_rate: u32,
+}
+
+impl ReportContext {
+    fn of(options: &DemoOptions) -> Self {
+        ReportContext {
+            seed: options.workload.seed,
+            workload: options.workload.duration,
+            threshold_bytes: options.threshold_bytes,
+            sampling_rate: options.sampling_rate,
+        }
+    }
+}
+
+/// Compares what the controller measured with the truth: exact counts against the frames of
+/// the windows each entry was installed, pairs missed or invented, labels against the
+/// workload's applications.
+pub(super) fn build_report(
+    context: &ReportContext,
     topology: &Topology,
-    workload: &Workload,
+    truth: &TrafficTruth,
+    applications: &GroundTruth,
     reports: &[WindowReport],
     graph: &crate::controller::graph::DependencyGraph,
     entries: Vec<SwitchEntries>,
@@ -604,19 +693,7 @@ fn build_report(
             .map(|vm| topology.vm(vm).name.clone())
             .unwrap_or_else(|| ip.to_string())
     };
-    // Truth per pair per window.
-    let window_of = |at: Duration| (at.as_nanos() / options.window.as_nanos().max(1)) as usize;
-    let mut per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>> = BTreeMap::new();
-    for f in &workload.frames {
-        let pair = VmPair::new(topology.vm(f.src_vm).ipv4, topology.vm(f.dst_vm).ipv4);
-        let e = per_window
-            .entry(pair)
-            .or_default()
-            .entry(window_of(f.at))
-            .or_default();
-        e.0 += 1;
-        e.1 += f.frame.len() as u64;
-    }
+    let per_window = &truth.per_window;
     // Which windows each pair's counters covered: installed at the end of window i (report
     // index i, 1-based), counting windows i+1.. until released at the end of window j.
     let mut covered: BTreeMap<VmPair, BTreeSet<usize>> = BTreeMap::new();
@@ -653,8 +730,8 @@ fn build_report(
     // A pair is clearly above the threshold in a window when its true bytes are at least
     // twice the threshold and it sent enough packets to be sampled about four times: below
     // that, sampling may not see it at all, which is the method's accepted blind spot.
-    let min_packets = 4 * u64::from(options.sampling_rate);
-    for (pair, windows) in &per_window {
+    let min_packets = 4 * u64::from(context.sampling_rate);
+    for (pair, windows) in per_window {
         let peak = windows
             .values()
             .filter(|(packets, _)| *packets >= min_packets)
@@ -665,7 +742,7 @@ fn build_report(
     }
 
     let mut pairs = Vec::new();
-    for truth in &workload.truth.pairs {
+    for truth in &truth.pairs {
         let pair = VmPair::new(truth.src_ipv4, truth.dst_ipv4);
         let edge = graph.edge(pair);
         let exact = edge.and_then(|e| e.exact.as_ref());
@@ -737,17 +814,16 @@ fn build_report(
     }
     let missed = pairs
         .iter()
-        .zip(&workload.truth.pairs)
+        .zip(&truth.pairs)
         .filter(|(p, t)| {
             let pair = VmPair::new(t.src_ipv4, t.dst_ipv4);
             !p.same_server
-                && peak_truth.get(&pair).copied().unwrap_or(0) >= 2 * options.threshold_bytes
+                && peak_truth.get(&pair).copied().unwrap_or(0) >= 2 * context.threshold_bytes
                 && !covered.contains_key(&pair)
         })
         .map(|(p, _)| format!("{} → {}", p.src, p.dst))
         .collect();
-    let truth_pairs: BTreeSet<VmPair> = workload
-        .truth
+    let truth_pairs: BTreeSet<VmPair> = truth
         .pairs
         .iter()
         .map(|t| VmPair::new(t.src_ipv4, t.dst_ipv4))
@@ -761,22 +837,21 @@ fn build_report(
         .keys()
         .copied()
         .chain(
-            workload
-                .truth
+            truth
                 .pairs
                 .iter()
                 .filter(|t| t.same_server)
                 .map(|t| VmPair::new(t.src_ipv4, t.dst_ipv4)),
         )
         .collect();
-    let labels = label_results(&workload.truth, graph, &mirrored);
+    let labels = label_results(applications, graph, &mirrored);
     DemoReport {
-        seed: options.workload.seed,
-        workload_seconds: options.workload.duration.as_secs_f64(),
+        seed: context.seed,
+        workload_seconds: context.workload.as_secs_f64(),
         windows: reports.len() as u64,
-        frames: workload.frames.len() as u64,
-        threshold_bytes: options.threshold_bytes,
-        sampling_rate: options.sampling_rate,
+        frames: truth.frames,
+        threshold_bytes: context.threshold_bytes,
+        sampling_rate: context.sampling_rate,
         pairs,
         missed,
         phantom,
@@ -785,6 +860,7 @@ fn build_report(
         placement: None,
         elapsed_seconds: 0.0,
         files: Vec::new(),
+        netns: None,
     }
 }
 
@@ -805,10 +881,17 @@ fn label_results(
             });
             let truth_protocol = protocol_name(app);
             let reverse = VmPair::new(app.server_ipv4, app.client_ipv4);
+            // A label the other way round that is no application of the workload (the two VMs
+            // may well run another application in that direction, e.g. NTP beside an API).
             let roles_swapped = graph.edge(reverse).is_some_and(|e| {
-                e.labels
-                    .iter()
-                    .any(|l| l.server == app.client_ipv4 && l.client == app.server_ipv4)
+                e.labels.iter().any(|l| {
+                    l.server == app.client_ipv4
+                        && l.client == app.server_ipv4
+                        && !truth.applications.iter().any(|a| {
+                            (a.client_ipv4, a.server_ipv4, a.server_port)
+                                == (l.client, l.server, l.server_port)
+                        })
+                })
             });
             LabelResult {
                 mirrored: mirrored.contains(&pair) || mirrored.contains(&reverse),

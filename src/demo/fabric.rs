@@ -100,8 +100,23 @@ pub fn plan_wires(topology: &Topology) -> Result<WirePlan, FabricError> {
 /// Starts every switch (no pipeline yet: the controller pushes it) with gRPC on a free port.
 pub async fn start_fabric(topology: &Topology) -> Result<Fabric, FabricError> {
     let plan = plan_wires(topology)?;
+    let (switches, topology) = start_switches(topology, plan.ports).await?;
+    Ok(Fabric {
+        switches,
+        topology,
+        uplinks: plan.uplinks,
+    })
+}
+
+/// Starts one switch per topology switch on the given ports (per switch, in topology order),
+/// gRPC on a free loopback port, no pipeline yet; returns them with the topology carrying their
+/// real P4Runtime addresses. On failure the switches already started are stopped.
+pub async fn start_switches(
+    topology: &Topology,
+    ports: Vec<Vec<PortSpec>>,
+) -> Result<(Vec<RunningSwitch>, Topology), FabricError> {
     let mut switches = Vec::new();
-    for (sw, ports) in topology.switches().iter().zip(plan.ports) {
+    for (sw, ports) in topology.switches().iter().zip(ports) {
         let mut options = SwitchOptions::new(
             u64::from(sw.device_id),
             SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -125,11 +140,7 @@ pub async fn start_fabric(topology: &Topology) -> Result<Fabric, FabricError> {
         entry.p4runtime = running.grpc_addr;
     }
     let topology = Topology::from_file_format(file)?;
-    Ok(Fabric {
-        switches,
-        topology,
-        uplinks: plan.uplinks,
-    })
+    Ok((switches, topology))
 }
 
 impl Fabric {

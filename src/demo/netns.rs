@@ -101,6 +101,7 @@ use relay::SflowRelay;
 
 pub use cleanup::Removed;
 pub use names::{default_prefix, IFNAME_MAX, PREFIX_MAX};
+pub use ovs::PairRuleCount;
 
 /// Why the lab could not be built or changed.
 #[derive(Debug, Error)]
@@ -413,6 +414,7 @@ impl NetnsLab {
             add_port(&plan.bridge_port, plan.ofport);
             bridge_vms.push(BridgeVm {
                 mac: self.topology.vm(vm).mac,
+                ipv4: self.topology.vm(vm).ipv4,
                 ofport: plan.ofport,
             });
         }
@@ -682,6 +684,21 @@ impl NetnsLab {
         self.ovs().dump_flows(bridge)
     }
 
+    /// The exact counts of the pairs of `server`'s VMs among themselves, cumulative since the
+    /// lab was built: the counters of the bridge's per-pair rules (see the `ovs` submodule),
+    /// pairs that sent nothing included. Every packet the bridge forwarded before the call is
+    /// counted.
+    pub fn local_pair_counts(&self, server: &str) -> Result<Vec<PairRuleCount>, LabError> {
+        let bridge = &self.server(server)?.bridge;
+        self.ovs().sync_rule_counters()?;
+        let dump = self.ovs().dump_flows(bridge)?;
+        ovs::parse_local_pair_counts(&dump).map_err(|problem| LabError::Command {
+            command: format!("ovs-ofctl dump-flows {bridge}"),
+            status: "unexpected answer".into(),
+            stderr: problem,
+        })
+    }
+
     /// Runs `f` on a thread inside the VM's namespace and returns its result. Sockets opened
     /// there (std or, through a runtime made in `f`, tokio) are the VM's, wherever they are used
     /// later: e.g. bind a listener in `f`, return it, and serve from any thread.
@@ -744,6 +761,11 @@ pub struct LabCleanup {
 }
 
 impl LabCleanup {
+    /// The prefix of every name of the lab.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn run(&self) -> Result<Removed, LabError> {
         cleanup::remove_by_prefix(&self.prefix)
     }
@@ -881,8 +903,8 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), LabError> {
     })
 }
 
-/// The effective user must be root.
-fn require_root() -> Result<(), LabError> {
+/// The effective user must be root ([`LabError::NotRoot`] otherwise).
+pub fn require_root() -> Result<(), LabError> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|source| LabError::Io {
         what: "reading /proc/self/status".into(),
         source,

@@ -49,6 +49,7 @@
 //! and every emulated host can regenerate the whole workload and keep its own VMs' frames.
 
 mod apps;
+pub mod conversations;
 mod dns;
 mod http;
 mod mysql;

@@ -1,0 +1,135 @@
+//! The ground truth of `vmdep demo --netns`: every frame each VM's `eth0` receives, counted per
+//! directed IPv4 pair and per controller window (bytes are the frame's length, as a P4 switch's
+//! direct counter and OVS's rule counters count it). A frame counted here has passed every
+//! switch of its path, so it is what the exact counts must equal.
+//!
+//! Also the frame sink of the servers' DPI interfaces, which hands mirrored frames to the OVS
+//! agents with the time they arrived. Both only count and pass frames on; the sockets are the
+//! switch module's interface ports, opened by the run.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::controller::VmPair;
+use crate::switch::ports::FrameSink;
+use crate::wire::HeaderSummary;
+
+/// Frames and bytes.
+pub type Counts = (u64, u64);
+
+/// The capture of every VM's interface, shared by their receive loops.
+#[derive(Debug)]
+pub struct VmCapture {
+    /// The window frames are counted in now (0-based); the run moves it after each window.
+    window: AtomicUsize,
+    counts: Mutex<BTreeMap<VmPair, BTreeMap<usize, Counts>>>,
+    frames: AtomicU64,
+    /// Frames that were no IPv4 (nothing of the workload; counted to be seen).
+    other: AtomicU64,
+    /// Nanoseconds after `epoch` of the last frame, for "the network is quiet".
+    last_frame_ns: AtomicU64,
+    epoch: Instant,
+}
+
+impl VmCapture {
+    pub fn new() -> Arc<VmCapture> {
+        Arc::new(VmCapture {
+            window: AtomicUsize::new(0),
+            counts: Mutex::new(BTreeMap::new()),
+            frames: AtomicU64::new(0),
+            other: AtomicU64::new(0),
+            last_frame_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    pub fn set_window(&self, window: usize) {
+        self.window.store(window, Ordering::SeqCst);
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    pub fn non_ipv4_frames(&self) -> u64 {
+        self.other.load(Ordering::Relaxed)
+    }
+
+    /// How long no VM has received a frame.
+    pub fn quiet_for(&self) -> Duration {
+        let last = Duration::from_nanos(self.last_frame_ns.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Per pair, per window, what the VMs received.
+    pub fn per_window(&self) -> BTreeMap<VmPair, BTreeMap<usize, Counts>> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn count(&self, frame: &[u8]) {
+        let at = self.epoch.elapsed().as_nanos() as u64;
+        self.last_frame_ns.fetch_max(at, Ordering::Relaxed);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        let Some(ipv4) = HeaderSummary::parse(frame).ok().and_then(|s| s.ipv4) else {
+            self.other.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let window = self.window.load(Ordering::SeqCst);
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = counts
+            .entry(VmPair::new(ipv4.src_addr, ipv4.dst_addr))
+            .or_default()
+            .entry(window)
+            .or_default();
+        entry.0 += 1;
+        entry.1 += frame.len() as u64;
+    }
+}
+
+impl FrameSink for VmCapture {
+    fn receive(&self, _vm: u32, frame: &[u8]) {
+        self.count(frame);
+    }
+}
+
+/// A frame a server's mirror delivered to its DPI interface.
+#[derive(Debug)]
+pub struct MirroredFrame {
+    /// Since the run's DPI epoch (one monotonic clock for all frames).
+    pub at: Duration,
+    pub pair: Option<(Ipv4Addr, Ipv4Addr)>,
+    pub frame: Vec<u8>,
+}
+
+/// Hands a DPI interface's frames to its agent; frames it has no room for are counted.
+#[derive(Debug)]
+pub struct MirrorSink {
+    pub frames: mpsc::Sender<MirroredFrame>,
+    pub epoch: Instant,
+    pub dropped: AtomicU64,
+}
+
+impl FrameSink for MirrorSink {
+    fn receive(&self, _port: u32, frame: &[u8]) {
+        let pair = HeaderSummary::parse(frame)
+            .ok()
+            .and_then(|s| s.ipv4)
+            .map(|ip| (ip.src_addr, ip.dst_addr));
+        let mirrored = MirroredFrame {
+            at: self.epoch.elapsed(),
+            pair,
+            frame: frame.to_vec(),
+        };
+        if self.frames.try_send(mirrored).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
