@@ -46,6 +46,8 @@ enum Command {
     /// The whole system on one machine: the reference topology's switches, emulated servers
     /// with DPI, the controller and a three-tier workload, measured against its ground truth.
     Demo(cmd::demo::DemoArgs),
+    /// Print a running controller's dependency graph (table, JSON or DOT) from its HTTP API.
+    Graph(cmd::graph::GraphArgs),
     /// An emulated server: its VMs' virtual switch with sFlow sampling, exact same-server
     /// counts and mirroring (Open vSwitch's role on a hypervisor).
     Host(HostArgs),
@@ -196,6 +198,9 @@ fn main() -> anyhow::Result<()> {
         Command::Controller(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(cmd::controller::run(args)),
+        Command::Graph(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(cmd::graph::run(args)),
         Command::Host(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_host(args)),

@@ -1,5 +1,6 @@
 //! `vmdep demo`: the emulated data center, measured end to end, with a readable report.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,6 +34,13 @@ pub struct DemoArgs {
     /// response times then measure the replay, not the workload).
     #[arg(long)]
     pub fast: bool,
+    /// Serve the controller's HTTP API here during the run (e.g. 127.0.0.1:8080), with an
+    /// in-memory history.
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Keep serving the API this long after the last window (the report prints after it).
+    #[arg(long, default_value = "0s", value_parser = super::parse_duration, requires = "http_listen")]
+    pub linger: Duration,
     /// Directory for graph.json, graph.dot and report.json.
     #[arg(short = 'o', long, default_value = "vmdep-demo")]
     pub out_dir: PathBuf,
@@ -58,6 +66,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sampling_rate: args.sampling_rate,
         threshold_bytes: args.threshold,
         out_dir: Some(args.out_dir.clone()),
+        http_listen: args.http_listen,
+        linger: args.linger,
         ..DemoOptions::default()
     };
     println!(
@@ -80,6 +90,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 fn print_progress(p: &Progress) {
+    if let (1, Some(addr)) = (p.window, p.http_addr) {
+        println!("  HTTP API on http://{addr}/api (graph: /api/graph, metrics: /metrics)");
+    }
     println!(
         "  window {:>2}/{}: {:>6} frames sent, {:>4} samples, {:>2} pairs selected, {:>2} released, {:>2} measured",
         p.window, p.windows, p.frames_sent, p.samples, p.selected, p.released, p.measured

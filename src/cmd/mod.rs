@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod demo;
+pub mod graph;
 
 use std::time::Duration;
 

@@ -1,0 +1,715 @@
+//! The controller's HTTP API over real HTTP, against a real controller driving the reference
+//! topology's five in-process switches (as in controller_service.rs, this test plays the servers):
+//! every endpoint's answer is checked against the OpenAPI description and its shape snapshotted,
+//! /metrics is parsed as Prometheus text, `vmdep graph` is run against the API, and the history
+//! is written, the controller restarted, and the history read back.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::UdpSocket;
+
+use vmdep::controller::api::{self, RunningApi, OPENAPI_JSON};
+use vmdep::controller::estimate::{Metric, SelectionPolicy};
+use vmdep::controller::history::{HistoryRecorder, HistoryStore};
+use vmdep::controller::service::{self, ControllerOptions, RunningController};
+use vmdep::controller::session::PipelineBundle;
+use vmdep::controller::topology::Topology;
+use vmdep::demo::fabric::{self, Fabric};
+use vmdep::sflow::{
+    header_protocol, Address, DataSource, DatagramRepr, FlowRecordRepr, FlowSampleRepr, Interface,
+    SampleRepr, SampledHeaderRepr,
+};
+use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
+
+const REFERENCE: &str = include_str!("../topologies/reference.toml");
+const VMDEP_P4: &str = include_str!("../p4/vmdep.p4");
+
+fn pipeline() -> PipelineBundle {
+    let out = vmdep::compiler::compile(VMDEP_P4, "vmdep.p4").expect("vmdep.p4 compiles");
+    PipelineBundle {
+        p4info: out.p4info,
+        device_config: out.bmv2_json.into_bytes(),
+    }
+}
+
+/// A UDP frame from one VM to another with `payload_len` bytes of payload.
+fn frame(topology: &Topology, src: &str, dst: &str, payload_len: usize) -> Vec<u8> {
+    let vm = |n: &str| topology.vm(topology.vm_id(n).unwrap()).clone();
+    let (s, d) = (vm(src), vm(dst));
+    FrameRepr::new(
+        EthernetAddress(s.mac.octets()),
+        EthernetAddress(d.mac.octets()),
+        None,
+        s.ipv4,
+        d.ipv4,
+        TransportRepr::Udp(UdpRepr {
+            src_port: 40000,
+            dst_port: 9000,
+        }),
+        &vec![0x5a; payload_len],
+    )
+    .unwrap()
+    .to_vec()
+    .unwrap()
+}
+
+/// One sFlow datagram from `server`'s agent with `count` samples of `src → dst`, 1 in 64.
+fn samples(topology: &Topology, server: &str, src: &str, dst: &str, count: u32) -> Vec<u8> {
+    let IpAddr::V4(agent) = topology
+        .server(topology.server_id(server).unwrap())
+        .sflow_agent
+    else {
+        panic!("IPv4 agents only")
+    };
+    let header = frame(topology, src, dst, 100);
+    DatagramRepr {
+        agent: Address::Ipv4(agent),
+        sub_agent_id: 0,
+        sequence_number: 1,
+        uptime_ms: 1000,
+        samples: (0..count)
+            .map(|i| {
+                SampleRepr::Flow(FlowSampleRepr {
+                    expanded: false,
+                    sequence_number: i + 1,
+                    source: DataSource { kind: 0, index: 1 },
+                    sampling_rate: 64,
+                    sample_pool: 64 * (i + 1),
+                    drops: 0,
+                    input: Interface::if_index(1),
+                    output: Interface::if_index(2),
+                    records: vec![FlowRecordRepr::SampledHeader(SampledHeaderRepr {
+                        protocol: header_protocol::ETHERNET,
+                        frame_length: header.len() as u32 + 4,
+                        stripped: 4,
+                        header: header.clone(),
+                    })],
+                })
+            })
+            .collect(),
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+/// A controller with its history and API.
+struct Served {
+    controller: RunningController,
+    recorder: HistoryRecorder,
+    api: RunningApi,
+}
+
+async fn serve(topology: Arc<Topology>, history: &Path) -> Served {
+    let mut options = ControllerOptions::new(topology, Arc::new(pipeline()));
+    options.sflow_listen = "127.0.0.1:0".parse().unwrap();
+    options.hostlink_listen = "127.0.0.1:0".parse().unwrap();
+    options.window = None;
+    options.policy = SelectionPolicy {
+        metric: Metric::Packets,
+        threshold: 100,
+        top_k: 0,
+        entry_budget: 100,
+        idle_windows: 10,
+    };
+    options.idle_timeout = Some(Duration::from_secs(600));
+    let controller = service::start(options).await.expect("controller starts");
+    let store = Arc::new(HistoryStore::open(history, None).expect("history opens"));
+    let recorder = HistoryRecorder::start(store.clone(), &controller);
+    let api = api::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        controller.view(),
+        Some(store),
+    )
+    .await
+    .expect("API starts");
+    Served {
+        controller,
+        recorder,
+        api,
+    }
+}
+
+impl Served {
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let switches = self.controller.switches().await;
+            if switches.iter().all(|s| s.ready && s.routes > 0) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "switches not ready: {switches:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn send_sflow(&self, datagrams: &[Vec<u8>]) {
+        let before = self.controller.collector_stats().datagrams;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for d in datagrams {
+            socket.send_to(d, self.controller.sflow_addr).await.unwrap();
+        }
+        let want = before + datagrams.len() as u64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.controller.collector_stats().datagrams < want {
+            assert!(tokio::time::Instant::now() < deadline, "sFlow not received");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    async fn stop(self) {
+        self.api.shutdown().await;
+        self.controller.shutdown().await.unwrap();
+        self.recorder.shutdown().await;
+    }
+}
+
+/// Sends frames from `src`'s server uplink and waits until `dst`'s server received them.
+async fn send_frames(fabric: &Fabric, t: &Topology, src: &str, dst: &str, sizes: &[usize]) {
+    let server_of = |vm: &str| t.vm(t.vm_id(vm).unwrap()).server;
+    let uplink = |vm: &str| fabric.uplinks[server_of(vm).0];
+    let (up, down) = (uplink(src), uplink(dst));
+    let tx = UdpSocket::bind(up.host).await.unwrap();
+    let rx = UdpSocket::bind(down.host).await.unwrap();
+    let mut buf = vec![0; 2048];
+    for &size in sizes {
+        tx.send_to(&frame(t, src, dst, size), up.switch)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.recv_from(&mut buf))
+            .await
+            .expect("frame crosses the fabric")
+            .unwrap();
+    }
+}
+
+/// GET over real HTTP/1.1: status, content type, body.
+async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    driver.abort();
+    (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
+    let (status, content_type, body) = get(addr, path).await;
+    assert_eq!(content_type, "application/json", "{path}");
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, value)
+}
+
+/// Checks answers against the OpenAPI description's response schemas.
+struct OpenApi {
+    doc: Value,
+    checked: BTreeSet<(String, String)>,
+}
+
+impl OpenApi {
+    fn new() -> OpenApi {
+        OpenApi {
+            doc: serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON"),
+            checked: BTreeSet::new(),
+        }
+    }
+
+    /// `value`, the answer of `path` with `status`, matches the described schema.
+    fn check(&mut self, path: &str, status: u16, value: &Value) {
+        let route = path.split('?').next().unwrap();
+        let escaped = route.replace('~', "~0").replace('/', "~1");
+        let pointer =
+            format!("#/paths/{escaped}/get/responses/{status}/content/application~1json/schema");
+        assert!(
+            self.doc.pointer(&pointer[1..]).is_some(),
+            "{path} answered {status}, which the OpenAPI description does not list"
+        );
+        // The whole document is the root, so the schema's $refs resolve inside it.
+        let schema = serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$ref": pointer,
+            "paths": self.doc["paths"],
+            "components": self.doc["components"],
+        });
+        let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+        let errors: Vec<String> = validator
+            .iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{path} ({status}) does not match its OpenAPI schema:\n{}\n{value:#}",
+            errors.join("\n")
+        );
+        self.checked.insert((route.to_string(), status.to_string()));
+    }
+
+    /// Every described path was answered and checked with at least one status.
+    fn assert_all_paths_checked(&self, except: &[&str]) {
+        let documented: BTreeSet<String> = self.doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let checked: BTreeSet<String> = self.checked.iter().map(|(p, _)| p.clone()).collect();
+        let missing: Vec<&String> = documented
+            .iter()
+            .filter(|p| !checked.contains(*p) && !except.contains(&p.as_str()))
+            .collect();
+        assert!(missing.is_empty(), "not checked: {missing:?}");
+    }
+}
+
+/// Times and rates vary from run to run: replaced, so the snapshots show the shapes and the
+/// counts.
+fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                let timed = (key.ends_with("_ms")
+                    && key != "interval_ms"
+                    && key != "mean_response_ms")
+                    || key == "pps"
+                    || key == "bps"
+                    || key == "interval_ms";
+                if timed && !v.is_null() {
+                    *v = Value::String("[redacted]".into());
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+fn vmdep_bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vmdep"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_as_described() {
+    let topology = Topology::from_toml(REFERENCE).unwrap();
+    let fabric = fabric::start_fabric(&topology)
+        .await
+        .expect("fabric starts");
+    let t = Arc::new(fabric.topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(t.clone(), &dir.path().join("history.sqlite")).await;
+    let addr = served.api.addr;
+    let mut openapi = OpenApi::new();
+
+    // Before any window.
+    let (status, last) = get_json(addr, "/api/windows/last").await;
+    assert_eq!(status, 404);
+    openapi.check("/api/windows/last", status, &last);
+
+    served.wait_ready().await;
+    served
+        .send_sflow(&[
+            samples(&t, "h120", "web1", "app1", 10),
+            samples(&t, "h121", "client2", "web1", 5),
+            samples(&t, "h121", "batch1", "db2", 1),
+        ])
+        .await;
+    served.controller.step_window().await;
+    send_frames(&fabric, &t, "web1", "app1", &[10, 200, 1000]).await;
+    send_frames(&fabric, &t, "client2", "web1", &[300]).await;
+    let window = served.controller.step_window().await;
+    assert!(window.errors.is_empty(), "{:?}", window.errors);
+
+    let endpoints = [
+        "/api/health",
+        "/api/graph",
+        "/api/pairs",
+        "/api/switches",
+        "/api/placements",
+        "/api/labels",
+        "/api/hosts",
+        "/api/collector",
+        "/api/windows",
+        "/api/windows/last",
+    ];
+    for path in endpoints {
+        let (status, mut value) = get_json(addr, path).await;
+        assert_eq!(status, 200, "{path}: {value}");
+        openapi.check(path, status, &value);
+        redact(&mut value);
+        let name = path.trim_start_matches("/api/").replace('/', "_");
+        insta::assert_json_snapshot!(name, value);
+    }
+
+    // Exact counts over HTTP are the frames sent after the entries went in.
+    let (_, graph) = get_json(addr, "/api/graph").await;
+    let web = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["src_vm"] == "web1" && e["dst_vm"] == "app1")
+        .expect("web1 → app1");
+    assert_eq!(web["exact"]["packets"], 3);
+    assert_eq!(web["exact"]["measured_by"], "s112");
+
+    // A range inside this controller's life comes from memory; edges last seen before it
+    // are left out.
+    let now = vmdep::controller::service::unix_ms();
+    let started = served.controller.started_ms();
+    let (status, ranged) = get_json(addr, &format!("/api/graph?from={started}&to={now}")).await;
+    assert_eq!(status, 200);
+    openapi.check("/api/graph", status, &ranged);
+    assert_eq!(ranged["source"], "memory");
+    assert_eq!(ranged["edges"].as_array().unwrap().len(), 3);
+    let (_, ranged) = get_json(addr, &format!("/api/graph?from={}", now + 60_000)).await;
+    assert_eq!(ranged["edges"].as_array().unwrap().len(), 0);
+
+    // Bad queries are refused in the described error shape.
+    for bad in [
+        "/api/graph?from=10&to=5",
+        "/api/graph?from=yesterday",
+        "/api/graph?since=5",
+        "/api/history/pairs?from=-1",
+    ] {
+        let (status, value) = get_json(addr, bad).await;
+        assert_eq!(status, 400, "{bad}: {value}");
+        openapi.check(bad, status, &value);
+    }
+    let (status, value) = get_json(addr, "/api/nothing").await;
+    assert_eq!(status, 404);
+    assert!(value["error"].is_string());
+
+    // The history holds both windows.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, history) = get_json(addr, "/api/history/pairs?from=0").await;
+    assert_eq!(status, 200);
+    openapi.check("/api/history/pairs", status, &history);
+    let rows = history["pairs"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["window_index"] == 2
+        && r["src_vm"] == "web1"
+        && r["exact"]["packets"] == 3
+        && r["placed_on"] == "s112"));
+    let (_, limited) = get_json(addr, "/api/history/pairs?from=0&limit=1").await;
+    assert_eq!(limited["pairs"].as_array().unwrap().len(), 1);
+    assert_eq!(limited["truncated"], true);
+
+    let (status, content_type, body) = get(addr, "/api/openapi.json").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), openapi.doc);
+    openapi.checked.insert(("/api/openapi.json".into(), "200".into()));
+
+    check_metrics(addr, &served).await;
+    openapi.assert_all_paths_checked(&["/metrics"]);
+
+    check_graph_command(addr).await;
+
+    served.stop().await;
+    fabric.shutdown().await;
+}
+
+/// /metrics parses as Prometheus text, declares every family it uses, and agrees with the JSON.
+async fn check_metrics(addr: SocketAddr, served: &Served) {
+    let (status, content_type, body) = get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+
+    // Every sample belongs to a family declared with # TYPE before it.
+    let mut declared: Vec<(String, String)> = Vec::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            declared.push((name.to_string(), kind.to_string()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = declared.iter().rev().find(|(f, kind)| {
+                name == f
+                    || (kind == "summary"
+                        && (name == format!("{f}_sum") || name == format!("{f}_count")))
+            });
+            assert!(family.is_some(), "{name} has no # TYPE before it");
+        }
+    }
+
+    let value = |metric: &str, labels: &[(&str, &str)]| -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+            })
+            .unwrap_or_else(|| panic!("no {metric} {labels:?}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            ref other => panic!("{metric}: {other:?}"),
+        }
+    };
+    let stats = served.controller.collector_stats();
+    assert_eq!(
+        value("vmdep_sflow_datagrams_total", &[]),
+        stats.datagrams as f64
+    );
+    assert_eq!(
+        value("vmdep_sflow_pair_samples_total", &[]),
+        stats.pair_samples as f64
+    );
+    assert_eq!(
+        value("vmdep_sflow_samples_dropped_total", &[("reason", "not_vm")]),
+        0.0
+    );
+    assert_eq!(value("vmdep_windows_total", &[]), 2.0);
+    assert_eq!(value("vmdep_pairs_selected_total", &[]), 2.0);
+    assert_eq!(value("vmdep_pairs_measured", &[]), 2.0);
+    assert_eq!(value("vmdep_pairs_sampled", &[]), 0.0);
+    for s in served.controller.switches().await {
+        let labels = [("switch", s.name.as_str())];
+        assert_eq!(value("vmdep_switch_entries", &labels), f64::from(s.entries));
+        assert_eq!(value("vmdep_switch_capacity", &labels), f64::from(s.capacity));
+        assert_eq!(value("vmdep_p4runtime_session_ready", &labels), 1.0);
+        let writes = value(
+            "vmdep_p4runtime_rpc_duration_seconds_count",
+            &[("switch", s.name.as_str()), ("rpc", "write")],
+        );
+        assert!(writes >= 1.0, "{}: routes were written", s.name);
+        assert_eq!(
+            value(
+                "vmdep_p4runtime_rpc_errors_total",
+                &[("switch", s.name.as_str()), ("rpc", "write")]
+            ),
+            0.0
+        );
+    }
+    assert_eq!(
+        value("vmdep_hostlink_messages_total", &[("server", "h120")]),
+        0.0
+    );
+    assert_eq!(value("vmdep_history_windows_recorded_total", &[]), 2.0);
+}
+
+/// `vmdep graph` against the API: a table, JSON, DOT, and clear failures.
+async fn check_graph_command(addr: SocketAddr) {
+    let url = format!("http://{addr}");
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || vmdep_bin().args(args).output().unwrap())
+    };
+    let table = run(vec!["graph".into(), "--controller".into(), url.clone()])
+        .await
+        .unwrap();
+    assert!(table.status.success(), "{table:?}");
+    insta::assert_snapshot!("graph_table", String::from_utf8(table.stdout).unwrap());
+
+    let json = run(vec![
+        "graph".into(),
+        "--controller".into(),
+        url.clone(),
+        "--json".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(json.status.success());
+    let printed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(printed["edges"].as_array().unwrap().len(), 3);
+
+    let dot = run(vec![
+        "graph".into(),
+        "--controller".into(),
+        url.clone(),
+        "--dot".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(dot.status.success());
+    let dot = String::from_utf8(dot.stdout).unwrap();
+    assert!(dot.starts_with("digraph vmdep {"), "{dot}");
+    assert!(dot.contains("\"web1\" -> \"app1\""), "{dot}");
+
+    // Nobody listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let unreachable = run(vec![
+        "graph".into(),
+        "--controller".into(),
+        format!("http://{closed_addr}"),
+    ])
+    .await
+    .unwrap();
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8(unreachable.stderr).unwrap();
+    assert!(
+        stderr.contains("cannot reach the controller"),
+        "{stderr}"
+    );
+
+    let refused = run(vec![
+        "graph".into(),
+        "--controller".into(),
+        url,
+        "--from".into(),
+        "10".into(),
+        "--to".into(),
+        "5".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8(refused.stderr).unwrap();
+    assert!(
+        stderr.contains("400 Bad Request") && stderr.contains("from (10) is after to (5)"),
+        "{stderr}"
+    );
+
+    let https = run(vec![
+        "graph".into(),
+        "--controller".into(),
+        "https://127.0.0.1:1".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(!https.status.success());
+    assert!(String::from_utf8(https.stderr)
+        .unwrap()
+        .contains("only http:// is supported"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_survives_a_restart() {
+    let topology = Topology::from_toml(REFERENCE).unwrap();
+    let fabric = fabric::start_fabric(&topology)
+        .await
+        .expect("fabric starts");
+    let t = Arc::new(fabric.topology.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.sqlite");
+
+    let first = serve(t.clone(), &history).await;
+    first.wait_ready().await;
+    first
+        .send_sflow(&[samples(&t, "h120", "web1", "app1", 10)])
+        .await;
+    first.controller.step_window().await;
+    send_frames(&fabric, &t, "web1", "app1", &[100, 100]).await;
+    first.controller.step_window().await;
+    let first_started = first.controller.started_ms();
+    first.stop().await;
+    // The second controller finds no switch: its health says so, its history still answers.
+    fabric.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let second = serve(t.clone(), &history).await;
+    let addr = second.api.addr;
+    let mut openapi = OpenApi::new();
+    let (status, health) = get_json(addr, "/api/health").await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded");
+    openapi.check("/api/health", status, &health);
+
+    let (status, graph) = get_json(addr, "/api/graph?from=0").await;
+    assert_eq!(status, 200);
+    openapi.check("/api/graph", status, &graph);
+    assert_eq!(graph["source"], "history");
+    let edges = graph["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{graph:#}");
+    assert_eq!(edges[0]["exact"]["packets"], 2);
+    assert_eq!(edges[0]["exact"]["measured_by"], "s112");
+    assert_eq!(edges[0]["estimate"]["samples"], 10);
+
+    let (_, rows) = get_json(addr, "/api/history/pairs").await;
+    let rows = rows["pairs"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert!(rows.iter().all(|r| r["run_started_ms"] == first_started));
+
+    // The live graph of the new controller is empty.
+    let (_, live) = get_json(addr, "/api/graph").await;
+    assert_eq!(live["source"], "memory");
+    assert!(live["edges"].as_array().unwrap().is_empty());
+    second.stop().await;
+}
+
+/// `vmdep controller` binds the API where asked and stops cleanly on SIGTERM, having created
+/// its history file.
+#[test]
+fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // The switches' addresses point where nothing listens (never at a switch another test runs).
+    let closed: Vec<SocketAddr> = (0..5)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap())
+        .collect();
+    let mut text = REFERENCE.to_string();
+    for (i, addr) in closed.iter().enumerate() {
+        text = text.replace(&format!("127.0.0.1:5011{i}"), &addr.to_string());
+    }
+    assert!(!text.contains("127.0.0.1:5011"), "every switch address replaced");
+    let topology = dir.path().join("topology.toml");
+    std::fs::write(&topology, text).unwrap();
+    let mut child = vmdep_bin()
+        .args(["controller", "--topology"])
+        .arg(&topology)
+        .args([
+            "--sflow-listen",
+            "127.0.0.1:0",
+            "--hostlink-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "-o",
+        ])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let addr: SocketAddr = loop {
+        let line = lines
+            .next()
+            .expect("the controller prints its addresses")
+            .unwrap();
+        if let Some(rest) = line.split("HTTP on http://").nth(1) {
+            break rest.split(',').next().unwrap().parse().unwrap();
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, health) = runtime.block_on(get_json(addr, "/api/health"));
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["sessions"].as_array().unwrap().len(), 5);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(dir.path().join("vmdep-history.sqlite").exists());
+    assert!(dir.path().join("graph.json").exists());
+}
