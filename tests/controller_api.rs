@@ -24,8 +24,8 @@ use vmdep::controller::session::PipelineBundle;
 use vmdep::controller::topology::Topology;
 use vmdep::demo::fabric::{self, Fabric};
 use vmdep::sflow::{
-    header_protocol, Address, DataSource, DatagramRepr, FlowRecordRepr, FlowSampleRepr, Interface,
-    SampleRepr, SampledHeaderRepr,
+    header_protocol, Address, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr,
+    FlowRecordRepr, FlowSampleRepr, IfCounters, Interface, SampleRepr, SampledHeaderRepr,
 };
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
@@ -95,6 +95,41 @@ fn samples(topology: &Topology, server: &str, src: &str, dst: &str, count: u32) 
                 })
             })
             .collect(),
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+/// One sFlow datagram from `server`'s agent with the generic counters of its interface 1.
+fn counters(topology: &Topology, server: &str) -> Vec<u8> {
+    let IpAddr::V4(agent) = topology
+        .server(topology.server_id(server).unwrap())
+        .sflow_agent
+    else {
+        panic!("IPv4 agents only")
+    };
+    DatagramRepr {
+        agent: Address::Ipv4(agent),
+        sub_agent_id: 0,
+        sequence_number: 1,
+        uptime_ms: 1000,
+        samples: vec![SampleRepr::Counters(CountersSampleRepr {
+            expanded: false,
+            sequence_number: 1,
+            source: DataSource { kind: 0, index: 1 },
+            records: vec![CounterRecordRepr::Interface(IfCounters {
+                if_index: 1,
+                if_type: 6,
+                if_speed: 10_000_000_000,
+                if_direction: 1,
+                if_status: 3,
+                if_in_octets: 123_456,
+                if_in_ucast_pkts: 789,
+                if_out_octets: 654_321,
+                if_out_ucast_pkts: 987,
+                ..IfCounters::default()
+            })],
+        })],
     }
     .to_bytes()
     .unwrap()
@@ -194,6 +229,61 @@ async fn send_frames(fabric: &Fabric, t: &Topology, src: &str, dst: &str, sizes:
     }
 }
 
+/// Server h120 over the host link: an exact count of a pair on it (web1 → client1) and a DPI
+/// label of web1 → app1. The link stays open while the answer lives.
+async fn play_host_h120(served: &Served, t: &Topology) -> tokio::net::TcpStream {
+    use vmdep::hostlink::{self, AppLabel, HostMessage, LocalPairCount};
+    let ip = |vm: &str| t.vm(t.vm_id(vm).unwrap()).ipv4;
+    let mut link = tokio::net::TcpStream::connect(served.controller.hostlink_addr)
+        .await
+        .unwrap();
+    let messages = [
+        HostMessage::Hello {
+            server: "h120".into(),
+            version: hostlink::VERSION,
+        },
+        HostMessage::LocalCounts {
+            at_ms: 1,
+            pairs: vec![LocalPairCount {
+                src: ip("web1"),
+                dst: ip("client1"),
+                packets: 7,
+                bytes: 700,
+            }],
+        },
+        HostMessage::Labels {
+            at_ms: 1,
+            labels: vec![AppLabel {
+                protocol: "http".into(),
+                client: ip("web1"),
+                server: ip("app1"),
+                server_port: 8080,
+                details: vec!["GET app1.dc.internal".into()],
+                requests: 3,
+                responses: 3,
+                mean_response_ms: Some(2.5),
+            }],
+        },
+    ];
+    for message in &messages {
+        hostlink::write_message(&mut link, message).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while served
+        .controller
+        .hosts()
+        .get("h120")
+        .is_none_or(|h| h.messages < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "host messages not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    link
+}
+
 /// GET over real HTTP/1.1: status, content type, body.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -214,7 +304,11 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String, String) {
         .unwrap_or_default();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     driver.abort();
-    (status, content_type, String::from_utf8(body.to_vec()).unwrap())
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
 }
 
 async fn get_json(addr: SocketAddr, path: &str) -> (u16, Value) {
@@ -238,16 +332,15 @@ impl OpenApi {
         }
     }
 
-    /// `value`, the answer of `path` with `status`, matches the described schema.
-    fn check(&mut self, path: &str, status: u16, value: &Value) {
+    /// How `value`, the answer of `path` with `status`, departs from the described schema.
+    fn errors(&self, path: &str, status: u16, value: &Value) -> Vec<String> {
         let route = path.split('?').next().unwrap();
         let escaped = route.replace('~', "~0").replace('/', "~1");
         let pointer =
             format!("#/paths/{escaped}/get/responses/{status}/content/application~1json/schema");
-        assert!(
-            self.doc.pointer(&pointer[1..]).is_some(),
-            "{path} answered {status}, which the OpenAPI description does not list"
-        );
+        if self.doc.pointer(&pointer[1..]).is_none() {
+            return vec![format!("{path} answered {status}, which is not described")];
+        }
         // The whole document is the root, so the schema's $refs resolve inside it.
         let schema = serde_json::json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -256,15 +349,21 @@ impl OpenApi {
             "components": self.doc["components"],
         });
         let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
-        let errors: Vec<String> = validator
+        validator
             .iter_errors(value)
             .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
+            .collect()
+    }
+
+    /// `value`, the answer of `path` with `status`, matches the described schema.
+    fn check(&mut self, path: &str, status: u16, value: &Value) {
+        let errors = self.errors(path, status, value);
         assert!(
             errors.is_empty(),
             "{path} ({status}) does not match its OpenAPI schema:\n{}\n{value:#}",
             errors.join("\n")
         );
+        let route = path.split('?').next().unwrap();
         self.checked.insert((route.to_string(), status.to_string()));
     }
 
@@ -291,13 +390,11 @@ fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                let timed = (key.ends_with("_ms")
-                    && key != "interval_ms"
-                    && key != "mean_response_ms")
+                let timed = (key.ends_with("_ms") && key != "mean_response_ms")
                     || key == "pps"
-                    || key == "bps"
-                    || key == "interval_ms";
-                if timed && !v.is_null() {
+                    || key == "bps";
+                // Zero (never) and null stay: they tell something.
+                if timed && !v.is_null() && *v != 0 {
                     *v = Value::String("[redacted]".into());
                 } else {
                     redact(v);
@@ -307,6 +404,33 @@ fn redact(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
+}
+
+#[test]
+fn the_openapi_check_catches_undocumented_and_missing_fields() {
+    let openapi = OpenApi::new();
+    let health = serde_json::json!({
+        "status": "ok",
+        "started_ms": 1,
+        "sessions": [{
+            "switch": "s110", "ready": true, "connected": true, "primary": true,
+            "pipeline_pushed": true, "connections": 1, "reconnections": 0, "last_error": null
+        }]
+    });
+    assert_eq!(
+        openapi.errors("/api/health", 200, &health),
+        Vec::<String>::new()
+    );
+    let mut extra = health.clone();
+    extra["sessions"][0]["uptime"] = 5.into();
+    assert!(!openapi.errors("/api/health", 200, &extra).is_empty());
+    let mut missing = health.clone();
+    missing.as_object_mut().unwrap().remove("started_ms");
+    assert!(!openapi.errors("/api/health", 200, &missing).is_empty());
+    let mut wrong = health.clone();
+    wrong["status"] = "fine".into();
+    assert!(!openapi.errors("/api/health", 200, &wrong).is_empty());
+    assert!(!openapi.errors("/api/health", 418, &health).is_empty());
 }
 
 fn vmdep_bin() -> std::process::Command {
@@ -336,11 +460,13 @@ async fn every_endpoint_answers_as_described() {
             samples(&t, "h120", "web1", "app1", 10),
             samples(&t, "h121", "client2", "web1", 5),
             samples(&t, "h121", "batch1", "db2", 1),
+            counters(&t, "h122"),
         ])
         .await;
     served.controller.step_window().await;
     send_frames(&fabric, &t, "web1", "app1", &[10, 200, 1000]).await;
     send_frames(&fabric, &t, "client2", "web1", &[300]).await;
+    let _host_link = play_host_h120(&served, &t).await;
     let window = served.controller.step_window().await;
     assert!(window.errors.is_empty(), "{:?}", window.errors);
 
@@ -384,8 +510,9 @@ async fn every_endpoint_answers_as_described() {
     assert_eq!(status, 200);
     openapi.check("/api/graph", status, &ranged);
     assert_eq!(ranged["source"], "memory");
-    assert_eq!(ranged["edges"].as_array().unwrap().len(), 3);
-    let (_, ranged) = get_json(addr, &format!("/api/graph?from={}", now + 60_000)).await;
+    assert_eq!(ranged["edges"].as_array().unwrap().len(), 4);
+    let later = format!("/api/graph?from={}&to={}", now + 60_000, now + 120_000);
+    let (_, ranged) = get_json(addr, &later).await;
     assert_eq!(ranged["edges"].as_array().unwrap().len(), 0);
 
     // Bad queries are refused in the described error shape.
@@ -420,7 +547,9 @@ async fn every_endpoint_answers_as_described() {
     let (status, content_type, body) = get(addr, "/api/openapi.json").await;
     assert_eq!((status, content_type.as_str()), (200, "application/json"));
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), openapi.doc);
-    openapi.checked.insert(("/api/openapi.json".into(), "200".into()));
+    openapi
+        .checked
+        .insert(("/api/openapi.json".into(), "200".into()));
 
     check_metrics(addr, &served).await;
     openapi.assert_all_paths_checked(&["/metrics"]);
@@ -435,7 +564,10 @@ async fn every_endpoint_answers_as_described() {
 async fn check_metrics(addr: SocketAddr, served: &Served) {
     let (status, content_type, body) = get(addr, "/metrics").await;
     assert_eq!(status, 200);
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     let lines = body.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
 
@@ -460,9 +592,7 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
         let sample = scrape
             .samples
             .iter()
-            .find(|s| {
-                s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-            })
+            .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
             .unwrap_or_else(|| panic!("no {metric} {labels:?}"));
         match sample.value {
             prometheus_parse::Value::Counter(v)
@@ -491,7 +621,10 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
     for s in served.controller.switches().await {
         let labels = [("switch", s.name.as_str())];
         assert_eq!(value("vmdep_switch_entries", &labels), f64::from(s.entries));
-        assert_eq!(value("vmdep_switch_capacity", &labels), f64::from(s.capacity));
+        assert_eq!(
+            value("vmdep_switch_capacity", &labels),
+            f64::from(s.capacity)
+        );
         assert_eq!(value("vmdep_p4runtime_session_ready", &labels), 1.0);
         let writes = value(
             "vmdep_p4runtime_rpc_duration_seconds_count",
@@ -508,6 +641,14 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
     }
     assert_eq!(
         value("vmdep_hostlink_messages_total", &[("server", "h120")]),
+        2.0
+    );
+    assert_eq!(
+        value("vmdep_hostlink_connected", &[("server", "h120")]),
+        1.0
+    );
+    assert_eq!(
+        value("vmdep_hostlink_connected", &[("server", "h121")]),
         0.0
     );
     assert_eq!(value("vmdep_history_windows_recorded_total", &[]), 2.0);
@@ -535,7 +676,7 @@ async fn check_graph_command(addr: SocketAddr) {
     .unwrap();
     assert!(json.status.success());
     let printed: Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert_eq!(printed["edges"].as_array().unwrap().len(), 3);
+    assert_eq!(printed["edges"].as_array().unwrap().len(), 4);
 
     let dot = run(vec![
         "graph".into(),
@@ -563,10 +704,7 @@ async fn check_graph_command(addr: SocketAddr) {
     .unwrap();
     assert!(!unreachable.status.success());
     let stderr = String::from_utf8(unreachable.stderr).unwrap();
-    assert!(
-        stderr.contains("cannot reach the controller"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot reach the controller"), "{stderr}");
 
     let refused = run(vec![
         "graph".into(),
@@ -669,7 +807,10 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     for (i, addr) in closed.iter().enumerate() {
         text = text.replace(&format!("127.0.0.1:5011{i}"), &addr.to_string());
     }
-    assert!(!text.contains("127.0.0.1:5011"), "every switch address replaced");
+    assert!(
+        !text.contains("127.0.0.1:5011"),
+        "every switch address replaced"
+    );
     let topology = dir.path().join("topology.toml");
     std::fs::write(&topology, text).unwrap();
     let mut child = vmdep_bin()

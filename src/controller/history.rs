@@ -270,7 +270,10 @@ impl HistoryStore {
         run_started_ms: u64,
     ) -> Result<(), HistoryError> {
         let report = &record.report;
-        let mut last_window_ms = self.last_window_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last_window_ms = self
+            .last_window_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let since = *last_window_ms;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -383,7 +386,8 @@ impl HistoryStore {
         tx.commit()?;
         *last_window_ms = report.at_ms.max(since);
         self.windows_recorded.fetch_add(1, Ordering::Relaxed);
-        self.windows_pruned.fetch_add(pruned as u64, Ordering::Relaxed);
+        self.windows_pruned
+            .fetch_add(pruned as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -251,7 +251,11 @@ pub fn render(input: &MetricsInput) -> String {
         "vm_pair counting entries on each switch.",
     );
     for s in &input.switches {
-        m.sample("vmdep_switch_entries", &[("switch", &s.name)], f64::from(s.entries));
+        m.sample(
+            "vmdep_switch_entries",
+            &[("switch", &s.name)],
+            f64::from(s.entries),
+        );
     }
     m.family(
         "vmdep_switch_capacity",
@@ -259,7 +263,11 @@ pub fn render(input: &MetricsInput) -> String {
         "vm_pair entries each switch may hold.",
     );
     for s in &input.switches {
-        m.sample("vmdep_switch_capacity", &[("switch", &s.name)], f64::from(s.capacity));
+        m.sample(
+            "vmdep_switch_capacity",
+            &[("switch", &s.name)],
+            f64::from(s.capacity),
+        );
     }
     m.family(
         "vmdep_switch_routes",
@@ -267,7 +275,11 @@ pub fn render(input: &MetricsInput) -> String {
         "ipv4_lpm entries the session holds on each switch.",
     );
     for s in &input.switches {
-        m.sample("vmdep_switch_routes", &[("switch", &s.name)], s.routes as f64);
+        m.sample(
+            "vmdep_switch_routes",
+            &[("switch", &s.name)],
+            s.routes as f64,
+        );
     }
 
     m.family(

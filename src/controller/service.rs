@@ -559,7 +559,6 @@ impl ControllerView {
     pub fn write_graph(&self) -> Result<Option<PathBuf>, ControllerError> {
         write_graph(&self.shared)
     }
-
 }
 
 fn write_graph(shared: &Shared) -> Result<Option<PathBuf>, ControllerError> {

@@ -98,8 +98,12 @@ fn windows_are_read_back_after_reopening() {
     let path = dir.path().join("h.sqlite");
     {
         let store = HistoryStore::open(&path, None).unwrap();
-        store.record_window(&window(&t, 1, 10_000, 5), 9_000).unwrap();
-        store.record_window(&window(&t, 2, 11_000, 9), 9_000).unwrap();
+        store
+            .record_window(&window(&t, 1, 10_000, 5), 9_000)
+            .unwrap();
+        store
+            .record_window(&window(&t, 2, 11_000, 9), 9_000)
+            .unwrap();
         assert_eq!(store.stats().windows_recorded, 2);
     }
     let store = HistoryStore::open(&path, None).unwrap();
