@@ -82,7 +82,7 @@ pub struct LocalPairCount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppLabel {
-    /// `http`, `tls`, `dns`, `postgresql`, `mysql`, `redis`, or `tcp/PORT` / `udp/PORT` when
+    /// `http`, `tls`, `dns`, `postgresql`, `mysql`, `redis`, `ntp`, or `tcp/PORT` / `udp/PORT` when
     /// only the port is known.
     pub protocol: String,
     /// Who opened the connection (or sent the first datagram).

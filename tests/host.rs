@@ -470,8 +470,9 @@ async fn sampling_is_one_in_n_and_datagrams_decode() {
             panic!("records {:?}", f.records);
         };
         assert_eq!(h.protocol, header_protocol::ETHERNET);
-        assert_eq!(h.frame_length as usize, sampled.len());
-        assert_eq!(h.stripped, 0);
+        // sFlow's frame length counts the 4-byte FCS, which the emulated frames lack.
+        assert_eq!(h.frame_length as usize, sampled.len() + 4);
+        assert_eq!(h.stripped, 4);
         assert_eq!(h.header, sampled[..sampled.len().min(SAMPLED_HEADER_BYTES)]);
     }
     let pools: Vec<u32> = flow_samples.iter().map(|f| f.sample_pool).collect();
@@ -807,8 +808,8 @@ async fn tshark_decodes_the_hosts_datagrams() {
         "1",
         "2",
         "1",
-        &sent.len().to_string(),
-        "0",
+        &(sent.len() + 4).to_string(),
+        "4",
         "128",
         "6343,8080",
     ];

@@ -28,7 +28,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 64)]
     pub sampling_rate: u32,
     /// Estimated bytes per window from which a pair is measured exactly.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 4_000)]
     pub threshold: u64,
     /// Replay as fast as the fabric takes it instead of at the workload's pace (DPI's
     /// response times then measure the replay, not the workload).
@@ -101,17 +101,19 @@ fn print_progress(p: &Progress) {
 
 fn print_report(r: &DemoReport) {
     println!();
-    println!("Dependency graph (VM → VM; exact counts on the measuring switch or server):");
+    println!(
+        "Dependency graph (VM → VM; exact counts on the measuring switch or server; ↩ = answers):"
+    );
     println!(
         "  {:<20} {:<16} {:>8} {:>11}  {:<12} check",
         "pair", "protocol", "packets", "bytes", "measured by"
     );
     for p in &r.pairs {
         let pair = format!("{} → {}", p.src, p.dst);
-        let protocol = if p.protocols.is_empty() {
-            "-".to_string()
-        } else {
-            p.protocols.join(",")
+        let protocol = match (p.protocols.is_empty(), p.answers.is_empty()) {
+            (false, _) => p.protocols.join(","),
+            (true, false) => format!("↩ {}", p.answers.join(",")),
+            (true, true) => "-".to_string(),
         };
         match (p.exact_packets, p.exact_bytes, &p.measured_by) {
             (Some(packets), Some(bytes), Some(by)) => {
@@ -123,8 +125,12 @@ fn print_report(r: &DemoReport) {
                 };
                 println!("  {pair:<20} {protocol:<16} {packets:>8} {bytes:>11}  {by:<12} {check}");
             }
+            _ if p.samples == 0 => println!(
+                "  {pair:<20} {protocol:<16} {:>8} {:>11}  {:<12} never sampled ({} packets in truth)",
+                "-", "-", "-", p.truth_packets
+            ),
             _ => println!(
-                "  {pair:<20} {protocol:<16} {:>8} {:>11}  {:<12} sampled only ({} samples)",
+                "  {pair:<20} {protocol:<16} {:>8} {:>11}  {:<12} estimated from {} samples",
                 format!("~{}", p.estimated_packets),
                 format!("~{}", p.estimated_bytes),
                 "-",
@@ -170,7 +176,11 @@ fn print_report(r: &DemoReport) {
     println!();
     println!("Application labels (DPI on the servers' mirror ports) against the workload:");
     for l in &r.labels {
-        let dpi = l.dpi_protocol.as_deref().unwrap_or("(not labeled)");
+        let dpi = match (&l.dpi_protocol, l.mirrored) {
+            (Some(p), _) => p.as_str(),
+            (None, false) => "-  (pair not measured, so not mirrored)",
+            (None, true) => "(not labeled)",
+        };
         let rt = match (l.truth_mean_response_ms, l.dpi_mean_response_ms) {
             (Some(t), Some(d)) => format!(", response {d:.2} ms (truth {t:.2} ms)"),
             _ => String::new(),
@@ -180,7 +190,11 @@ fn print_report(r: &DemoReport) {
             format!("{} → {}:{}", l.client, l.server, l.server_port),
             l.truth_protocol,
             dpi,
-            if l.matches { "" } else { "  ✗" },
+            if l.matches || !l.mirrored {
+                ""
+            } else {
+                "  ✗"
+            },
             rt
         );
     }
@@ -191,11 +205,13 @@ fn print_report(r: &DemoReport) {
         .iter()
         .filter(|p| p.exact_matches == Some(true))
         .count();
-    let labeled = r.labels.iter().filter(|l| l.matches).count();
+    let mirrored = r.labels.iter().filter(|l| l.mirrored).count();
+    let labeled = r.labels.iter().filter(|l| l.mirrored && l.matches).count();
     println!();
     println!(
         "Result: {} pairs communicated; {measured} counted exactly, {matching} equal to the ground truth; \
-         {} missed above the threshold; {} invented; {labeled}/{} conversations labeled correctly.",
+         {} missed above the threshold; {} invented; {labeled}/{mirrored} mirrored conversations \
+         labeled with their protocol ({} conversations in all).",
         r.pairs.len(),
         r.missed.len(),
         r.phantom.len(),

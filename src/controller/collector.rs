@@ -63,8 +63,9 @@ pub const MAX_UNKNOWN_AGENTS_LISTED: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PairSample {
     pub pair: VmPair,
-    /// The frame's length before sampling, as the agent reports it (for an Ethernet header
-    /// record, the whole frame including its FCS; for an IPv4 header record, the IP packet).
+    /// The frame's length as a switch's byte counter counts it: the Ethernet frame without its
+    /// FCS. sFlow's Ethernet header records count the FCS (4 bytes, removed here); IPv4 header
+    /// records count the IP packet (an untagged Ethernet header, 14 bytes, is added).
     pub frame_length: u32,
     /// The sample was taken with 1-in-`sampling_rate` sampling (never 0).
     pub sampling_rate: u32,
@@ -299,10 +300,18 @@ fn count_flow_sample(
     }
     Ok(PairSample {
         pair,
-        frame_length: header.frame_length,
+        frame_length: counted_length(&header),
         sampling_rate: flow.sampling_rate,
         server,
     })
+}
+
+/// The sampled frame's length as P4 switches count it (Ethernet, no FCS).
+fn counted_length(header: &SampledHeader<'_>) -> u32 {
+    match header.protocol {
+        header_protocol::IPV4 => header.frame_length.saturating_add(14),
+        _ => header.frame_length.saturating_sub(4),
+    }
 }
 
 /// The IPv4 addresses of a sampled packet header.

@@ -64,7 +64,7 @@ impl Default for DemoOptions {
             window: Duration::from_secs(1),
             real_time: true,
             sampling_rate: 64,
-            threshold_bytes: 20_000,
+            threshold_bytes: 4_000,
             out_dir: None,
             max_in_flight: 256,
             http_listen: None,
@@ -122,8 +122,11 @@ pub struct PairResult {
     pub src: String,
     pub dst: String,
     pub same_server: bool,
-    /// DPI's protocols on this pair (client → server direction), if any.
+    /// DPI's protocols of the conversations this pair's source opened, if any.
     pub protocols: Vec<String>,
+    /// DPI's protocols of the conversations the destination opened: this pair carries their
+    /// answers.
+    pub answers: Vec<String>,
     /// Ground truth over the whole run.
     pub truth_packets: u64,
     pub truth_bytes: u64,
@@ -162,9 +165,14 @@ pub struct LabelResult {
     pub server: String,
     pub server_port: u16,
     pub truth_protocol: String,
+    /// Whether the pair's frames reached a DPI module: it was measured at some point (the
+    /// controller mirrors measured pairs) or it stays on one server.
+    pub mirrored: bool,
     /// What DPI said, if it labeled this conversation.
     pub dpi_protocol: Option<String>,
     pub matches: bool,
+    /// DPI labeled it with client and server the wrong way round.
+    pub roles_swapped: bool,
     pub truth_requests: u64,
     pub dpi_requests: Option<u64>,
     pub truth_mean_response_ms: Option<f64>,
@@ -181,8 +189,8 @@ pub struct DemoReport {
     pub threshold_bytes: u64,
     pub sampling_rate: u32,
     pub pairs: Vec<PairResult>,
-    /// Cross-server pairs whose true traffic in some window was at least twice the threshold
-    /// but which were never measured.
+    /// Cross-server pairs never measured although in some window their true traffic was at
+    /// least twice the threshold, in enough packets (4 × the sampling rate) to be sampled.
     pub missed: Vec<String>,
     /// Graph edges between VMs that never exchanged a frame.
     pub phantom: Vec<String>,
@@ -665,8 +673,17 @@ fn build_report(
             t.2 += e.samples.bytes;
         }
     }
+    // A pair is clearly above the threshold in a window when its true bytes are at least
+    // twice the threshold and it sent enough packets to be sampled about four times: below
+    // that, sampling may not see it at all, which is the method's accepted blind spot.
+    let min_packets = 4 * u64::from(options.sampling_rate);
     for (pair, windows) in &per_window {
-        let peak = windows.values().map(|(_, b)| *b).max().unwrap_or(0);
+        let peak = windows
+            .values()
+            .filter(|(packets, _)| *packets >= min_packets)
+            .map(|(_, b)| *b)
+            .max()
+            .unwrap_or(0);
         peak_truth.insert(*pair, peak);
     }
 
@@ -706,11 +723,26 @@ fn build_report(
             .unwrap_or_default();
         protocols.sort();
         protocols.dedup();
+        // This direction carries the answers of the conversations labeled the other way.
+        let reverse = VmPair::new(pair.dst, pair.src);
+        let mut answers: Vec<String> = graph
+            .edge(reverse)
+            .map(|e| {
+                e.labels
+                    .iter()
+                    .filter(|l| (l.client, l.server) == (reverse.src, reverse.dst))
+                    .map(|l| l.protocol.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        answers.sort();
+        answers.dedup();
         pairs.push(PairResult {
             src: truth.src.clone(),
             dst: truth.dst.clone(),
             same_server: truth.same_server,
             protocols,
+            answers,
             truth_packets: truth.packets,
             truth_bytes: truth.bytes,
             measured_by: exact.map(|x| x.measured_by.clone()),
@@ -748,7 +780,19 @@ fn build_report(
         .filter(|e| !truth_pairs.contains(&e.pair))
         .map(|e| format!("{} → {}", name(e.pair.src), name(e.pair.dst)))
         .collect();
-    let labels = label_results(&workload.truth, graph);
+    let mirrored: BTreeSet<VmPair> = covered
+        .keys()
+        .copied()
+        .chain(
+            workload
+                .truth
+                .pairs
+                .iter()
+                .filter(|t| t.same_server)
+                .map(|t| VmPair::new(t.src_ipv4, t.dst_ipv4)),
+        )
+        .collect();
+    let labels = label_results(&workload.truth, graph, &mirrored);
     DemoReport {
         seed: options.workload.seed,
         workload_seconds: options.workload.duration.as_secs_f64(),
@@ -769,6 +813,7 @@ fn build_report(
 fn label_results(
     truth: &GroundTruth,
     graph: &crate::controller::graph::DependencyGraph,
+    mirrored: &BTreeSet<VmPair>,
 ) -> Vec<LabelResult> {
     truth
         .applications
@@ -781,7 +826,15 @@ fn label_results(
                     .find(|l| l.server == app.server_ipv4 && l.server_port == app.server_port)
             });
             let truth_protocol = protocol_name(app);
+            let reverse = VmPair::new(app.server_ipv4, app.client_ipv4);
+            let roles_swapped = graph.edge(reverse).is_some_and(|e| {
+                e.labels
+                    .iter()
+                    .any(|l| l.server == app.client_ipv4 && l.client == app.server_ipv4)
+            });
             LabelResult {
+                mirrored: mirrored.contains(&pair) || mirrored.contains(&reverse),
+                roles_swapped,
                 client: app.client.clone(),
                 server: app.server.clone(),
                 server_port: app.server_port,

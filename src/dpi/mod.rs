@@ -6,8 +6,8 @@
 //! counts, and response times.
 //!
 //! Recognized: HTTP/1.x, TLS (ClientHello SNI and ALPN), DNS over UDP and TCP, PostgreSQL v3,
-//! MySQL and Redis (RESP2/3). Anything else is `tcp/PORT` or `udp/PORT`. Every table and buffer
-//! is bounded by [`DpiConfig`]; what the bounds turn away is counted in [`DpiStats`].
+//! MySQL, Redis (RESP2/3) and NTP. Anything else is `tcp/PORT` or `udp/PORT`. Every table and
+//! buffer is bounded by [`DpiConfig`]; what the bounds turn away is counted in [`DpiStats`].
 //!
 //! It uses the `wire` codecs for the headers and `hostlink`'s label type, and nothing else of
 //! vmdep: how frames reach it (mirroring) and where labels go (the host link) belong to the host.
@@ -17,7 +17,8 @@ mod tcp;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -28,13 +29,15 @@ use thiserror::Error;
 use crate::hostlink::AppLabel;
 use crate::wire::ethernet::ethertype;
 use crate::wire::{
-    ip_protocol, EthernetFrame, EthernetRepr, FrameRepr, Ipv4Packet, TransportRepr, WireError,
+    ip_protocol, EthernetFrame, EthernetRepr, FrameRepr, Ipv4Packet, TcpFlags, TcpPacket, TcpRepr,
+    TransportRepr, UdpPacket, UdpRepr, WireError,
 };
 use app::dns::{DnsMessage, DnsState};
+use app::ntp::{NtpPacket, NtpState};
 use app::{Dir, Protocol, Tally};
 use tcp::{Context, Segment, TcpFlow};
 
-/// The engine's bounds.
+/// The engine's bounds, and how strictly it reads frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpiConfig {
     /// TCP connections and UDP conversations followed at once; the frames of further ones are
@@ -44,12 +47,19 @@ pub struct DpiConfig {
     /// held out of order. A stream that needs more (a gap that does not fill, a message head
     /// larger than this) is abandoned.
     pub max_stream_bytes: usize,
+    /// Bytes held by all connections together (the sum of the above); past it, the stream that
+    /// would grow is abandoned.
+    pub max_buffered_bytes: usize,
     /// Distinct details kept per label.
     pub max_details: usize,
     /// Labels kept; conversations that would need another are counted and not labeled.
     pub max_labels: usize,
     /// A flow that sees no frame for this long is forgotten (and labeled if it was undecided).
     pub idle_timeout: Duration,
+    /// Refuse frames whose IPv4, TCP or UDP checksum is wrong. Turn off when the mirror
+    /// delivers frames before checksum offload has filled them in (a VM's transmit path on a
+    /// Linux interface with TX offload): their checksums are placeholders, not damage.
+    pub verify_checksums: bool,
 }
 
 impl Default for DpiConfig {
@@ -57,9 +67,11 @@ impl Default for DpiConfig {
         DpiConfig {
             max_flows: 65_536,
             max_stream_bytes: 256 * 1024,
+            max_buffered_bytes: 64 << 20,
             max_details: 16,
             max_labels: 65_536,
             idle_timeout: Duration::from_secs(120),
+            verify_checksums: true,
         }
     }
 }
@@ -83,6 +95,8 @@ pub struct DpiStats {
     pub flows_expired: u64,
     /// Flows followed right now.
     pub flows_active: u64,
+    /// Bytes connections hold right now (unparsed, or held out of order).
+    pub bytes_buffered: u64,
     /// Stream directions given up: a gap beyond the window, or more buffered than allowed.
     pub streams_abandoned: u64,
     /// Stream directions (or UDP datagrams) a recognized protocol's parser could not read.
@@ -124,9 +138,9 @@ struct LabelStats {
     response_time_sum: Duration,
 }
 
-/// Labels in their output order.
+/// The labels, hashed: they are looked up for every message parsed, and sorted only when read.
 struct LabelTable {
-    labels: BTreeMap<LabelKey, LabelStats>,
+    labels: HashMap<LabelKey, LabelStats, RandomState>,
     max_labels: usize,
     max_details: usize,
 }
@@ -166,11 +180,35 @@ impl FlowKey {
     }
 }
 
-/// A UDP conversation: the first datagram's sender is the client (a DNS answer's receiver is).
+/// A UDP conversation: the first datagram's sender is the client (unless that datagram is an
+/// answer whose query was missed: then its receiver is).
 struct UdpFlow {
     last_seen: Duration,
     label: LabelKey,
-    dns: Option<DnsState>,
+    app: UdpApp,
+}
+
+/// The protocol of a UDP conversation, as its first datagram shows it.
+enum UdpApp {
+    Dns(DnsState),
+    Ntp(NtpState),
+    Other,
+}
+
+impl UdpApp {
+    /// The protocol of a conversation that starts with `payload`, and whether its sender is
+    /// the client.
+    fn open(payload: &[u8]) -> (Self, Protocol, bool) {
+        if let Some(m) = DnsMessage::parse(payload) {
+            if m.is_plain_query() || m.is_answer() {
+                return (UdpApp::Dns(DnsState::new()), Protocol::Dns, !m.response);
+            }
+        }
+        if let Some(p) = NtpPacket::parse(payload) {
+            return (UdpApp::Ntp(NtpState::new()), Protocol::Ntp, p.is_request());
+        }
+        (UdpApp::Other, Protocol::OtherUdp, true)
+    }
 }
 
 /// Ports where a server listens, beyond the well-known range: the tie-breaker for the roles of
@@ -199,12 +237,14 @@ pub struct DpiEngine {
     stats: DpiStats,
     /// When idle flows are next looked for.
     next_sweep: Duration,
+    /// Bytes all connections hold.
+    buffered: usize,
 }
 
 impl DpiEngine {
     pub fn new(config: DpiConfig) -> Self {
         let labels = LabelTable {
-            labels: BTreeMap::new(),
+            labels: HashMap::default(),
             max_labels: config.max_labels,
             max_details: config.max_details,
         };
@@ -214,6 +254,7 @@ impl DpiEngine {
             labels,
             stats: DpiStats::default(),
             next_sweep: config.idle_timeout / 4,
+            buffered: 0,
             config,
         }
     }
@@ -223,14 +264,15 @@ impl DpiEngine {
     }
 
     /// Inspects one mirrored frame seen at `at` (a monotonic clock: the same one for every
-    /// frame). Frames that are not whole, checksum-correct IPv4 TCP or UDP are counted and
-    /// refused with the reason; nothing a frame holds can make this panic.
+    /// frame). Frames that are not whole IPv4 TCP or UDP (with right checksums, unless
+    /// [`DpiConfig::verify_checksums`] is off) are counted and refused with the reason; nothing
+    /// a frame holds can make this panic.
     pub fn observe(&mut self, at: Duration, frame: &[u8]) -> Result<(), DpiFrameError> {
         self.stats.frames += 1;
         if at >= self.next_sweep {
             self.expire_idle(at);
         }
-        let parsed = match classify(frame) {
+        let parsed = match classify(frame, self.config.verify_checksums) {
             Ok(parsed) => parsed,
             Err(e) => {
                 let counter = match e {
@@ -242,7 +284,7 @@ impl DpiEngine {
                 return Err(e);
             }
         };
-        let (src, dst) = (parsed.ipv4.src_addr, parsed.ipv4.dst_addr);
+        let (src, dst) = (parsed.src, parsed.dst);
         match parsed.transport {
             TransportRepr::Tcp(t) => {
                 self.stats.tcp_segments += 1;
@@ -260,9 +302,10 @@ impl DpiEngine {
     /// appears once its protocol is recognized (or found unrecognizable, or it ended); counts
     /// are cumulative.
     pub fn labels(&self) -> Vec<AppLabel> {
-        self.labels
-            .labels
-            .iter()
+        let mut sorted: Vec<_> = self.labels.labels.iter().collect();
+        sorted.sort_unstable_by_key(|(key, _)| **key);
+        sorted
+            .into_iter()
             .map(|(key, l)| AppLabel {
                 protocol: key.protocol.name(key.server_port),
                 client: key.client,
@@ -280,6 +323,7 @@ impl DpiEngine {
     pub fn stats(&self) -> DpiStats {
         DpiStats {
             flows_active: (self.tcp.len() + self.udp.len()) as u64,
+            bytes_buffered: self.buffered as u64,
             ..self.stats
         }
     }
@@ -294,6 +338,8 @@ impl DpiEngine {
             labels: &mut self.labels,
             stats: &mut self.stats,
             max_stream_bytes: self.config.max_stream_bytes,
+            buffered: &mut self.buffered,
+            max_buffered_bytes: self.config.max_buffered_bytes,
         };
         self.tcp.retain(|_, flow| {
             if !is_idle(flow.last_seen) {
@@ -319,12 +365,10 @@ impl DpiEngine {
         at: Duration,
         src: (Ipv4Addr, u16),
         dst: (Ipv4Addr, u16),
-        tcp: &crate::wire::TcpRepr,
+        tcp: &TcpRepr,
         payload: &[u8],
     ) {
-        use crate::wire::TcpFlags;
         let key = FlowKey::new(src, dst);
-        let flows = self.flows();
         let (syn, ack) = (
             tcp.flags.contains(TcpFlags::SYN),
             tcp.flags.contains(TcpFlags::ACK),
@@ -333,6 +377,8 @@ impl DpiEngine {
             labels: &mut self.labels,
             stats: &mut self.stats,
             max_stream_bytes: self.config.max_stream_bytes,
+            buffered: &mut self.buffered,
+            max_buffered_bytes: self.config.max_buffered_bytes,
         };
         // A SYN that is not its connection's (retransmitted) SYN opens a new connection on the
         // same ports: the old one is over.
@@ -345,9 +391,10 @@ impl DpiEngine {
                 }
             }
         }
+        let flows = self.tcp.len() + self.udp.len();
         let flow = match self.tcp.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
                 // Segments without a SYN or payload (stray ACKs, FINs, RSTs, often of a
                 // connection just closed) do not start a flow.
                 if !syn && payload.is_empty() {
@@ -398,34 +445,29 @@ impl DpiEngine {
         payload: &[u8],
     ) {
         let key = FlowKey::new(src, dst);
-        let message = DnsMessage::parse(payload);
         if !self.udp.contains_key(&key) {
             if self.flows() >= self.config.max_flows {
                 self.stats.frames_untracked += 1;
                 return;
             }
             self.stats.flows_started += 1;
-            let (client, server, dns) = match &message {
-                Some(m) if m.is_plain_query() => (src, dst, true),
-                // The query was missed: the answer's receiver asked.
-                Some(m) if m.is_answer() => (dst, src, true),
-                _ => (src, dst, false),
+            let (app, protocol, sender_is_client) = UdpApp::open(payload);
+            let (client, server) = if sender_is_client {
+                (src, dst)
+            } else {
+                (dst, src)
             };
             let label = LabelKey {
                 client: client.0,
                 server: server.0,
                 server_port: server.1,
-                protocol: if dns {
-                    Protocol::Dns
-                } else {
-                    Protocol::OtherUdp
-                },
+                protocol,
             };
             self.labels.register(label, &mut self.stats);
             let flow = UdpFlow {
                 last_seen: at,
                 label,
-                dns: dns.then(DnsState::new),
+                app,
             };
             self.udp.insert(key, flow);
         }
@@ -433,25 +475,46 @@ impl DpiEngine {
             return;
         };
         flow.last_seen = at;
-        let Some(dns) = &mut flow.dns else {
-            return;
-        };
-        let Some(message) = message else {
-            self.stats.parse_failures += 1;
-            return;
-        };
         let mut tally = Tally::new(
             at,
             self.labels.labels.get_mut(&flow.label),
             self.labels.max_details,
             &mut self.stats.details_dropped,
         );
-        dns.message(&message, &mut tally);
+        // An exchange over UDP ends with its answer; clients use a fresh port per query, so
+        // waiting for the idle timeout would fill the table with finished exchanges.
+        let finished = match &mut flow.app {
+            UdpApp::Dns(state) => DnsMessage::parse(payload).map(|m| {
+                state.message(&m, &mut tally);
+                m.response && state.all_answered()
+            }),
+            UdpApp::Ntp(state) => NtpPacket::parse(payload).map(|p| {
+                state.packet(&p, &mut tally);
+                !p.is_request() && state.all_answered()
+            }),
+            UdpApp::Other => Some(false),
+        };
+        match finished {
+            Some(true) => {
+                self.udp.remove(&key);
+                self.stats.flows_closed += 1;
+            }
+            Some(false) => {}
+            None => self.stats.parse_failures += 1,
+        }
     }
 }
 
+/// What the engine reads of a frame.
+struct Inspected<'a> {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    transport: TransportRepr,
+    payload: &'a [u8],
+}
+
 /// Parses a frame down to its transport payload, telling apart why it cannot be inspected.
-fn classify(frame: &[u8]) -> Result<FrameRepr<'_>, DpiFrameError> {
+fn classify(frame: &[u8], verify_checksums: bool) -> Result<Inspected<'_>, DpiFrameError> {
     let eth = EthernetFrame::new_checked(frame)?;
     let eth_repr = EthernetRepr::parse(&eth)?;
     if eth_repr.ethertype != ethertype::IPV4 {
@@ -461,5 +524,50 @@ fn classify(frame: &[u8]) -> Result<FrameRepr<'_>, DpiFrameError> {
     if !matches!(ip.protocol(), ip_protocol::TCP | ip_protocol::UDP) {
         return Err(DpiFrameError::NotTcpOrUdp(ip.protocol()));
     }
-    Ok(FrameRepr::parse(frame)?)
+    if verify_checksums {
+        let f = FrameRepr::parse(frame)?;
+        return Ok(Inspected {
+            src: f.ipv4.src_addr,
+            dst: f.ipv4.dst_addr,
+            transport: f.transport,
+            payload: f.payload,
+        });
+    }
+    // The same checks as `FrameRepr::parse`, checksums aside.
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return Err(WireError::Malformed("IPv4 fragment").into());
+    }
+    // Sliced from `frame` rather than through the views, to keep the frame's lifetime.
+    let segment = frame
+        .get(eth.header_len() + ip.header_len()..eth.header_len() + usize::from(ip.total_len()))
+        .ok_or(WireError::Truncated)?;
+    let (transport, header_len) = if ip.protocol() == ip_protocol::TCP {
+        let p = TcpPacket::new_checked(segment)?;
+        let tcp = TcpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            seq_number: p.seq_number(),
+            ack_number: p.ack_number(),
+            flags: p.flags(),
+            window_len: p.window_len(),
+            urgent_at: p.urgent_at(),
+        };
+        (TransportRepr::Tcp(tcp), p.header_len())
+    } else {
+        let p = UdpPacket::new_checked(segment)?;
+        if usize::from(p.len()) != segment.len() {
+            return Err(WireError::Malformed("UDP length disagrees with IPv4 length").into());
+        }
+        let udp = UdpRepr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+        };
+        (TransportRepr::Udp(udp), crate::wire::udp::HEADER_LEN)
+    };
+    Ok(Inspected {
+        src: ip.src_addr(),
+        dst: ip.dst_addr(),
+        transport,
+        payload: &segment[header_len..],
+    })
 }

@@ -116,7 +116,8 @@ pub(super) struct TcpFlow {
     /// The client's initial sequence number, when its SYN was seen.
     pub(super) client_isn: Option<u32>,
     handshake: [bool; 2],
-    carried_payload: bool,
+    /// Whether the client sent any payload.
+    client_spoke: bool,
     fin: [bool; 2],
     reset: bool,
     pub(super) last_seen: Duration,
@@ -148,6 +149,9 @@ pub(super) struct Context<'a> {
     pub(super) labels: &'a mut LabelTable,
     pub(super) stats: &'a mut DpiStats,
     pub(super) max_stream_bytes: usize,
+    /// Bytes all connections hold, and their bound.
+    pub(super) buffered: &'a mut usize,
+    pub(super) max_buffered_bytes: usize,
 }
 
 impl TcpFlow {
@@ -157,7 +161,7 @@ impl TcpFlow {
             server,
             client_isn: None,
             handshake: [false; 2],
-            carried_payload: false,
+            client_spoke: false,
             fin: [false; 2],
             reset: false,
             last_seen: at,
@@ -174,6 +178,27 @@ impl TcpFlow {
         seg: &Segment<'_>,
         cx: &mut Context<'_>,
     ) -> bool {
+        let before = self.buffered();
+        self.take(at, seg, cx);
+        let after = self.buffered();
+        *cx.buffered = *cx.buffered + after - before;
+        if after > before && *cx.buffered > cx.max_buffered_bytes {
+            // Over the engine's budget: the stream that grew gives up.
+            self.abandon(seg.dir, cx);
+            *cx.buffered -= after - self.buffered();
+        }
+        self.reset || (self.fin == [true; 2] && self.streams.iter().all(|s| s.ahead.is_empty()))
+    }
+
+    /// Bytes this connection holds.
+    fn buffered(&self) -> usize {
+        self.streams
+            .iter()
+            .map(|s| s.buf.len() + s.ahead_bytes)
+            .sum()
+    }
+
+    fn take(&mut self, at: Duration, seg: &Segment<'_>, cx: &mut Context<'_>) {
         self.last_seen = at;
         let d = seg.dir as usize;
         let mut seq = seg.seq;
@@ -187,7 +212,7 @@ impl TcpFlow {
             self.streams[d].start_at(seq);
         }
         if !seg.payload.is_empty() {
-            self.carried_payload = true;
+            self.client_spoke |= seg.dir == Dir::ToServer;
             if !self.streams[d].abandoned {
                 match self.streams[d].accept(seq, seg.payload, cx.max_stream_bytes) {
                     Accepted::Delivered => self.advance(seg.dir, at, cx),
@@ -198,14 +223,14 @@ impl TcpFlow {
         }
         self.fin[d] |= seg.fin;
         self.reset |= seg.rst;
-        self.reset || (self.fin == [true; 2] && self.streams.iter().all(|s| s.ahead.is_empty()))
     }
 
     /// The connection ends (closed or idle): one still undecided is labeled by its port, if it
-    /// was a connection at all (a completed handshake or some payload).
+    /// was a connection at all: a completed handshake, or a client that said something. (Bytes
+    /// from the server alone are often a late retransmission after the close.)
     pub(super) fn finish(&mut self, cx: &mut Context<'_>) {
-        if matches!(self.app, App::Undecided)
-            && (self.handshake == [true; 2] || self.carried_payload)
+        *cx.buffered -= self.buffered();
+        if matches!(self.app, App::Undecided) && (self.handshake == [true; 2] || self.client_spoke)
         {
             self.decide(Protocol::OtherTcp, cx);
         }

@@ -4,8 +4,9 @@
 
 use super::app::dns::tests::message as dns_message;
 use super::app::mysql::tests::{greeting, login, packet as mysql_packet};
+use super::app::ntp::tests::packet as ntp_packet;
 use super::app::postgres::tests::{message as pg_message, startup};
-use super::app::tls::tests::client_hello;
+use super::app::tls::tests::{client_hello, server_hello};
 use super::*;
 use crate::wire::{EthernetAddress, TcpFlags, TcpRepr, UdpRepr};
 use proptest::prelude::*;
@@ -258,7 +259,12 @@ fn http_script() -> Script {
 
 #[test]
 fn http_requests_responses_and_bodies() {
-    let engine = run(&http_script().frames());
+    let mut frames = http_script().frames();
+    // A late retransmission of the last response, after the close, starts no label of its own.
+    let (_, last_data) = frames[frames.len() - 4].clone();
+    frames.push((ms(40), last_data));
+    let mut engine = run(&frames);
+    engine.expire_idle(Duration::from_secs(1000));
     let labels = engine.labels();
     assert_eq!(labels.len(), 1);
     assert_label(
@@ -278,11 +284,43 @@ fn http_requests_responses_and_bodies() {
         Some(5.0),
     );
     let stats = engine.stats();
-    assert_eq!((stats.parse_failures, stats.streams_abandoned), (0, 0));
     assert_eq!(
-        (stats.flows_started, stats.flows_closed, stats.flows_active),
-        (1, 1, 0)
+        (
+            stats.parse_failures,
+            stats.streams_abandoned,
+            stats.bytes_buffered
+        ),
+        (0, 0, 0)
     );
+    assert_eq!(
+        (stats.flows_started, stats.flows_closed, stats.flows_expired),
+        (2, 1, 1)
+    );
+}
+
+#[test]
+fn http_bodies_to_the_close_and_unreadable_requests() {
+    // HTTP/1.0 without a length: the body runs to the close, whatever it looks like.
+    let until_close = Script::new(40_018, 80)
+        .client(1, b"GET /old HTTP/1.0\r\n\r\n")
+        .server(2, b"HTTP/1.0 200 OK\r\n\r\nHTTP/1.1 500 Fake\r\n\r\n")
+        .server(3, b"HTTP/1.1 502 Fake\r\n\r\n");
+    // A request line that is not HTTP after a good request: that direction stops there.
+    let garbage = Script::new(40_019, 80)
+        .client(1, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET  HTTP/9\r\n\r\nGET / HTTP/1.1\r\nHost: b\r\n\r\n")
+        .server(2, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let mut frames = until_close.frames();
+    frames.extend(garbage.frames());
+    let engine = run(&frames);
+    assert_label(
+        &engine.labels()[0],
+        "http",
+        80,
+        &["GET", "status 200", "GET a"],
+        (2, 2),
+        Some(1.0),
+    );
+    assert_eq!(engine.stats().parse_failures, 1);
 }
 
 /// A TLS record.
@@ -295,21 +333,30 @@ fn record(kind: u8, body: &[u8]) -> Vec<u8> {
 
 fn tls_script() -> Script {
     let hello = client_hello("Shop.example", &["h2", "http/1.1"]);
-    let mut server_flight = record(22, &[2; 90]);
+    // TLS 1.3: the server's encrypted handshake rides in application-data records, and so does
+    // the client's Finished, which its first request follows in the same flight.
+    let mut server_flight = record(22, &server_hello(true));
     server_flight.extend(record(20, &[1]));
     server_flight.extend(record(23, &[0xaa; 300]));
     let mut client_flight = record(20, &[1]);
     client_flight.extend(record(23, &[0xbb; 40]));
     client_flight.extend(record(23, &[0xcc; 2000]));
+    let mut second_request = record(23, &[0xee; 50]);
+    second_request.extend(record(23, &[0xee; 60]));
     Script::new(40_002, 443)
         .client(5, record(22, &hello))
         .server(8, server_flight)
         .client(9, client_flight)
+        // The first request's flight goes on; the response is timed from its last record.
+        .client(10, record(23, &[0xcc; 100]))
         .server(12, record(23, &[0xdd; 500]))
+        .server(13, record(23, &[0xdd; 200]))
+        .client(20, second_request)
+        .server(26, record(23, &[0xdd; 700]))
 }
 
 #[test]
-fn tls_sni_alpn_and_records() {
+fn tls_names_version_and_request_flights() {
     let engine = run(&tls_script().frames());
     let labels = engine.labels();
     assert_eq!(labels.len(), 1);
@@ -317,36 +364,53 @@ fn tls_sni_alpn_and_records() {
         &labels[0],
         "tls",
         443,
-        &["sni shop.example", "alpn h2,http/1.1"],
-        (4, 4),
-        Some(3.0),
+        &["sni shop.example", "alpn h2,http/1.1", "version 1.3"],
+        (2, 2),
+        // 12 - 10 and 26 - 20 ms.
+        Some(4.0),
     );
 }
 
 #[test]
-fn tls_client_hello_over_two_records() {
+fn tls_1_2_with_a_client_hello_over_two_records() {
     let hello = client_hello("api.example", &[]);
     let (a, b) = hello.split_at(30);
     let mut two = record(22, a);
     two.extend(record(22, b));
+    let mut server_flight = record(22, &server_hello(false));
+    server_flight.extend(record(22, &[11; 900])); // Certificate and the rest, in the clear
+    let mut client_flight = record(22, &[16; 70]); // ClientKeyExchange
+    client_flight.extend(record(20, &[1]));
+    client_flight.extend(record(22, &[0x99; 40])); // the encrypted Finished
+    let mut server_finish = record(20, &[1]);
+    server_finish.extend(record(22, &[0x98; 40]));
     let script = Script::new(40_003, 8443)
         .client(1, two)
-        .server(2, record(22, &[2; 40]));
+        .server(2, server_flight)
+        .client(3, client_flight)
+        .server(4, server_finish)
+        // Application data before any request answers nothing.
+        .server(4, record(23, &[0x77; 30]))
+        .client(5, record(23, &[0xcc; 100]))
+        .server(7, record(23, &[0xdd; 100]))
+        // A record from the server that answers nothing.
+        .client(9, record(21, &[1, 0]))
+        .server(10, record(23, &[0xdd; 100]));
     let labels = run(&script.frames()).labels();
     assert_label(
         &labels[0],
         "tls",
         8443,
-        &["sni api.example"],
-        (2, 1),
-        Some(1.0),
+        &["sni api.example", "version 1.2"],
+        (1, 1),
+        Some(2.0),
     );
 }
 
 #[test]
 fn dns_over_udp_pairs_answers_by_id() {
     let server = (SERVER, 53);
-    let frames = vec![
+    let mut frames = vec![
         (
             ms(1),
             udp_frame(
@@ -389,9 +453,10 @@ fn dns_over_udp_pairs_answers_by_id() {
                 &dns_message(3, "x.dc", 1, Some(0)),
             ),
         ),
-        // Not DNS on a DNS conversation: counted, not read.
-        (ms(21), udp_frame((CLIENT, 53_001), server, b"hello")),
     ];
+    // Not DNS on a DNS conversation still waiting for its answer: counted, not read.
+    let not_dns = (ms(5), udp_frame((CLIENT, 53_001), server, b"hello"));
+    frames.insert(1, not_dns);
     let engine = run(&frames);
     let labels = engine.labels();
     assert_eq!(labels.len(), 2);
@@ -416,7 +481,46 @@ fn dns_over_udp_pairs_answers_by_id() {
         (missed.requests, missed.responses, missed.mean_response_ms),
         (0, 1, None)
     );
-    assert_eq!(engine.stats().parse_failures, 1);
+    let s = engine.stats();
+    assert_eq!(s.parse_failures, 1);
+    // Each exchange left the table with its answer.
+    assert_eq!((s.flows_started, s.flows_closed, s.flows_active), (3, 3, 0));
+}
+
+#[test]
+fn ntp_requests_pair_with_the_replies_that_echo_them() {
+    let server = (SERVER, 123);
+    let frames = [
+        (
+            ms(1),
+            udp_frame((CLIENT, 40_100), server, &ntp_packet(false, 1000)),
+        ),
+        (
+            ms(4),
+            udp_frame(server, (CLIENT, 40_100), &ntp_packet(true, 1000)),
+        ),
+        // A reply to another request than the one outstanding is not timed.
+        (
+            ms(10),
+            udp_frame((CLIENT, 40_101), server, &ntp_packet(false, 2000)),
+        ),
+        (
+            ms(11),
+            udp_frame(server, (CLIENT, 40_101), &ntp_packet(true, 1999)),
+        ),
+    ];
+    let engine = run(&frames);
+    assert_label(
+        &engine.labels()[0],
+        "ntp",
+        123,
+        &["version 4", "stratum 2"],
+        (2, 2),
+        Some(3.0),
+    );
+    // The first exchange ended with its reply; the second still waits for its own.
+    let s = engine.stats();
+    assert_eq!((s.flows_closed, s.flows_active), (1, 1));
 }
 
 fn dns_tcp_script() -> Script {
@@ -499,21 +603,36 @@ fn postgresql_startup_queries_and_ready_for_query() {
 }
 
 #[test]
-fn postgresql_over_ssl_stops_reading() {
-    let script = Script::new(40_006, 5432)
+fn database_connections_over_ssl_stop_being_read() {
+    let postgres = Script::new(40_006, 5432)
         .client(1, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
         .server(2, b"S")
         .client(3, record(22, &client_hello("db.example", &[])))
         .server(4, record(22, &[2; 50]));
-    let engine = run(&script.frames());
+    // MySQL's SSLRequest: capabilities (PROTOCOL_41, SSL, SECURE_CONNECTION), max packet size,
+    // character set, filler; 32 bytes.
+    let mut ssl_request = 0x8a00u32.to_le_bytes().to_vec();
+    ssl_request.extend((1u32 << 24).to_le_bytes());
+    ssl_request.push(0x21);
+    ssl_request.extend([0; 23]);
+    let mysql = Script::new(40_023, 3306)
+        .server(1, greeting("8.4.0"))
+        .client(2, mysql_packet(1, &ssl_request))
+        .client(3, record(22, &client_hello("db.example", &[])))
+        .server(4, record(22, &[2; 50]));
+    let mut frames = postgres.frames();
+    frames.extend(mysql.frames());
+    let engine = run(&frames);
+    let labels = engine.labels();
     assert_label(
-        &engine.labels()[0],
-        "postgresql",
-        5432,
-        &["ssl"],
+        &labels[0],
+        "mysql",
+        3306,
+        &["server 8.4.0", "ssl"],
         (0, 0),
         None,
     );
+    assert_label(&labels[1], "postgresql", 5432, &["ssl"], (0, 0), None);
     assert_eq!(engine.stats().parse_failures, 0);
 }
 
@@ -716,6 +835,53 @@ fn frames_that_cannot_be_inspected_are_refused_and_counted() {
         ),
         (5, 1, 1, 2, 1)
     );
+
+    // Checksums left to offload are accepted when asked; the rest is checked as before.
+    let mut lenient = DpiEngine::new(DpiConfig {
+        verify_checksums: false,
+        ..DpiConfig::default()
+    });
+    lenient.observe(ms(0), &corrupt).unwrap();
+    let mut tcp = Conn::new((CLIENT, 40_020), (SERVER, 80)).open(ms(0));
+    tcp.send(true, ms(1), b"GET / HTTP/1.1\r\nHost: offload\r\n\r\n");
+    for (at, mut f) in tcp.frames {
+        f[14 + 20 + 16] ^= 0xff; // the TCP checksum
+        assert!(matches!(
+            engine.observe(at, &f),
+            Err(DpiFrameError::Malformed(_))
+        ));
+        lenient.observe(at, &f).unwrap();
+    }
+    let mut long = good.clone();
+    long[14 + 3] += 1; // an IPv4 total length beyond the frame
+    assert_eq!(
+        lenient.observe(ms(2), &long),
+        Err(WireError::Truncated.into())
+    );
+    assert_eq!(lenient.labels()[1].details, ["GET offload"]);
+    assert_eq!(lenient.stats().udp_datagrams, 1);
+}
+
+#[test]
+fn the_engine_wide_byte_budget() {
+    let config = DpiConfig {
+        max_buffered_bytes: 3000,
+        ..DpiConfig::default()
+    };
+    let mut frames = Vec::new();
+    for port in [40_021, 40_022] {
+        let mut c = Conn::new((CLIENT, port), (SERVER, 80)).open(ms(0));
+        // A gap: what follows is held until it fills.
+        c.next[0] = c.next[0].wrapping_add(10);
+        c.send(true, ms(1), &[b'x'; 2000]);
+        frames.extend(c.frames);
+    }
+    let mut engine = run_with(config, &frames);
+    let s = engine.stats();
+    // The second connection's first held segment went over: it gave up and let go.
+    assert_eq!((s.bytes_buffered, s.streams_abandoned), (2000, 1));
+    engine.expire_idle(Duration::from_secs(1000));
+    assert_eq!(engine.stats().bytes_buffered, 0);
 }
 
 #[test]
@@ -914,7 +1080,10 @@ proptest! {
         for (i, (from_client, data)) in payloads.iter().enumerate() {
             conn.send(*from_client, ms(2 + i as u64), data);
         }
-        let engine = run(&conn.close(ms(100)));
+        let mut engine = run(&conn.close(ms(100)));
+        engine.expire_idle(Duration::from_secs(1000));
+        let s = engine.stats();
+        prop_assert_eq!((s.flows_active, s.bytes_buffered), (0, 0));
         let labels = engine.labels();
         prop_assert!(labels.len() <= 1);
         for l in &labels {

@@ -22,6 +22,8 @@ use crate::sflow::{
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Datagrams stay below a common MTU, as agents' datagrams do, so none is fragmented.
 pub const MAX_DATAGRAM: usize = 1400;
+/// Bytes of an Ethernet frame check sequence.
+const ETHERNET_FCS: u32 = 4;
 
 /// What the agent sent, for [`super::RunningHost::stats`].
 #[derive(Debug, Default)]
@@ -148,8 +150,10 @@ impl Exporter {
             output: event.output,
             records: vec![FlowRecordRepr::SampledHeader(SampledHeaderRepr {
                 protocol: header_protocol::ETHERNET,
-                frame_length: event.frame_length,
-                stripped: 0,
+                // sFlow counts an Ethernet frame with its FCS (as Open vSwitch reports it); the
+                // vswitch's frames carry none, so those 4 bytes are the ones "stripped".
+                frame_length: event.frame_length + ETHERNET_FCS,
+                stripped: ETHERNET_FCS,
                 header: event.header,
             })],
         });

@@ -129,7 +129,8 @@ fn a_fabric_frame_sampled_at_both_ends_counts_once() {
         s.pair_samples,
         vec![PairSample {
             pair: VmPair::new(vm(120, 1), vm(122, 1)),
-            frame_length: f.len() as u32 + 4,
+            // sFlow's length counts the FCS; the switch-comparable length does not.
+            frame_length: f.len() as u32,
             sampling_rate: 64,
             server: server_id(&topology, "h120"),
         }]
@@ -331,13 +332,14 @@ fn tagged_frames_ipv4_headers_and_expanded_samples_count() {
         vec![
             PairSample {
                 pair: VmPair::new(vm(121, 3), vm(123, 3)),
-                frame_length: tagged.len() as u32 + 4,
+                frame_length: tagged.len() as u32,
                 sampling_rate: 8,
                 server: h121,
             },
             PairSample {
                 pair: VmPair::new(vm(121, 2), vm(120, 1)),
-                frame_length: 228,
+                // The IPv4 packet's 228 bytes in an untagged Ethernet frame.
+                frame_length: 228 + 14,
                 sampling_rate: 16,
                 server: h121,
             },
@@ -581,11 +583,11 @@ async fn collects_over_a_loopback_socket_and_stops_on_shutdown() {
         assert!(batch.received_at_ms > 0);
         batch.record_into(&mut window).unwrap();
     }
-    // 15 samples of 246-byte frames (FCS included) at 1 in 100.
+    // 15 samples of 246-byte frames (FCS included: 242 bytes as a switch counts) at 1 in 100.
     let estimate = window.get(VmPair::new(vm(123, 1), vm(122, 1)));
     assert_eq!(
         (estimate.samples, estimate.packets, estimate.bytes),
-        (15, 1500, 15 * 246 * 100)
+        (15, 1500, 15 * 242 * 100)
     );
     assert_eq!(window.len(), 1);
     // The malformed datagram was sent last; wait (bounded) until it is counted.

@@ -22,7 +22,7 @@ const MAX_POINTERS: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(in crate::dpi) struct DnsMessage {
     pub(super) id: u16,
-    pub(super) response: bool,
+    pub(in crate::dpi) response: bool,
     pub(super) opcode: u8,
     pub(super) rcode: u8,
     pub(super) question: Option<(String, u16)>,
@@ -181,6 +181,11 @@ impl DnsState {
         DnsState {
             pending: HashMap::new(),
         }
+    }
+
+    /// Whether every query seen has been answered.
+    pub(in crate::dpi) fn all_answered(&self) -> bool {
+        self.pending.is_empty()
     }
 
     pub(in crate::dpi) fn message(&mut self, msg: &DnsMessage, tally: &mut Tally<'_>) {

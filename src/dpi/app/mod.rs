@@ -9,6 +9,7 @@
 pub(super) mod dns;
 pub(super) mod http;
 pub(super) mod mysql;
+pub(super) mod ntp;
 pub(super) mod postgres;
 pub(super) mod redis;
 pub(super) mod tls;
@@ -27,6 +28,7 @@ pub(super) enum Protocol {
     Postgresql,
     Mysql,
     Redis,
+    Ntp,
     OtherTcp,
     OtherUdp,
 }
@@ -41,6 +43,7 @@ impl Protocol {
             Protocol::Postgresql => "postgresql".into(),
             Protocol::Mysql => "mysql".into(),
             Protocol::Redis => "redis".into(),
+            Protocol::Ntp => "ntp".into(),
             Protocol::OtherTcp => format!("tcp/{server_port}"),
             Protocol::OtherUdp => format!("udp/{server_port}"),
         }
@@ -171,6 +174,15 @@ impl<T> Pending<T> {
         }
     }
 
+    /// Moves the newest request's time to `at` (it continues in a later record or frame).
+    pub(super) fn renew_newest(&mut self, at: Duration) {
+        if self.untimed == 0 {
+            if let Some(newest) = self.queue.back_mut() {
+                newest.0 = at;
+            }
+        }
+    }
+
     pub(super) fn pop(&mut self) -> Answered<T> {
         if let Some((at, what)) = self.queue.pop_front() {
             Answered::Timed(at, what)
@@ -260,7 +272,7 @@ impl TcpParser {
             Protocol::Postgresql => TcpParser::Postgresql(postgres::Postgres::new()),
             Protocol::Mysql => TcpParser::Mysql(mysql::MySql::new()),
             Protocol::Redis => TcpParser::Redis(redis::Redis::new()),
-            Protocol::OtherTcp | Protocol::OtherUdp => return None,
+            Protocol::Ntp | Protocol::OtherTcp | Protocol::OtherUdp => return None,
         })
     }
 

@@ -1,18 +1,25 @@
-//! TLS (RFC 8446 and earlier record layers): the record headers of both directions, and the
-//! ClientHello's server_name (RFC 6066) and ALPN (RFC 7301) extensions.
+//! TLS (RFC 8446 and earlier record layers): the record headers of both directions, the
+//! ClientHello's server_name (RFC 6066) and ALPN (RFC 7301) extensions, and the version the
+//! ServerHello chose.
 //!
-//! Details: `sni NAME` and `alpn P1,P2`. Every client record counts as a request and every
-//! server record as a response (record contents are encrypted, so nothing finer is known); the
-//! one paired time is the handshake's, from the ClientHello to the server's first record.
+//! Details: `sni NAME`, `alpn P1,P2`, `version 1.3`. Contents are encrypted, so requests are
+//! counted by flights: after the handshake, each run of client application-data records is one
+//! request, and the server's next application-data record starts its response. The response time
+//! runs from the request's last record to that first answering record. The handshake is no
+//! request: in TLS 1.3 the client's first application-data record is its Finished, and the
+//! server's application-data records before it are its encrypted handshake. Server records that
+//! answer no request (session tickets) are not counted.
 
-use super::{printable, Dir, Step, Tally, Verdict};
-use std::time::Duration;
+use super::{printable, Answered, Dir, Pending, Step, Tally, Verdict};
 
 const HEADER_LEN: usize = 5;
 /// The largest record any version allows (2^14 plus expansion, RFC 5246 section 6.2.3).
 const MAX_RECORD: usize = (1 << 14) + 2048;
 const HANDSHAKE: u8 = 22;
+const APPLICATION_DATA: u8 = 23;
 const CLIENT_HELLO: u8 = 1;
+const SERVER_HELLO: u8 = 2;
+const TLS_1_3: u16 = 0x0304;
 /// A ClientHello longer than this (spread over records) is not read.
 const MAX_HELLO: usize = 64 * 1024;
 
@@ -40,8 +47,14 @@ pub(in crate::dpi) struct Tls {
     /// The client's handshake bytes until the ClientHello is whole (it may span records).
     hello: Vec<u8>,
     hello_read: bool,
-    /// When the ClientHello was seen, until the server's first record answers it.
-    hello_at: Option<Duration>,
+    /// The version the ServerHello chose, once read (None also when it could not be read).
+    version: Option<u16>,
+    server_hello_read: bool,
+    /// In TLS 1.3, whether the client's Finished (its first application-data record) passed.
+    client_finished: bool,
+    /// Who sent the last application-data record after the handshake.
+    last_data: Option<Dir>,
+    requests: Pending<()>,
 }
 
 impl Tls {
@@ -49,7 +62,11 @@ impl Tls {
         Tls {
             hello: Vec::new(),
             hello_read: false,
-            hello_at: None,
+            version: None,
+            server_hello_read: false,
+            client_finished: false,
+            last_data: None,
+            requests: Pending::new(),
         }
     }
 
@@ -66,25 +83,26 @@ impl Tls {
         if !(20..=24).contains(&kind) || major != 3 || len > MAX_RECORD {
             return Step::Fail;
         }
-        match dir {
-            Dir::ToServer => {
-                if kind == HANDSHAKE && !self.hello_read {
-                    if buf.len() < HEADER_LEN + len {
-                        return Step::More;
-                    }
-                    tally.request();
-                    self.read_hello(&buf[HEADER_LEN..HEADER_LEN + len], tally);
-                    return Step::Advance {
-                        consumed: HEADER_LEN + len,
-                        skip: 0,
-                    };
-                }
-                tally.request();
+        let first_hello = match dir {
+            Dir::ToServer => !self.hello_read,
+            Dir::ToClient => !self.server_hello_read,
+        };
+        if kind == HANDSHAKE && first_hello {
+            // Hellos are read whole.
+            let Some(fragment) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+                return Step::More;
+            };
+            match dir {
+                Dir::ToServer => self.read_client_hello(fragment, tally),
+                Dir::ToClient => self.read_server_hello(fragment, tally),
             }
-            Dir::ToClient => {
-                let elapsed = self.hello_at.take().map(|at| tally.since(at));
-                tally.response(elapsed);
-            }
+            return Step::Advance {
+                consumed: HEADER_LEN + len,
+                skip: 0,
+            };
+        }
+        if kind == APPLICATION_DATA {
+            self.application_data(dir, tally);
         }
         Step::Advance {
             consumed: HEADER_LEN,
@@ -92,8 +110,32 @@ impl Tls {
         }
     }
 
+    fn application_data(&mut self, dir: Dir, tally: &mut Tally<'_>) {
+        if self.version == Some(TLS_1_3) && !self.client_finished {
+            // The server's encrypted handshake, or the client's Finished that ends it.
+            self.client_finished = dir == Dir::ToServer;
+            return;
+        }
+        let continues = self.last_data == Some(dir);
+        self.last_data = Some(dir);
+        match dir {
+            // A flight's later records move its request's time to the last of them.
+            Dir::ToServer if continues => self.requests.renew_newest(tally.at),
+            Dir::ToServer => {
+                tally.request();
+                self.requests.push(tally.at, ());
+            }
+            Dir::ToClient if continues => {}
+            Dir::ToClient => match self.requests.pop() {
+                Answered::Timed(at, ()) => tally.response(Some(tally.since(at))),
+                Answered::Untimed => tally.response(None),
+                Answered::None => {}
+            },
+        }
+    }
+
     /// Adds a handshake record's fragment; once the ClientHello is whole, reads it.
-    fn read_hello(&mut self, fragment: &[u8], tally: &mut Tally<'_>) {
+    fn read_client_hello(&mut self, fragment: &[u8], tally: &mut Tally<'_>) {
         self.hello.extend_from_slice(fragment);
         if self.hello.len() < 4 {
             return;
@@ -108,7 +150,6 @@ impl Tls {
         if self.hello.len() < 4 + msg_len {
             return;
         }
-        self.hello_at = Some(tally.at);
         if let Some(hello) = ClientHello::parse(&self.hello[4..4 + msg_len]) {
             if let Some(name) = hello.server_name {
                 tally.detail(format!(
@@ -128,6 +169,48 @@ impl Tls {
         self.hello_read = true;
         self.hello = Vec::new();
     }
+
+    /// Reads the version from the server's first handshake record (a ServerHello, whole in
+    /// one record as servers send it).
+    fn read_server_hello(&mut self, fragment: &[u8], tally: &mut Tally<'_>) {
+        self.server_hello_read = true;
+        let Some((&SERVER_HELLO, rest)) = fragment.split_first() else {
+            return;
+        };
+        let mut r = Reader { buf: rest };
+        let Some(body) = r.u24().and_then(|n| r.take(n)) else {
+            return;
+        };
+        self.version = server_hello_version(body);
+        if let Some(v) = self.version {
+            tally.detail(match v {
+                0x0301..=0x0304 => format!("version 1.{}", v - 0x0301),
+                _ => format!("version {v:#06x}"),
+            });
+        }
+    }
+}
+
+/// The version a ServerHello body selects: its supported_versions extension (RFC 8446
+/// section 4.2.1), else its legacy_version.
+fn server_hello_version(body: &[u8]) -> Option<u16> {
+    let mut r = Reader { buf: body };
+    let legacy = r.u16()? as u16;
+    r.take(32)?; // random
+    r.vec8()?; // legacy_session_id_echo
+    r.take(2 + 1)?; // cipher_suite, legacy_compression_method
+    if r.buf.is_empty() {
+        return Some(legacy);
+    }
+    let mut extensions = Reader { buf: r.vec16()? };
+    while !extensions.buf.is_empty() {
+        let kind = extensions.u16()?;
+        let data = extensions.vec16()?;
+        if kind == 43 {
+            return Some(u16::from_be_bytes(data.try_into().ok()?));
+        }
+    }
+    Some(legacy)
 }
 
 /// What DPI reads of a ClientHello.
@@ -159,6 +242,11 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Option<usize> {
         self.take(2)
             .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    fn u24(&mut self) -> Option<usize> {
+        self.take(3)
+            .map(|b| usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
     }
 
     /// A vector with a 1- or 2-byte length prefix.
@@ -260,6 +348,41 @@ pub(in crate::dpi) mod tests {
         msg.extend(&(body.len() as u32).to_be_bytes()[1..]);
         msg.extend(body);
         msg
+    }
+
+    /// A ServerHello handshake message choosing TLS 1.3 (by supported_versions) or 1.2.
+    pub(in crate::dpi) fn server_hello(tls13: bool) -> Vec<u8> {
+        let mut body = vec![3, 3];
+        body.extend([0x33; 32]);
+        body.push(0); // no session id
+        body.extend([0x13, 0x01, 0]);
+        if tls13 {
+            body.extend([0, 6, 0, 43, 0, 2, 3, 4]);
+        }
+        let mut msg = vec![SERVER_HELLO];
+        msg.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        msg.extend(body);
+        msg
+    }
+
+    #[test]
+    fn server_hello_versions() {
+        assert_eq!(
+            server_hello_version(&server_hello(true)[4..]),
+            Some(TLS_1_3)
+        );
+        assert_eq!(
+            server_hello_version(&server_hello(false)[4..]),
+            Some(0x0303)
+        );
+        let full = server_hello(true);
+        for cut in 4..full.len() - 1 {
+            assert_ne!(
+                server_hello_version(&full[4..cut]),
+                Some(TLS_1_3),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]
