@@ -854,3 +854,85 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     assert!(dir.path().join("vmdep-history.sqlite").exists());
     assert!(dir.path().join("graph.json").exists());
 }
+
+/// `vmdep demo`'s API: served during the run with an in-memory history, and for `linger` after
+/// the last window, when the graph holds the whole run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_the_api_while_it_runs() {
+    use vmdep::demo::emulated::{self, DemoOptions};
+    use vmdep::demo::workload::WorkloadSpec;
+
+    let options = DemoOptions {
+        workload: WorkloadSpec {
+            duration: Duration::from_secs(3),
+            seed: 7,
+            scale: 1.0,
+        },
+        sampling_rate: 16,
+        real_time: false,
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        linger: Duration::from_secs(5),
+        ..DemoOptions::default()
+    };
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let mut addr_tx = Some(addr_tx);
+    let client = tokio::spawn(async move {
+        let addr: SocketAddr = addr_rx.await.expect("the demo announces its API");
+        // The demo's last window is its fourth (three workload windows and a final one).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, last) = get_json(addr, "/api/windows/last").await;
+            if status == 200 && last["index"] == 4 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{last}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_, graph) = get_json(addr, "/api/graph").await;
+        // The history recorder writes each window shortly after it ends.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let history = loop {
+            let (_, history) = get_json(addr, "/api/history/pairs?from=0").await;
+            let rows = history["pairs"].as_array().unwrap();
+            if rows.iter().any(|r| r["window_index"] == 4) {
+                break history;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{history}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (status, health) = get_json(addr, "/api/health").await;
+        (graph, history, status, health)
+    });
+    let report = emulated::run(options, |p| {
+        if let (Some(tx), Some(addr)) = (addr_tx.take(), p.http_addr) {
+            let _ = tx.send(addr);
+        }
+    })
+    .await
+    .expect("the demo runs");
+    let (graph, history, status, health) = client.await.expect("the API answered");
+    assert_eq!(status, 200, "{health}");
+
+    // The API's graph is the one the report was made from.
+    let measured: BTreeSet<(String, String, u64)> = graph["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let packets = e["exact"]["packets"].as_u64()?;
+            Some((
+                e["src_vm"].as_str()?.to_string(),
+                e["dst_vm"].as_str()?.to_string(),
+                packets,
+            ))
+        })
+        .collect();
+    let reported: BTreeSet<(String, String, u64)> = report
+        .pairs
+        .iter()
+        .filter_map(|p| Some((p.src.clone(), p.dst.clone(), p.exact_packets?)))
+        .collect();
+    assert!(!reported.is_empty());
+    assert_eq!(measured, reported);
+    assert!(!history["pairs"].as_array().unwrap().is_empty());
+}
