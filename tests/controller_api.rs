@@ -530,9 +530,17 @@ async fn every_endpoint_answers_as_described() {
     assert_eq!(status, 404);
     assert!(value["error"].is_string());
 
-    // The history holds both windows.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, history) = get_json(addr, "/api/history/pairs?from=0").await;
+    // The history holds both windows (the recorder writes each shortly after it ends).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let (status, history) = loop {
+        let (status, history) = get_json(addr, "/api/history/pairs?from=0").await;
+        let rows = history["pairs"].as_array().unwrap();
+        if rows.iter().any(|r| r["window_index"] == 2) {
+            break (status, history);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{history}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(status, 200);
     openapi.check("/api/history/pairs", status, &history);
     let rows = history["pairs"].as_array().unwrap();
@@ -615,6 +623,7 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
         0.0
     );
     assert_eq!(value("vmdep_windows_total", &[]), 2.0);
+    assert_eq!(value("vmdep_window_samples_total", &[]), 16.0);
     assert_eq!(value("vmdep_pairs_selected_total", &[]), 2.0);
     assert_eq!(value("vmdep_pairs_measured", &[]), 2.0);
     assert_eq!(value("vmdep_pairs_sampled", &[]), 0.0);
@@ -840,6 +849,8 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
             break rest.split(',').next().unwrap().parse().unwrap();
         }
     };
+    // Keep reading its log so that it never blocks on a full pipe.
+    let drain = std::thread::spawn(move || lines.count());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, health) = runtime.block_on(get_json(addr, "/api/health"));
     assert_eq!(status, 503, "{health}");
@@ -851,6 +862,7 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+    drain.join().unwrap();
     assert!(dir.path().join("vmdep-history.sqlite").exists());
     assert!(dir.path().join("graph.json").exists());
 }

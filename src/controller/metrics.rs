@@ -199,6 +199,12 @@ pub fn render(input: &MetricsInput) -> String {
         n(t.windows),
     );
     m.single(
+        "vmdep_window_samples_total",
+        "counter",
+        "Pair samples taken into the windows' estimates.",
+        n(t.samples),
+    );
+    m.single(
         "vmdep_pairs_selected_total",
         "counter",
         "Pairs selected and placed for an exact count.",

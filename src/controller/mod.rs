@@ -20,6 +20,11 @@
 //!   P4Info;
 //! - [`session`]: one P4Runtime session per switch (the only part that talks to switches);
 //!
+//! its outputs:
+//!
+//! - [`api`]: the HTTP API (JSON, OpenAPI description) and [`metrics`], its Prometheus text;
+//! - [`history`]: the measurement history in SQLite;
+//!
 //! and [`service`], the running controller: the tasks and the once-per-window loop that ties
 //! them together (collector → estimate → placement → sessions → graph, mirror sets to hosts).
 //!

@@ -12,7 +12,8 @@
 //!
 //! It reaches switches only through [`super::session`] and servers only through
 //! [`crate::hostlink`] and sFlow; the loop can run on a timer (`vmdep controller`) or be stepped
-//! by a caller that controls time (`vmdep demo`).
+//! by a caller that controls time (`vmdep demo`). Readers (the HTTP API, the history recorder)
+//! hold a [`ControllerView`] and may subscribe to every window's [`WindowRecord`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
