@@ -800,12 +800,9 @@ async fn the_history_survives_a_restart() {
     second.stop().await;
 }
 
-/// `vmdep controller` binds the API where asked and stops cleanly on SIGTERM, having created
-/// its history file.
-#[test]
-fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    // The switches' addresses point where nothing listens (never at a switch another test runs).
+/// The reference topology with its switches' addresses where nothing listens (never at a switch
+/// another test runs).
+fn topology_without_switches() -> String {
     let closed: Vec<SocketAddr> = (0..5)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect::<Vec<_>>()
@@ -820,6 +817,46 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
         !text.contains("127.0.0.1:5011"),
         "every switch address replaced"
     );
+    text
+}
+
+/// Whatever the query string, the API answers 200 or refuses with 400 in the described error
+/// shape: never a server error, never a panic.
+#[test]
+fn arbitrary_queries_are_answered_or_refused() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let topology = Arc::new(Topology::from_toml(&topology_without_switches()).unwrap());
+    let served = runtime.block_on(serve(topology, &dir.path().join("h.sqlite")));
+    let addr = served.api.addr;
+    let openapi = OpenApi::new();
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    let queries = (
+        prop::sample::select(vec!["/api/graph", "/api/history/pairs"]),
+        "[a-z0-9=&+._-]{0,40}",
+    );
+    runner
+        .run(&queries, |(endpoint, query)| {
+            let path = format!("{endpoint}?{query}");
+            let (status, value) = runtime.block_on(get_json(addr, &path));
+            prop_assert!(status == 200 || status == 400, "{path}: {status} {value}");
+            let errors = openapi.errors(&path, status, &value);
+            prop_assert!(errors.is_empty(), "{path}: {errors:?}");
+            Ok(())
+        })
+        .unwrap();
+    runtime.block_on(served.stop());
+}
+
+/// `vmdep controller` binds the API where asked and stops cleanly on SIGTERM, having created
+/// its history file.
+#[test]
+fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = topology_without_switches();
     let topology = dir.path().join("topology.toml");
     std::fs::write(&topology, text).unwrap();
     let mut child = vmdep_bin()
