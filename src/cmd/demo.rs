@@ -111,7 +111,8 @@ fn print_report(r: &DemoReport) {
     for p in &r.pairs {
         let pair = format!("{} → {}", p.src, p.dst);
         let protocol = match (p.protocols.is_empty(), p.answers.is_empty()) {
-            (false, _) => p.protocols.join(","),
+            (false, true) => p.protocols.join(","),
+            (false, false) => format!("{} ↩ {}", p.protocols.join(","), p.answers.join(",")),
             (true, false) => format!("↩ {}", p.answers.join(",")),
             (true, true) => "-".to_string(),
         };

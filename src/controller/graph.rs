@@ -372,6 +372,18 @@ impl DependencyGraph {
                 None => edge.labels.push(label),
             }
         }
+        // A connection DPI joined mid-stream is named by its port only (`tcp/443`); once a
+        // conversation of the same client, server and port is recognized, that guess says
+        // nothing more.
+        let recognized: Vec<(Ipv4Addr, Ipv4Addr, u16)> = edge
+            .labels
+            .iter()
+            .filter(|l| !is_port_only(l))
+            .map(|l| (l.client, l.server, l.server_port))
+            .collect();
+        edge.labels.retain(|l| {
+            !is_port_only(l) || !recognized.contains(&(l.client, l.server, l.server_port))
+        });
         edge.labels.sort_by(|a, b| label_key(a).cmp(&label_key(b)));
         seen(edge, at_ms);
         Ok(())
@@ -473,6 +485,11 @@ fn check_label(pair: VmPair, label: &AppLabel) -> Result<(), GraphError> {
         }
         _ => Ok(()),
     }
+}
+
+/// A label that names only the transport and port (`tcp/443`, `udp/123`).
+fn is_port_only(label: &AppLabel) -> bool {
+    label.protocol.starts_with("tcp/") || label.protocol.starts_with("udp/")
 }
 
 /// Extends an edge's seen interval to `at_ms`.

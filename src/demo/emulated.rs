@@ -860,7 +860,8 @@ fn protocol_name(app: &workload::AppTruth) -> String {
         AppProtocol::Redis => "redis".into(),
         AppProtocol::Mysql => "mysql".into(),
         AppProtocol::Dns => "dns".into(),
-        AppProtocol::Ntp | AppProtocol::Opaque => match app.transport {
+        AppProtocol::Ntp => "ntp".into(),
+        AppProtocol::Opaque => match app.transport {
             Transport::Tcp => format!("tcp/{}", app.server_port),
             Transport::Udp => format!("udp/{}", app.server_port),
         },

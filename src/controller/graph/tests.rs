@@ -365,3 +365,19 @@ fn byte_counts_read_well() {
     assert!((pen_width(1_000, 1_000) - 6.0).abs() < 1e-9);
     assert!(pen_width(10, 1_000) < pen_width(100, 1_000));
 }
+
+#[test]
+fn a_port_only_label_gives_way_to_the_recognized_protocol_of_the_same_conversation() {
+    let mut g = DependencyGraph::new(&reference());
+    let p = pair((120, 2), (120, 1));
+    // A connection DPI joined mid-stream, then one it saw from its handshake.
+    let guess = label("tcp/443", vm(120, 2), vm(120, 1), 443);
+    let other_port = label("tcp/8443", vm(120, 2), vm(120, 1), 8443);
+    g.observe_labels(p, vec![guess.clone(), other_port.clone()], T0)
+        .unwrap();
+    assert_eq!(g.edge(p).unwrap().labels.len(), 2);
+    let tls = label("tls", vm(120, 2), vm(120, 1), 443);
+    g.observe_labels(p, vec![guess, tls.clone()], T0 + 1)
+        .unwrap();
+    assert_eq!(g.edge(p).unwrap().labels, vec![other_port, tls]);
+}
