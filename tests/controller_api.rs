@@ -892,11 +892,11 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     let (status, health) = runtime.block_on(get_json(addr, "/api/health"));
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["sessions"].as_array().unwrap().len(), 5);
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) takes plain integers; `pid` is this test's own child, not yet waited for,
+    // so it names no other process.
+    let killed = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(killed, 0, "{}", std::io::Error::last_os_error());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     drain.join().unwrap();

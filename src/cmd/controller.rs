@@ -189,6 +189,11 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     )
     .await
     .context("cannot start the HTTP API")?;
+    // Before the line below: whoever reads it may signal at once.
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .context("cannot wait for SIGUSR1")?;
+    let stop = super::stop_signal();
+    tokio::pin!(stop);
     // Tools that start the controller with port 0 addresses read the bound ones from this line.
     eprintln!(
         "vmdep controller: sFlow on udp {}, host link on tcp {}, HTTP on http://{}, graph in {}",
@@ -200,10 +205,6 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     if let Some(path) = &history_path {
         eprintln!("vmdep controller: history in {}", path.display());
     }
-    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
-        .context("cannot wait for SIGUSR1")?;
-    let stop = super::stop_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
