@@ -511,6 +511,21 @@ async fn every_endpoint_answers_as_described() {
     openapi.check("/api/graph", status, &ranged);
     assert_eq!(ranged["source"], "memory");
     assert_eq!(ranged["edges"].as_array().unwrap().len(), 4);
+    // The last window: what it sampled and read, and what the server reported since the first;
+    // batch1 → db2 was sampled in the first window only.
+    let (status, last) = get_json(addr, "/api/graph?window=last").await;
+    assert_eq!(status, 200);
+    openapi.check("/api/graph", status, &last);
+    let pairs: Vec<(&str, &str)> = last["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["src_vm"].as_str().unwrap(), e["dst_vm"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [("client2", "web1"), ("web1", "app1"), ("web1", "client1")]
+    );
     let later = format!("/api/graph?from={}&to={}", now + 60_000, now + 120_000);
     let (_, ranged) = get_json(addr, &later).await;
     assert_eq!(ranged["edges"].as_array().unwrap().len(), 0);
@@ -520,6 +535,8 @@ async fn every_endpoint_answers_as_described() {
         "/api/graph?from=10&to=5",
         "/api/graph?from=yesterday",
         "/api/graph?since=5",
+        "/api/graph?window=first",
+        "/api/graph?window=last&from=5",
         "/api/history/pairs?from=-1",
     ] {
         let (status, value) = get_json(addr, bad).await;
@@ -700,6 +717,18 @@ async fn check_graph_command(addr: SocketAddr) {
     assert!(dot.starts_with("digraph vmdep {"), "{dot}");
     assert!(dot.contains("\"web1\" -> \"app1\""), "{dot}");
 
+    let last = run(vec![
+        "graph".into(),
+        "--controller".into(),
+        url.clone(),
+        "--last-window".into(),
+    ])
+    .await
+    .unwrap();
+    assert!(last.status.success());
+    let last = String::from_utf8(last.stdout).unwrap();
+    assert!(last.starts_with("12 VMs, 3 dependencies"), "{last}");
+
     // Nobody listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_addr = closed.local_addr().unwrap();
@@ -836,7 +865,7 @@ fn arbitrary_queries_are_answered_or_refused() {
     let mut runner = TestRunner::new(Config::with_cases(64));
     let queries = (
         prop::sample::select(vec!["/api/graph", "/api/history/pairs"]),
-        "[a-z0-9=&+._-]{0,40}",
+        "(window=last&)?[a-z0-9=&+._-]{0,40}",
     );
     runner
         .run(&queries, |(endpoint, query)| {

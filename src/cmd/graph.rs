@@ -25,6 +25,9 @@ pub struct GraphArgs {
     /// Only edges seen up to this time (Unix ms).
     #[arg(long)]
     pub to: Option<u64>,
+    /// Only the edges of the last window (seen since the one before it ended).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub last_window: bool,
     /// Print the API's JSON.
     #[arg(long, conflicts_with = "dot")]
     pub json: bool,
@@ -55,6 +58,9 @@ pub async fn run(args: GraphArgs) -> anyhow::Result<()> {
     }
     if let Some(to) = args.to {
         query.push(format!("to={to}"));
+    }
+    if args.last_window {
+        query.push("window=last".into());
     }
     let url = if query.is_empty() {
         format!("{base}/api/graph")

@@ -144,13 +144,21 @@ async fn not_found() -> Failure {
     )
 }
 
-/// `?from=&to=` in Unix milliseconds.
+/// `?from=&to=` in Unix milliseconds (`window=last` for the graph, `limit` for the history).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TimeRange {
     from: Option<u64>,
     to: Option<u64>,
     limit: Option<usize>,
+    window: Option<WindowChoice>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum WindowChoice {
+    /// Since the window before the last one ended.
+    Last,
 }
 
 impl TimeRange {
@@ -240,6 +248,28 @@ async fn graph(
             StatusCode::BAD_REQUEST,
             "limit applies to /api/history/pairs only".into(),
         ));
+    }
+    if let Some(WindowChoice::Last) = range.window {
+        if range.from.is_some() || range.to.is_some() {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "window=last takes no from or to".into(),
+            ));
+        }
+        // The edges seen since the window before the last one ended: the last window's
+        // samples and counter reads, and what the servers reported since.
+        let windows = s.view.recent_windows();
+        let from = match windows.len() {
+            0 | 1 => s.view.started_ms(),
+            n => windows[n - 2].at_ms + 1,
+        };
+        let to = unix_ms().max(from);
+        return Ok(Json(GraphAnswer {
+            source: "memory",
+            from_ms: Some(from),
+            to_ms: Some(to),
+            graph: s.view.graph().snapshot_between(from, to),
+        }));
     }
     if range.from.is_none() && range.to.is_none() {
         return Ok(Json(GraphAnswer {
@@ -477,6 +507,12 @@ async fn history_pairs(
     range: Result<Query<TimeRange>, QueryRejection>,
 ) -> Result<Json<HistoryPairsAnswer>, Failure> {
     let Query(range) = range?;
+    if range.window.is_some() {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "window applies to /api/graph only".into(),
+        ));
+    }
     let Some(history) = s.history.clone() else {
         return Err(Failure(
             StatusCode::NOT_FOUND,
