@@ -46,6 +46,8 @@ enum Command {
     /// The whole system on one machine: the reference topology's switches, emulated servers
     /// with DPI, the controller and a three-tier workload, measured against its ground truth.
     Demo(cmd::demo::DemoArgs),
+    /// Print a running controller's dependency graph (table, JSON or DOT) from its HTTP API.
+    Graph(cmd::graph::GraphArgs),
     /// An emulated server: its VMs' virtual switch with sFlow sampling, exact same-server
     /// counts and mirroring (Open vSwitch's role on a hypervisor).
     Host(HostArgs),
@@ -158,6 +160,9 @@ fn switch_options(args: SwitchArgs) -> anyhow::Result<SwitchOptions> {
 
 async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
     let options = switch_options(args)?;
+    // Handlers first: a signal sent as soon as the addresses below are printed must stop the
+    // switch cleanly, not kill it.
+    let stop = cmd::stop_signal();
     let running = runner::start(options)
         .await
         .context("cannot start the switch")?;
@@ -174,7 +179,7 @@ async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
         eprintln!("vmdep switch: port {port} on interface {name}");
     }
     running
-        .run_until(cmd::stop_signal())
+        .run_until(stop)
         .await
         .context("switch stopped with an error")
 }
@@ -196,6 +201,9 @@ fn main() -> anyhow::Result<()> {
         Command::Controller(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(cmd::controller::run(args)),
+        Command::Graph(args) => tokio::runtime::Runtime::new()
+            .context("cannot start the async runtime")?
+            .block_on(cmd::graph::run(args)),
         Command::Host(args) => tokio::runtime::Runtime::new()
             .context("cannot start the async runtime")?
             .block_on(run_host(args)),
@@ -213,6 +221,8 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.counter_interval = std::time::Duration::try_from_secs_f64(args.counter_interval)
         .context("bad --counter-interval")?;
     config.seed = args.seed;
+    // Handlers before the address line, as for the switch.
+    let stop = cmd::stop_signal();
     let running = vmdep::host::start(config)
         .await
         .context("cannot start the host")?;
@@ -223,7 +233,7 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         running.uplink_addr(),
         running.sflow_source_addr()
     );
-    cmd::stop_signal().await;
+    stop.await;
     let stats = running
         .shutdown()
         .await

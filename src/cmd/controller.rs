@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use prost::Message;
 
+use vmdep::controller::api;
 use vmdep::controller::estimate::{Metric, SelectionPolicy};
+use vmdep::controller::history::{HistoryRecorder, HistoryStore};
 use vmdep::controller::service::{self, ControllerOptions};
 use vmdep::controller::session::PipelineBundle;
 use vmdep::controller::topology::Topology;
@@ -64,6 +66,33 @@ pub struct ControllerArgs {
     /// Directory for graph.json and graph.dot, written on SIGUSR1 and on exit.
     #[arg(short = 'o', long, default_value = ".")]
     pub out_dir: PathBuf,
+    /// HTTP API address (JSON under /api, Prometheus text at /metrics).
+    #[arg(long, default_value = api::DEFAULT_LISTEN)]
+    pub http_listen: SocketAddr,
+    /// The measurement history (SQLite). Default: OUT_DIR/vmdep-history.sqlite.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_history")]
+    pub history: Option<PathBuf>,
+    /// Keep no history.
+    #[arg(long)]
+    pub no_history: bool,
+    /// How long the history keeps a window (0 keeps everything).
+    #[arg(long, default_value = "7d", value_parser = super::parse_duration)]
+    pub history_retention: Duration,
+}
+
+/// Opens the history and starts recording a controller's windows into it.
+pub fn start_history(
+    path: &Path,
+    retention: Duration,
+    running: &service::RunningController,
+) -> anyhow::Result<(Arc<HistoryStore>, HistoryRecorder)> {
+    let retention = (!retention.is_zero()).then_some(retention);
+    let store = Arc::new(
+        HistoryStore::open(path, retention)
+            .with_context(|| format!("cannot open the history {}", path.display()))?,
+    );
+    let recorder = HistoryRecorder::start(store.clone(), running);
+    Ok((store, recorder))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -137,19 +166,45 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     options.election_id = u128::from(args.election_id);
     options.max_batch = args.max_batch.max(1);
     options.output_dir = Some(args.out_dir.clone());
+    let history_path = match (&args.history, args.no_history) {
+        (_, true) => None,
+        (Some(path), false) => Some(path.clone()),
+        (None, false) => Some(args.out_dir.join("vmdep-history.sqlite")),
+    };
+    if history_path.is_some() {
+        std::fs::create_dir_all(&args.out_dir)
+            .with_context(|| format!("cannot create {}", args.out_dir.display()))?;
+    }
     let running = service::start(options)
         .await
         .context("cannot start the controller")?;
-    eprintln!(
-        "vmdep controller: sFlow on udp {}, host link on tcp {}, graph in {}",
-        running.sflow_addr,
-        running.hostlink_addr,
-        args.out_dir.display()
-    );
+    let history = match &history_path {
+        Some(path) => Some(start_history(path, args.history_retention, &running)?),
+        None => None,
+    };
+    let http = api::serve(
+        args.http_listen,
+        running.view(),
+        history.as_ref().map(|(store, _)| store.clone()),
+    )
+    .await
+    .context("cannot start the HTTP API")?;
+    // Before the line below: whoever reads it may signal at once.
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .context("cannot wait for SIGUSR1")?;
     let stop = super::stop_signal();
     tokio::pin!(stop);
+    // Tools that start the controller with port 0 addresses read the bound ones from this line.
+    eprintln!(
+        "vmdep controller: sFlow on udp {}, host link on tcp {}, HTTP on http://{}, graph in {}",
+        running.sflow_addr,
+        running.hostlink_addr,
+        http.addr,
+        args.out_dir.display()
+    );
+    if let Some(path) = &history_path {
+        eprintln!("vmdep controller: history in {}", path.display());
+    }
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -160,10 +215,13 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             },
         }
     }
-    running
-        .shutdown()
-        .await
-        .context("the controller stopped with an error")?;
+    http.shutdown().await;
+    let stopped = running.shutdown().await;
+    // After the controller: its last windows are written before the recorder stops.
+    if let Some((_, recorder)) = history {
+        recorder.shutdown().await;
+    }
+    stopped.context("the controller stopped with an error")?;
     eprintln!(
         "vmdep controller: graph written to {}",
         args.out_dir.join("graph.json").display()

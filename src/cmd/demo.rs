@@ -1,6 +1,7 @@
 //! `vmdep demo`: the emulated data center (or, with `--netns`, network namespaces behind Open
 //! vSwitch), measured end to end, with a readable report.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +42,13 @@ pub struct DemoArgs {
     /// is removed on exit, failure or Ctrl-C.
     #[arg(long)]
     pub netns: bool,
+    /// Serve the controller's HTTP API here during the run (e.g. 127.0.0.1:8080), with an
+    /// in-memory history.
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// Keep serving the API this long after the last window (the report prints after it).
+    #[arg(long, default_value = "0s", value_parser = super::parse_duration, requires = "http_listen")]
+    pub linger: Duration,
     /// Directory for graph.json, graph.dot and report.json.
     #[arg(short = 'o', long, default_value = "vmdep-demo")]
     pub out_dir: PathBuf,
@@ -72,6 +80,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sampling_rate: args.sampling_rate,
         threshold_bytes: args.threshold,
         out_dir: Some(args.out_dir.clone()),
+        http_listen: args.http_listen,
+        linger: args.linger,
         ..DemoOptions::default()
     };
     println!(
@@ -140,6 +150,9 @@ async fn run_netns(options: DemoOptions) -> anyhow::Result<DemoReport> {
 }
 
 fn print_progress(p: &Progress) {
+    if let (1, Some(addr)) = (p.window, p.http_addr) {
+        println!("  HTTP API on http://{addr}/api (graph: /api/graph, metrics: /metrics)");
+    }
     println!(
         "  window {:>2}/{}: {:>6} frames sent, {:>4} samples, {:>2} pairs selected, {:>2} released, {:>2} measured",
         p.window, p.windows, p.frames_sent, p.samples, p.selected, p.released, p.measured

@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::estimate::PairSamples;
@@ -37,7 +37,7 @@ fn label_key(label: &AppLabel) -> (&str, Ipv4Addr, Ipv4Addr, u16) {
 }
 
 /// A VM of the graph.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VmNode {
     pub name: String,
     pub ipv4: Ipv4Addr,
@@ -46,7 +46,7 @@ pub struct VmNode {
 }
 
 /// Rates over the interval between two exact observations.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rates {
     /// Packets per second.
     pub pps: f64,
@@ -56,7 +56,7 @@ pub struct Rates {
 }
 
 /// A pair's exact traffic, as counters report it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExactTraffic {
     /// Packets and bytes counted since the pair was first measured, over all the counters that
     /// measured it in turn.
@@ -69,13 +69,34 @@ pub struct ExactTraffic {
     pub at_ms: u64,
     /// Since the previous reading; none after the first.
     pub rate: Option<Rates>,
-    /// The latest raw counter value (packets, bytes): a new counter starts from zero.
+    /// The latest raw counter value (packets, bytes): a new counter starts from zero. Not
+    /// rendered, so a graph read back from JSON (an API client's) has none: it is for display.
     #[serde(skip)]
     counter: (u64, u64),
 }
 
+impl ExactTraffic {
+    /// A reading recorded elsewhere (the history): its totals stand for the raw counter too.
+    pub fn reading(
+        packets: u64,
+        bytes: u64,
+        measured_by: String,
+        at_ms: u64,
+        rate: Option<Rates>,
+    ) -> ExactTraffic {
+        ExactTraffic {
+            packets,
+            bytes,
+            measured_by,
+            at_ms,
+            rate,
+            counter: (packets, bytes),
+        }
+    }
+}
+
 /// The latest sampled estimate of a pair (one pre-analysis window).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SampledEstimate {
     pub window_end_ms: u64,
     pub samples: u64,
@@ -86,7 +107,7 @@ pub struct SampledEstimate {
 }
 
 /// A directed dependency: `src_vm` sends traffic to `dst_vm`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DependencyEdge {
     pub src_vm: String,
     pub dst_vm: String,
@@ -155,7 +176,7 @@ pub enum GraphError {
 
 /// A plain copy of (part of) the graph, as the outputs render it: nodes by name, edges by
 /// source then destination name.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GraphSnapshot {
     pub nodes: Vec<VmNode>,
     pub edges: Vec<DependencyEdge>,

@@ -20,15 +20,23 @@
 //!   P4Info;
 //! - [`session`]: one P4Runtime session per switch (the only part that talks to switches);
 //!
+//! its outputs:
+//!
+//! - [`api`]: the HTTP API (JSON, OpenAPI description) and [`metrics`], its Prometheus text;
+//! - [`history`]: the measurement history in SQLite;
+//!
 //! and [`service`], the running controller: the tasks and the once-per-window loop that ties
 //! them together (collector → estimate → placement → sessions → graph, mirror sets to hosts).
 //!
 //! It may use `p4rt`, `sflow`, `wire` and `hostlink` only: switches are reached over P4Runtime and
 //! hosts over their protocols, never through `switch`, `host` or `compiler` types.
 
+pub mod api;
 pub mod collector;
 pub mod estimate;
 pub mod graph;
+pub mod history;
+pub mod metrics;
 pub mod paths;
 pub mod placement;
 pub mod rules;
@@ -39,12 +47,12 @@ pub mod topology;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A directed VM pair, named by the IPv4 addresses its packets carry: the key of `vm_pair`
 /// entries (`hdr.ipv4.srcAddr`, `hdr.ipv4.dstAddr`) and of the pre-analysis. Ordered by source,
 /// then destination, which gives every listing of pairs a deterministic order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct VmPair {
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,

@@ -12,9 +12,10 @@
 //!
 //! It reaches switches only through [`super::session`] and servers only through
 //! [`crate::hostlink`] and sFlow; the loop can run on a timer (`vmdep controller`) or be stepped
-//! by a caller that controls time (`vmdep demo`).
+//! by a caller that controls time (`vmdep demo`). Readers (the HTTP API, the history recorder)
+//! hold a [`ControllerView`] and may subscribe to every window's [`WindowRecord`].
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,7 +26,7 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::hostlink::{self, ControllerMessage, HostMessage, PairAddrs};
@@ -34,14 +35,15 @@ use super::collector::{
     self, CollectedSamples, CollectorStats, CollectorStatsSnapshot, CounterTable,
 };
 use super::estimate::{PairSamples, PairSelector, SelectionPolicy, WindowSamples};
-use super::graph::{DependencyGraph, GraphError};
+use super::graph::{DependencyGraph, GraphError, GraphSnapshot};
 use super::paths::PairPath;
 use super::paths::{Paths, RouteTables};
 use super::placement::{
     empty_budgets, GreedyPlacer, Load, PlaceError, PlacementProblem, PlacementReport, ProblemError,
 };
 use super::session::{
-    PipelineBundle, SessionConfig, SessionError, SessionEvent, SwitchSession, WriteJournal,
+    PipelineBundle, SessionConfig, SessionError, SessionEvent, SessionStatus, SwitchSession,
+    WriteJournal,
 };
 use super::topology::{ServerId, SwitchId, Topology};
 use super::VmPair;
@@ -181,6 +183,30 @@ pub struct HostReport {
     pub last_message_ms: u64,
 }
 
+/// Sums over every window since the start (the /metrics counters).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WindowTotals {
+    pub windows: u64,
+    pub samples: u64,
+    pub selected: u64,
+    pub released: u64,
+    pub idle: u64,
+    pub unplaced: u64,
+    pub errors: u64,
+}
+
+/// What a window left behind, for subscribers such as the history store: its report, the
+/// graph and the placements as the window ended.
+#[derive(Debug, Clone)]
+pub struct WindowRecord {
+    pub report: WindowReport,
+    pub graph: GraphSnapshot,
+    pub placements: BTreeMap<VmPair, String>,
+}
+
+/// Window reports kept in memory for the API (older ones are in the history, if any).
+pub const RECENT_WINDOWS: usize = 120;
+
 /// Everything `step_window` owns; one window at a time.
 struct LoopState {
     selector: PairSelector,
@@ -208,19 +234,33 @@ struct Shared {
     collector_stats: Arc<CollectorStats>,
     interface_counters: Arc<CounterTable>,
     hosts: Mutex<BTreeMap<String, HostReport>>,
-    last_report: Mutex<Option<WindowReport>>,
+    /// The latest [`RECENT_WINDOWS`] reports, oldest first.
+    reports: Mutex<VecDeque<WindowReport>>,
+    totals: Mutex<WindowTotals>,
+    windows: broadcast::Sender<Arc<WindowRecord>>,
+    started_ms: u64,
     placements: Mutex<BTreeMap<VmPair, String>>,
     output_dir: Option<PathBuf>,
 }
 
+/// A read-only handle on a running controller's state, cheap to clone (the HTTP API keeps one);
+/// [`RunningController`] dereferences to it.
+#[derive(Clone)]
+pub struct ControllerView {
+    shared: Arc<Shared>,
+}
+
 /// A started controller; stop it with [`RunningController::shutdown`].
 pub struct RunningController {
-    shared: Arc<Shared>,
+    view: ControllerView,
     pub sflow_addr: SocketAddr,
     pub hostlink_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// Window records a subscriber may fall behind by before it misses some.
+pub const WINDOW_SUBSCRIBER_QUEUE: usize = 256;
 
 /// WriteRequests a journal keeps per switch (tests and the demo; the rest are counted).
 const JOURNAL_LIMIT: usize = 10_000;
@@ -336,7 +376,10 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
         collector_stats: collector_stats.clone(),
         interface_counters: interface_counters.clone(),
         hosts: Mutex::new(BTreeMap::new()),
-        last_report: Mutex::new(None),
+        reports: Mutex::new(VecDeque::new()),
+        totals: Mutex::new(WindowTotals::default()),
+        windows: broadcast::channel(WINDOW_SUBSCRIBER_QUEUE).0,
+        started_ms: unix_ms(),
         placements: Mutex::new(BTreeMap::new()),
         output_dir: options.output_dir.clone(),
     });
@@ -391,7 +434,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
         }));
     }
     Ok(RunningController {
-        shared,
+        view: ControllerView { shared },
         sflow_addr,
         hostlink_addr,
         stop,
@@ -399,12 +442,39 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
     })
 }
 
+impl std::ops::Deref for RunningController {
+    type Target = ControllerView;
+
+    fn deref(&self) -> &ControllerView {
+        &self.view
+    }
+}
+
 impl RunningController {
     /// Runs one window now (the demo steps windows itself; with a timer this also works).
     pub async fn step_window(&self) -> WindowReport {
-        step(&self.shared).await
+        step(&self.view.shared).await
     }
 
+    /// A handle on the state that outlives borrows of `self` (for servers such as the API).
+    pub fn view(&self) -> ControllerView {
+        self.view.clone()
+    }
+
+    /// Stops the tasks and the sessions; writes the graph if an output directory is set.
+    pub async fn shutdown(self) -> Result<(), ControllerError> {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        for session in &self.view.shared.sessions {
+            session.shutdown().await;
+        }
+        write_graph(&self.view.shared).map(|_| ())
+    }
+}
+
+impl ControllerView {
     pub fn graph_json(&self) -> Result<String, GraphError> {
         lock(&self.shared.graph).to_json()
     }
@@ -423,7 +493,36 @@ impl RunningController {
     }
 
     pub fn last_window(&self) -> Option<WindowReport> {
-        lock(&self.shared.last_report).clone()
+        lock(&self.shared.reports).back().cloned()
+    }
+
+    /// The latest [`RECENT_WINDOWS`] window reports, oldest first.
+    pub fn recent_windows(&self) -> Vec<WindowReport> {
+        lock(&self.shared.reports).iter().cloned().collect()
+    }
+
+    pub fn window_totals(&self) -> WindowTotals {
+        *lock(&self.shared.totals)
+    }
+
+    /// Every window's record from now on. A subscriber that falls more than
+    /// [`WINDOW_SUBSCRIBER_QUEUE`] windows behind is told how many it missed.
+    pub fn subscribe_windows(&self) -> broadcast::Receiver<Arc<WindowRecord>> {
+        self.shared.windows.subscribe()
+    }
+
+    /// When the controller started (Unix ms): the in-memory graph covers the time since.
+    pub fn started_ms(&self) -> u64 {
+        self.shared.started_ms
+    }
+
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.shared.topology
+    }
+
+    /// Every switch's P4Runtime session state, in topology order.
+    pub fn sessions(&self) -> Vec<SessionStatus> {
+        self.shared.sessions.iter().map(|s| s.status()).collect()
     }
 
     /// Measured pairs and the switch that counts each.
@@ -479,18 +578,6 @@ impl RunningController {
     /// Writes graph.json and graph.dot to the output directory, if one is set.
     pub fn write_graph(&self) -> Result<Option<PathBuf>, ControllerError> {
         write_graph(&self.shared)
-    }
-
-    /// Stops the tasks and the sessions; writes the graph if an output directory is set.
-    pub async fn shutdown(self) -> Result<(), ControllerError> {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        for session in &self.shared.sessions {
-            session.shutdown().await;
-        }
-        write_graph(&self.shared).map(|_| ())
     }
 }
 
@@ -700,7 +787,32 @@ async fn step(shared: &Shared) -> WindowReport {
             true
         }
     });
-    *lock(&shared.last_report) = Some(report.clone());
+    {
+        let mut totals = lock(&shared.totals);
+        totals.windows += 1;
+        totals.samples += report.samples;
+        totals.selected += report.selected.len() as u64;
+        totals.released += report.released.len() as u64;
+        totals.idle += report.idle.len() as u64;
+        totals.unplaced += report.unplaced.len() as u64;
+        totals.errors += report.errors.len() as u64;
+    }
+    {
+        let mut reports = lock(&shared.reports);
+        if reports.len() == RECENT_WINDOWS {
+            reports.pop_front();
+        }
+        reports.push_back(report.clone());
+    }
+    if shared.windows.receiver_count() > 0 {
+        let record = WindowRecord {
+            report: report.clone(),
+            graph: lock(&shared.graph).snapshot(),
+            placements: lock(&shared.placements).clone(),
+        };
+        // No receiver left in between is no loss: nobody was listening.
+        let _ = shared.windows.send(Arc::new(record));
+    }
     report
 }
 

@@ -10,7 +10,7 @@
 //! checked against.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +19,9 @@ use serde::Serialize;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
+use crate::controller::api::{self, ApiError};
 use crate::controller::estimate::{Metric, SelectionPolicy};
+use crate::controller::history::{HistoryError, HistoryRecorder, HistoryStore};
 use crate::controller::paths::Paths;
 use crate::controller::placement::PlacementReport;
 use crate::controller::service::{self, ControllerError, ControllerOptions, WindowReport};
@@ -50,6 +52,10 @@ pub struct DemoOptions {
     pub out_dir: Option<PathBuf>,
     /// Frames sent and not yet delivered before the replay waits (bounded socket buffers).
     pub max_in_flight: u64,
+    /// Serve the controller's HTTP API (with an in-memory history) here while the demo runs.
+    pub http_listen: Option<SocketAddr>,
+    /// How long the API keeps serving after the last window, before everything stops.
+    pub linger: Duration,
 }
 
 impl Default for DemoOptions {
@@ -62,6 +68,8 @@ impl Default for DemoOptions {
             threshold_bytes: 4_000,
             out_dir: None,
             max_in_flight: 256,
+            http_listen: None,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -84,6 +92,10 @@ pub enum DemoError {
     NotReady(Duration, String),
     #[error("{lost} frames did not arrive within {waited:?} (the fabric drops or loses them)")]
     FramesLost { lost: u64, waited: Duration },
+    #[error("the HTTP API: {0}")]
+    Api(#[from] ApiError),
+    #[error("the history: {0}")]
+    History(#[from] HistoryError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -101,6 +113,8 @@ pub struct Progress {
     pub selected: usize,
     pub released: usize,
     pub measured: usize,
+    /// Where the HTTP API answers, when it is served.
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// One directed pair in the demo's result.
@@ -221,6 +235,16 @@ pub async fn run(
     );
     let controller = service::start(controller_options).await.map_err(Box::new)?;
     wait_ready(&controller).await?;
+    let http = match options.http_listen {
+        Some(listen) => {
+            let store = Arc::new(HistoryStore::open_in_memory(None)?);
+            let recorder = HistoryRecorder::start(store.clone(), &controller);
+            let server = api::serve(listen, controller.view(), Some(store)).await?;
+            Some((server, recorder))
+        }
+        None => None,
+    };
+    let http_addr = http.as_ref().map(|(server, _)| server.addr);
 
     let mut hosts = Vec::new();
     let mut dpi_tasks = Vec::new();
@@ -312,6 +336,7 @@ pub async fn run(
             selected: report.selected.len(),
             released: report.released.len() + report.idle.len(),
             measured: report.measured,
+            http_addr,
         });
         if report.measured >= peak_measured {
             peak_measured = report.measured;
@@ -341,6 +366,11 @@ pub async fn run(
         peak.unwrap_or_default(),
     );
     report.placement = placement;
+    if let Some((server, recorder)) = http {
+        tokio::time::sleep(options.linger).await;
+        server.shutdown().await;
+        recorder.shutdown().await;
+    }
     for task in dpi_tasks {
         task.stop().await;
     }

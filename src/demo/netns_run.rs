@@ -467,6 +467,8 @@ async fn replay_windows(
             selected: report.selected.len(),
             released: report.released.len() + report.idle.len(),
             measured: report.measured,
+            // The API is served by the in-process demo only.
+            http_addr: None,
         });
         if report.measured >= peak_measured {
             peak_measured = report.measured;
