@@ -360,56 +360,6 @@ impl CollectedSamples {
     }
 }
 
-/// Generic interface counters (sFlow's `if_counters`, RFC 2233's names), serializable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct InterfaceCounters {
-    pub if_index: u32,
-    pub if_type: u32,
-    pub if_speed: u64,
-    pub if_direction: u32,
-    pub if_status: u32,
-    pub if_in_octets: u64,
-    pub if_in_ucast_pkts: u32,
-    pub if_in_multicast_pkts: u32,
-    pub if_in_broadcast_pkts: u32,
-    pub if_in_discards: u32,
-    pub if_in_errors: u32,
-    pub if_in_unknown_protos: u32,
-    pub if_out_octets: u64,
-    pub if_out_ucast_pkts: u32,
-    pub if_out_multicast_pkts: u32,
-    pub if_out_broadcast_pkts: u32,
-    pub if_out_discards: u32,
-    pub if_out_errors: u32,
-    pub if_promiscuous_mode: u32,
-}
-
-impl From<IfCounters> for InterfaceCounters {
-    fn from(c: IfCounters) -> Self {
-        InterfaceCounters {
-            if_index: c.if_index,
-            if_type: c.if_type,
-            if_speed: c.if_speed,
-            if_direction: c.if_direction,
-            if_status: c.if_status,
-            if_in_octets: c.if_in_octets,
-            if_in_ucast_pkts: c.if_in_ucast_pkts,
-            if_in_multicast_pkts: c.if_in_multicast_pkts,
-            if_in_broadcast_pkts: c.if_in_broadcast_pkts,
-            if_in_discards: c.if_in_discards,
-            if_in_errors: c.if_in_errors,
-            if_in_unknown_protos: c.if_in_unknown_protos,
-            if_out_octets: c.if_out_octets,
-            if_out_ucast_pkts: c.if_out_ucast_pkts,
-            if_out_multicast_pkts: c.if_out_multicast_pkts,
-            if_out_broadcast_pkts: c.if_out_broadcast_pkts,
-            if_out_discards: c.if_out_discards,
-            if_out_errors: c.if_out_errors,
-            if_promiscuous_mode: c.if_promiscuous_mode,
-        }
-    }
-}
-
 /// The latest counters of one interface of one agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InterfaceCounterEntry {
@@ -417,7 +367,7 @@ pub struct InterfaceCounterEntry {
     pub server: String,
     /// When the collector received them (Unix time, milliseconds).
     pub received_at_ms: u64,
-    pub counters: InterfaceCounters,
+    pub counters: IfCounters,
 }
 
 /// The latest interface counters per (agent, ifIndex), of known agents only, at most
@@ -457,7 +407,7 @@ impl CounterTable {
                     agent,
                     server: server.to_owned(),
                     received_at_ms,
-                    counters: (*c).into(),
+                    counters: *c,
                 },
             );
         }

@@ -253,7 +253,8 @@ impl ExtendedSwitch {
 }
 
 /// Counter record (0,1) `if_counters`: the generic interface counters of RFC 2233.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+/// Serializable with those names, as the controller's API shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 pub struct IfCounters {
     pub if_index: u32,
     pub if_type: u32,
