@@ -4,6 +4,7 @@
 //! the kernel, so several demos (or tests) can run at once.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use thiserror::Error;
 
@@ -49,18 +50,47 @@ pub struct Fabric {
     pub uplinks: Vec<Uplink>,
 }
 
-/// Free loopback UDP addresses: bound together (so they differ), then released for their
-/// users to bind. Another process could take one in between; the start then fails clearly.
+/// Where wire addresses are reserved: below Linux's default ephemeral range (32768–60999), so
+/// that no port-0 bind anywhere can take a reserved port between its release here and its bind
+/// by the switch or host that uses it.
+const RESERVED_PORTS: std::ops::Range<usize> = 20_000..32_000;
+
+/// Blocks handed out by this process, so concurrent fabrics (tests) never pick the same ports.
+static NEXT_BLOCK: AtomicUsize = AtomicUsize::new(0);
+
+/// Free loopback UDP addresses: a block of consecutive ports, checked free by binding them all,
+/// then released for their users to bind. Another program binding fixed ports in the range
+/// could still take one in between; the start then fails clearly.
 pub fn reserve_udp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
-    let sockets = (0..count)
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(FabricError::Reserve)?;
-    sockets
-        .iter()
-        .map(|s| s.local_addr())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(FabricError::Reserve)
+    let span = RESERVED_PORTS.len();
+    if count == 0 || count > span {
+        return Err(FabricError::Reserve(std::io::Error::other(format!(
+            "cannot reserve {count} ports in {RESERVED_PORTS:?}"
+        ))));
+    }
+    // Processes start at different places of the range; blocks of one process follow each other.
+    let origin = std::process::id() as usize * 997;
+    let mut last_error = None;
+    for _ in 0..64 {
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+        let start = RESERVED_PORTS.start + (origin + block * count) % (span - count + 1);
+        let bound: Result<Vec<UdpSocket>, _> = (start..start + count)
+            .map(|port| UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], port as u16))))
+            .collect();
+        match bound {
+            Ok(sockets) => {
+                return sockets
+                    .iter()
+                    .map(|s| s.local_addr())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(FabricError::Reserve)
+            }
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(FabricError::Reserve(last_error.unwrap_or_else(|| {
+        std::io::Error::other("no free block of loopback UDP ports")
+    })))
 }
 
 /// Decides every wire: a link `a — b` is two UDP ends, each the other's peer.
