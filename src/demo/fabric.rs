@@ -50,17 +50,27 @@ pub struct Fabric {
     pub uplinks: Vec<Uplink>,
 }
 
-/// Where wire addresses are reserved: below Linux's default ephemeral range (32768–60999), so
-/// that no port-0 bind anywhere can take a reserved port between its release here and its bind
-/// by the switch or host that uses it.
+/// Where wire ports are reserved: below Linux's default ephemeral range (32768–60999).
 const RESERVED_PORTS: std::ops::Range<usize> = 20_000..32_000;
 
 /// Blocks handed out by this process, so concurrent fabrics (tests) never pick the same ports.
 static NEXT_BLOCK: AtomicUsize = AtomicUsize::new(0);
 
-/// Free loopback UDP addresses: a block of consecutive ports, checked free by binding them all,
-/// then released for their users to bind. Another program binding fixed ports in the range
-/// could still take one in between; the start then fails clearly.
+/// The loopback address of one block of wires: its own in 127.0.0.0/8, chosen from the process
+/// id and the block number, never 127.0.0.1. Sockets bound to port 0 elsewhere (gRPC listeners,
+/// hosts, the workload; on a machine whose ephemeral range reaches down into
+/// [`RESERVED_PORTS`]) use 127.0.0.1 and so cannot take a port reserved here between its release
+/// and its bind by the switch or host that uses it.
+fn block_address(pid: u32, block: usize) -> std::net::Ipv4Addr {
+    let second = 64 + (pid % 128) as u8;
+    let third = ((pid / 128) as usize + block / 254) as u8;
+    let fourth = 1 + (block % 254) as u8;
+    std::net::Ipv4Addr::new(127, second, third, fourth)
+}
+
+/// Free loopback UDP addresses: a block of consecutive ports on the block's own loopback
+/// address, checked free by binding them all, then released for their users to bind. Another
+/// program binding that address could still take one in between; the start then fails clearly.
 pub fn reserve_udp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
     let span = RESERVED_PORTS.len();
     if count == 0 || count > span {
@@ -68,14 +78,14 @@ pub fn reserve_udp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
             "cannot reserve {count} ports in {RESERVED_PORTS:?}"
         ))));
     }
-    // Processes start at different places of the range; blocks of one process follow each other.
-    let origin = std::process::id() as usize * 997;
+    let pid = std::process::id();
     let mut last_error = None;
     for _ in 0..64 {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
-        let start = RESERVED_PORTS.start + (origin + block * count) % (span - count + 1);
+        let ip = block_address(pid, block);
+        let start = RESERVED_PORTS.start;
         let bound: Result<Vec<UdpSocket>, _> = (start..start + count)
-            .map(|port| UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], port as u16))))
+            .map(|port| UdpSocket::bind(SocketAddr::from((ip, port as u16))))
             .collect();
         match bound {
             Ok(sockets) => {
@@ -180,6 +190,36 @@ impl Fabric {
             if let Err(err) = running.shutdown().await {
                 tracing::warn!(%err, "a switch stopped with an error");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_have_their_own_loopback_address() {
+        let addresses: std::collections::HashSet<_> =
+            (0..600).map(|block| block_address(4242, block)).collect();
+        assert_eq!(addresses.len(), 600);
+        for ip in &addresses {
+            assert!(
+                ip.is_loopback() && *ip != std::net::Ipv4Addr::LOCALHOST,
+                "{ip}"
+            );
+            assert!(!matches!(ip.octets()[3], 0 | 255), "{ip}");
+        }
+    }
+
+    #[test]
+    fn reserved_blocks_are_disjoint_and_below_the_ephemeral_range() {
+        let a = reserve_udp(6).unwrap();
+        let b = reserve_udp(6).unwrap();
+        assert_ne!(a[0].ip(), b[0].ip());
+        for addr in a.iter().chain(&b) {
+            assert!(RESERVED_PORTS.contains(&usize::from(addr.port())), "{addr}");
+            assert_ne!(addr.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
         }
     }
 }
