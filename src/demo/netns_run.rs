@@ -285,7 +285,7 @@ async fn run_in_lab(
         }
     };
     let measured = measure(options, &lab, &controller, workload, &mut progress).await;
-    let graph = controller.graph();
+    let graph = controller.graph().snapshot();
     let collector = controller.collector_stats();
     let stopped = controller.shutdown().await.map_err(Box::new);
     for s in switches {
