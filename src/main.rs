@@ -171,7 +171,9 @@ fn switch_options(args: SwitchArgs) -> anyhow::Result<SwitchOptions> {
 
 async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
     if let Some(port) = args.thrift_port {
-        eprintln!("vmdep switch: --thrift-port {port} accepted; vmdep serves no Thrift, only P4Runtime");
+        eprintln!(
+            "vmdep switch: --thrift-port {port} accepted; vmdep serves no Thrift, only P4Runtime"
+        );
     }
     let options = switch_options(args)?;
     // Handlers first: a signal sent as soon as the addresses below are printed must stop the

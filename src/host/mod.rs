@@ -450,7 +450,7 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
     };
     for VmWire { vm, wire } in config.vm_wires {
         let port = running.vm_port(&vm)?;
-        let socket = vm_wire::open(wire).map_err(|source| HostError::VmWire {
+        let socket = wire.open().map_err(|source| HostError::VmWire {
             vm: vm.clone(),
             wire,
             source,

@@ -57,16 +57,6 @@ impl fmt::Display for VmWire {
     }
 }
 
-/// Binds the wire's local end, connected to its peer, with large kernel buffers (a burst of
-/// frames for the VM then waits in the kernel instead of being dropped).
-pub(crate) fn open(wire: UdpWire) -> std::io::Result<UdpSocket> {
-    let socket = std::net::UdpSocket::bind(wire.local)?;
-    socket.connect(wire.peer)?;
-    socket.set_nonblocking(true)?;
-    super::uplink::set_buffer_sizes(&socket, super::uplink::BUFFER_BYTES)?;
-    UdpSocket::from_std(socket)
-}
-
 /// Relays between the VM's socket and its port until stopped. Socket errors (the peer not
 /// listening yet answers with ICMP port unreachable) are counted in `errors`.
 pub(crate) async fn relay(
@@ -134,7 +124,10 @@ mod tests {
             ("web1", "expected NAME=udp:"),
             ("=udp:127.0.0.1:1=127.0.0.1:2", "expected NAME=udp:"),
             ("web1=127.0.0.1:1=127.0.0.1:2", "expected NAME=udp:"),
-            ("web1=udp:10.0.0.1:1=127.0.0.1:2", "is not a loopback address"),
+            (
+                "web1=udp:10.0.0.1:1=127.0.0.1:2",
+                "is not a loopback address",
+            ),
             ("web1=udp:127.0.0.1:1", "expected udp:"),
         ] {
             let err = spec.parse::<VmWire>().unwrap_err().to_string();
