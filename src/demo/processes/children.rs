@@ -7,6 +7,7 @@
 //!
 //! It owns process handling only; what the children are for is the caller's.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -102,7 +103,13 @@ impl Child {
             source,
         };
         std::fs::create_dir_all(log_dir).map_err(log_error)?;
-        let file = std::fs::File::create(&log).map_err(log_error)?;
+        let mut file = std::fs::File::create(&log).map_err(log_error)?;
+        // The command line first: what ran, with which ports, is then in the log.
+        let line: Vec<&str> = std::iter::once(program.program.as_str())
+            .chain(program.args.iter().map(String::as_str))
+            .chain(args.iter().map(String::as_str))
+            .collect();
+        writeln!(file, "$ {}", line.join(" ")).map_err(log_error)?;
         let stdout = file.try_clone().map_err(log_error)?;
         let mut command = tokio::process::Command::new(&program.program);
         command
