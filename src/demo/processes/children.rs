@@ -273,7 +273,7 @@ impl Child {
             Err(_) => {
                 let _ = self.process.kill().await;
                 self.finish_log().await;
-                return Err(self.not_ready(&format!("stop on SIGTERM"), grace));
+                return Err(self.not_ready("stop on SIGTERM", grace));
             }
         };
         self.finish_log().await;
