@@ -230,3 +230,36 @@ fn an_interrupted_demo_leaves_no_process_behind() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(survivors(&tag), Vec::<String>::new());
 }
+
+#[test]
+fn switch_processes_options_are_refused_where_they_mean_nothing() {
+    for (args, want) in [
+        (
+            &["demo", "--switch-cmd", "vmdep switch"][..],
+            "use it with --processes or --netns",
+        ),
+        (
+            &["demo", "--pipeline", "build/vmdep"][..],
+            "--pipeline is for --processes and --netns",
+        ),
+        (
+            &["demo", "--processes", "--switch-cmd", "  "][..],
+            "--switch-cmd names no command",
+        ),
+        (
+            &["demo", "--processes", "--netns"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let output = Command::new(VMDEP)
+            .args(args)
+            .arg("-o")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
+}

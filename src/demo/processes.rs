@@ -105,6 +105,8 @@ pub enum ProcessesError {
     NotReady(Duration, String),
     #[error("servers not connected to the controller within {0:?}: {1}")]
     HostsNotConnected(Duration, String),
+    #[error("servers whose last counts and labels did not reach the controller within {0:?}: {1}")]
+    HostsSilent(Duration, String),
     #[error("the controller did not report window {window} within {waited:?}")]
     WindowMissing { window: u64, waited: Duration },
     #[error(
@@ -645,10 +647,7 @@ async fn replay_windows(
                 .filter(|h| h.last_message_ms < wanted)
                 .map(|h| h.server.clone())
                 .collect();
-            return Err(ProcessesError::HostsNotConnected(
-                START_LIMIT,
-                late.join(", "),
-            ));
+            return Err(ProcessesError::HostsSilent(START_LIMIT, late.join(", ")));
         }
         tokio::time::sleep(POLL * 5).await;
     }
