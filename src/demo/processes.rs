@@ -463,18 +463,22 @@ async fn run_children(
     }
     wait_hosts_connected(&api, topology, children).await?;
 
-    let sockets: Vec<(Arc<UdpSocket>, Ipv4Addr)> = vm_sockets
+    let ends: Vec<VmEnd> = vm_sockets
         .into_iter()
         .zip(topology.vms())
         .map(|(s, vm)| {
-            s.map(|s| (s, vm.ipv4))
-                .ok_or_else(|| ProcessesError::VmWire {
-                    vm: vm.name.clone(),
-                    source: std::io::Error::other("its server has no wire for it"),
-                })
+            s.map(|socket| VmEnd {
+                name: vm.name.clone(),
+                ipv4: vm.ipv4,
+                socket,
+            })
+            .ok_or_else(|| ProcessesError::VmWire {
+                vm: vm.name.clone(),
+                source: std::io::Error::other("its server has no wire for it"),
+            })
         })
         .collect::<Result<_, _>>()?;
-    let mut replay = WireReplay::start(sockets, demo.max_in_flight, log_dir.to_path_buf());
+    let mut replay = WireReplay::start(ends, demo.max_in_flight, log_dir.to_path_buf());
     let measured = replay_windows(
         options,
         topology,
@@ -736,9 +740,17 @@ async fn settle_sflow(api: &ApiClient) -> Result<(), ProcessesError> {
     }
 }
 
+/// The demo's end of one VM's wire.
+struct VmEnd {
+    name: String,
+    ipv4: Ipv4Addr,
+    socket: Arc<UdpSocket>,
+}
+
 /// The VMs: sends frames into their wires and counts what comes out of them.
 struct WireReplay {
-    sockets: Vec<Arc<UdpSocket>>,
+    /// By VM id.
+    vms: Vec<VmEnd>,
     sent: u64,
     delivered: Arc<AtomicU64>,
     misdelivered: Arc<AtomicU64>,
@@ -749,17 +761,13 @@ struct WireReplay {
 
 impl WireReplay {
     /// One receiver per VM, counting the frames that arrive (and those for another VM).
-    fn start(
-        sockets: Vec<(Arc<UdpSocket>, Ipv4Addr)>,
-        max_in_flight: u64,
-        log_dir: PathBuf,
-    ) -> Self {
+    fn start(vms: Vec<VmEnd>, max_in_flight: u64, log_dir: PathBuf) -> Self {
         let delivered = Arc::new(AtomicU64::new(0));
         let misdelivered = Arc::new(AtomicU64::new(0));
-        let receivers = sockets
+        let receivers = vms
             .iter()
-            .map(|(socket, ipv4)| {
-                let (socket, ipv4) = (Arc::clone(socket), *ipv4);
+            .map(|vm| {
+                let (socket, ipv4) = (Arc::clone(&vm.socket), vm.ipv4);
                 let (delivered, misdelivered) = (Arc::clone(&delivered), Arc::clone(&misdelivered));
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
@@ -780,7 +788,7 @@ impl WireReplay {
             })
             .collect();
         WireReplay {
-            sockets: sockets.into_iter().map(|(s, _)| s).collect(),
+            vms,
             sent: 0,
             delivered,
             misdelivered,
@@ -812,10 +820,10 @@ impl WireReplay {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let socket = &self.sockets[vm];
-        if let Err(source) = socket.send(frame).await {
+        let end = &self.vms[vm];
+        if let Err(source) = end.socket.send(frame).await {
             return Err(ProcessesError::VmWire {
-                vm: format!("#{vm}"),
+                vm: end.name.clone(),
                 source,
             });
         }
