@@ -1,7 +1,8 @@
 //! The demo's switch fabric: one `vmdep switch` per topology switch, started in this process
 //! and cabled with UDP wires on loopback exactly as the topology's links say, plus one wire
-//! end per server uplink for the emulated hosts. Every address is on 127.0.0.1 and picked by
-//! the kernel, so several demos (or tests) can run at once.
+//! end per server uplink for the emulated hosts. Wire addresses are reserved in blocks, each
+//! on its own loopback address ([`reserve_udp`]; [`reserve_tcp`] for servers started as other
+//! processes), so several demos (or tests) can run at once.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
