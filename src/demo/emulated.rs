@@ -414,12 +414,15 @@ pub(super) fn controller_options(
     options
 }
 
-/// Writes report.json next to the controller's graph files and lists them all in the report.
+/// Writes report.json next to the controller's graph files and adds them all to the report's
+/// list of files.
 pub(super) fn write_report(
     report: &mut DemoReport,
     dir: &std::path::Path,
 ) -> Result<(), DemoError> {
-    report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
+    report
+        .files
+        .extend([dir.join("graph.json"), dir.join("graph.dot")]);
     let path = dir.join("report.json");
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     std::fs::write(&path, text).map_err(|source| DemoError::Write {

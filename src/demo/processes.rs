@@ -301,6 +301,7 @@ pub async fn run(
                 peak,
             );
             report.placement = placement;
+            report.files = vec![out_dir.join("topology.toml"), log_dir];
             write_report(&mut report, &out_dir)?;
             report.elapsed_seconds = started.elapsed().as_secs_f64();
             Ok(report)
