@@ -121,13 +121,19 @@ impl Child {
             // Plain text in the logs (tracing's colors are escape codes).
             .env("NO_COLOR", "1")
             .kill_on_drop(true);
-        // SAFETY: the closure runs in the forked child before exec and only makes the
-        // async-signal-safe prctl call: the kernel sends the child SIGTERM when the demo's
-        // thread that forked it ends (the demo crashed or was killed without unwinding).
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec and makes only
+        // async-signal-safe calls (prctl, getppid): the kernel sends the child SIGTERM when the
+        // demo's thread that forked it ends (the demo crashed or was killed without
+        // unwinding); a demo that died before prctl took effect is caught by getppid.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                    // No allocation between fork and exec: a plain errno (no such process).
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
                 Ok(())
             });
