@@ -600,7 +600,12 @@ async fn check_window_graphs(served: &Served, openapi: &mut OpenApi, history_row
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["src_vm"].as_str().unwrap().into(), e["dst_vm"].as_str().unwrap().into()))
+            .map(|e| {
+                (
+                    e["src_vm"].as_str().unwrap().into(),
+                    e["dst_vm"].as_str().unwrap().into(),
+                )
+            })
             .collect()
     };
     for index in [1, 2] {
@@ -612,7 +617,12 @@ async fn check_window_graphs(served: &Served, openapi: &mut OpenApi, history_row
         let mut recorded: Vec<(String, String)> = history_rows
             .iter()
             .filter(|r| r["window_index"] == index)
-            .map(|r| (r["src_vm"].as_str().unwrap().into(), r["dst_vm"].as_str().unwrap().into()))
+            .map(|r| {
+                (
+                    r["src_vm"].as_str().unwrap().into(),
+                    r["dst_vm"].as_str().unwrap().into(),
+                )
+            })
             .collect();
         recorded.sort();
         assert!(!recorded.is_empty());
@@ -641,9 +651,13 @@ async fn check_window_graphs(served: &Served, openapi: &mut OpenApi, history_row
     }
 
     // The same controller without a history: the window's time range of the live graph.
-    let memory = api::serve("127.0.0.1:0".parse().unwrap(), served.controller.view(), None)
-        .await
-        .expect("API starts");
+    let memory = api::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        served.controller.view(),
+        None,
+    )
+    .await
+    .expect("API starts");
     let windows = served.controller.view().recent_windows();
     let (status, graph) = get_json(memory.addr, "/api/graph?window=2").await;
     assert_eq!(status, 200, "{graph}");
@@ -678,7 +692,11 @@ async fn check_page(addr: SocketAddr, openapi: &mut OpenApi) {
     ] {
         let (status, content_type, body) = get(addr, path).await;
         assert_eq!((status, content_type.as_str()), (200, want), "{path}");
-        assert!(body.len() > 1000, "{path} is the built file: {} bytes", body.len());
+        assert!(
+            body.len() > 1000,
+            "{path} is the built file: {} bytes",
+            body.len()
+        );
     }
     let (_, _, script) = get(addr, "/assets/main.js").await;
     assert!(

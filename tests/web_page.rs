@@ -17,7 +17,8 @@ use vmdep::demo::workload::WorkloadSpec;
 
 /// The browser, or None (skip) outside CI when it is missing; panics when missing in CI.
 fn chromium_or_skip(test: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let path =
+        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     if path.exists() {
         return Some(path);
     }
@@ -90,7 +91,10 @@ async fn the_page_shows_the_live_demo_in_chromium() {
 
     // The demo would linger on; the page is checked, so it stops here.
     if demo.is_finished() {
-        panic!("the demo ended while the page was checked: {:?}", demo.await);
+        panic!(
+            "the demo ended while the page was checked: {:?}",
+            demo.await
+        );
     }
     demo.abort();
     assert!(

@@ -649,10 +649,7 @@ async fn status(State(s): State<ApiState>) -> Json<StatusAnswer> {
             samples: w.samples,
         }),
         switches: sessions.len(),
-        switches_ready: sessions
-            .iter()
-            .filter(|st| session_ready(st))
-            .count(),
+        switches_ready: sessions.iter().filter(|st| session_ready(st)).count(),
         servers: hosts.len(),
         servers_connected: hosts.values().filter(|h| h.connected).count(),
         history: s.history.is_some(),
@@ -738,6 +735,11 @@ async fn topology(State(s): State<ApiState>) -> Json<TopologyAnswer> {
     })
 }
 
+/// What the page may load: its own files and API only (its icon is an empty data: URL; its
+/// tables color tags with style attributes).
+const PAGE_CSP: &str =
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'";
+
 /// A file of the web page; the page polls the API, so browsers revalidate it rather than keep
 /// an old copy after the controller is upgraded.
 fn page_file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
@@ -746,6 +748,7 @@ fn page_file(content_type: &'static str, body: &'static str) -> impl IntoRespons
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
         ],
         body,
     )

@@ -223,7 +223,13 @@ try {
   await until("live again", 5000, async () => (await page.getAttribute("#status", "data-state")) === "live");
   if (screenshot) {
     await page.waitForTimeout(1200);
+    await page.evaluate((id) => {
+      window.vmdep.map.cy.getElementById(id).emit("mouseover");
+    }, hovered.id);
     await page.screenshot({ path: screenshot });
+    await page.evaluate((id) => {
+      window.vmdep.map.cy.getElementById(id).emit("mouseout");
+    }, hovered.id);
     log(`screenshot in ${screenshot}`);
   }
 

@@ -328,7 +328,7 @@ function showDetails(element) {
       parts.push(
         row(
           "Sampled estimate",
-          `${fmt.count(e.estimate.packets)} packets${bound}, ${fmt.bytes(e.estimate.bytes)} from ${fmt.count(e.estimate.samples)} samples (window ending ${fmt.clock(e.estimate.window_end_ms)})`,
+          `${fmt.count(e.estimate.packets)} packets${bound}, ${fmt.bytes(e.estimate.bytes)} from ${fmt.count(e.estimate.samples)} sample${e.estimate.samples === 1 ? "" : "s"} (window ending ${fmt.clock(e.estimate.window_end_ms)})`,
         ),
       );
     }
