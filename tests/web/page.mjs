@@ -2,7 +2,7 @@
 // the system's Chromium): the page loads, its map shows the edges /api/graph reports, it updates
 // as traffic changes, the time slider shows an older window's graph, the pairs table sorts
 // numerically, and an unreachable API is shown on the page and recovered from. Any console
-// error, page error or failed request outside the deliberate outage fails the run.
+// error or warning, page error or failed request outside the deliberate outage fails the run.
 //
 // Usage: node tests/web/page.mjs http://127.0.0.1:PORT/   (CHROMIUM overrides /usr/bin/chromium)
 // Exit status 0 when every check passed; each check prints a line.
@@ -72,7 +72,8 @@ let failed = false;
 try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.on("console", (msg) => {
-    if (msg.type() === "error" && !outage) problems.push(`console error: ${msg.text()}`);
+    const kind = msg.type();
+    if ((kind === "error" || kind === "warning") && !outage) problems.push(`console ${kind}: ${msg.text()}`);
   });
   page.on("pageerror", (err) => problems.push(`page error: ${err.message}`));
   page.on("requestfailed", (req) => {
@@ -254,7 +255,7 @@ try {
   assert(await page.isHidden("#error"), "the banner is gone");
   log("recovered from the outage");
 
-  assert(problems.length === 0, `no console error or failed request:\n  ${problems.join("\n  ")}`);
+  assert(problems.length === 0, `no console error, warning or failed request:\n  ${problems.join("\n  ")}`);
   log(`all checks passed in ${Date.now() - started} ms`);
 } catch (err) {
   failed = true;

@@ -94,7 +94,6 @@ export class DependencyMap {
     this.cy = cytoscape({
       container,
       style: STYLE,
-      wheelSensitivity: 0.3,
       minZoom: 0.2,
       maxZoom: 4,
       boxSelectionEnabled: false,

@@ -87,7 +87,6 @@ export class TopologyView {
     this.cy = cytoscape({
       container,
       style: STYLE,
-      wheelSensitivity: 0.3,
       minZoom: 0.2,
       maxZoom: 3,
       boxSelectionEnabled: false,
