@@ -74,7 +74,14 @@ fn modified(path: &Path) -> Option<std::time::SystemTime> {
 /// Installs web/'s locked packages if needed and bundles the page into OUT_DIR/web.
 fn build_web_page() -> Result<(), Box<dyn std::error::Error>> {
     let web = Path::new("web");
-    for input in ["src", "build.mjs", "package.json", "package-lock.json"] {
+    // node_modules/.package-lock.json: a removed or changed install is installed again.
+    for input in [
+        "src",
+        "build.mjs",
+        "package.json",
+        "package-lock.json",
+        "node_modules/.package-lock.json",
+    ] {
         println!("cargo:rerun-if-changed={}", web.join(input).display());
     }
     // npm ci writes node_modules/.package-lock.json: older than the lockfile means stale.

@@ -176,6 +176,7 @@ enum WindowChoice {
 }
 
 impl TimeRange {
+    /// The `window` parameter: `last` or a window's index.
     fn window(&self) -> Result<Option<WindowChoice>, Failure> {
         let Some(text) = &self.window else {
             return Ok(None);
@@ -191,9 +192,7 @@ impl TimeRange {
             )),
         }
     }
-}
 
-impl TimeRange {
     /// Both ends, `from` defaulting to 0 and `to` to now.
     fn bounds(&self) -> Result<(u64, u64), Failure> {
         let from = self.from.unwrap_or(0);
