@@ -765,9 +765,12 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
         } else if !line.starts_with('#') && !line.is_empty() {
             let name = line.split(['{', ' ']).next().unwrap();
             let family = declared.iter().rev().find(|(f, kind)| {
-                name == f
-                    || (kind == "summary"
-                        && (name == format!("{f}_sum") || name == format!("{f}_count")))
+                let suffixes: &[&str] = match kind.as_str() {
+                    "summary" => &["_sum", "_count"],
+                    "histogram" => &["_bucket", "_sum", "_count"],
+                    _ => &[],
+                };
+                name == f || suffixes.iter().any(|s| name == format!("{f}{s}"))
             });
             assert!(family.is_some(), "{name} has no # TYPE before it");
         }
@@ -817,6 +820,22 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
             &[("switch", s.name.as_str()), ("rpc", "write")],
         );
         assert!(writes >= 1.0, "{}: routes were written", s.name);
+        // The latency histogram's buckets are cumulative and end with every call.
+        let histogram = scrape
+            .samples
+            .iter()
+            .find(|x| {
+                x.metric == "vmdep_p4runtime_rpc_duration_seconds"
+                    && x.labels.get("switch") == Some(s.name.as_str())
+                    && x.labels.get("rpc") == Some("write")
+            })
+            .expect("a write latency histogram");
+        let prometheus_parse::Value::Histogram(buckets) = &histogram.value else {
+            panic!("{histogram:?}");
+        };
+        assert!(buckets.windows(2).all(|w| w[0].count <= w[1].count));
+        let last = buckets.last().unwrap();
+        assert_eq!((last.less_than, last.count), (f64::INFINITY, writes));
         assert_eq!(
             value(
                 "vmdep_p4runtime_rpc_errors_total",

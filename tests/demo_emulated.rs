@@ -62,25 +62,18 @@ async fn the_demo_measures_the_workload_exactly() {
     let everywhere: u32 = report.entries.iter().map(|e| e.everywhere).sum();
     assert!(vmdep > 0 && vmdep < everywhere, "{:#?}", report.entries);
 
-    // DPI: what it saw of mirrored pairs carries the workload's protocol and roles. A
-    // conversation whose connection opened before the mirror started can only be named by
-    // its port (`tcp/443`), never by another protocol.
+    // DPI: what it saw of mirrored pairs carries the workload's protocol and roles, also for
+    // connections that opened before the mirror started (recognized past their handshake).
     let mut recognized: BTreeSet<String> = BTreeSet::new();
     for l in report.labels.iter().filter(|l| l.mirrored) {
         assert!(!l.roles_swapped, "{l:#?}");
         if let Some(dpi) = &l.dpi_protocol {
-            let by_port = format!("tcp/{}", l.server_port);
             assert!(
-                l.matches || *dpi == by_port,
+                l.matches,
                 "{} → {}:{}: DPI says {dpi}, the workload speaks {}",
-                l.client,
-                l.server,
-                l.server_port,
-                l.truth_protocol
+                l.client, l.server, l.server_port, l.truth_protocol
             );
-            if l.matches {
-                recognized.insert(l.truth_protocol.clone());
-            }
+            recognized.insert(l.truth_protocol.clone());
         }
     }
     // Which conversations get mirrored depends on sampling; across the run DPI must have named

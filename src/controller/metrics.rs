@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use super::collector::{CollectorStatsSnapshot, SkipReason};
 use super::history::HistoryStats;
 use super::service::{HostReport, SwitchReport, WindowReport, WindowTotals};
-use super::session::SessionStatus;
+use super::session::{SessionStatus, RPC_LATENCY_BOUNDS};
 
 /// The content type of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -353,12 +353,27 @@ pub fn render(input: &MetricsInput) -> String {
     }
     m.family(
         "vmdep_p4runtime_rpc_duration_seconds",
-        "summary",
-        "P4Runtime RPC latency per switch and RPC (count: calls; sum: total seconds).",
+        "histogram",
+        "P4Runtime RPC latency per switch and RPC.",
     );
     for s in &input.sessions {
         for (rpc, stats) in &s.rpcs {
             let labels = [("switch", s.switch.as_str()), ("rpc", *rpc)];
+            let mut cumulative = 0;
+            for (le, in_bucket) in RPC_LATENCY_BOUNDS.iter().zip(stats.buckets) {
+                cumulative += in_bucket;
+                let le = format_value(*le);
+                m.sample(
+                    "vmdep_p4runtime_rpc_duration_seconds_bucket",
+                    &[labels[0], labels[1], ("le", &le)],
+                    n(cumulative),
+                );
+            }
+            m.sample(
+                "vmdep_p4runtime_rpc_duration_seconds_bucket",
+                &[labels[0], labels[1], ("le", "+Inf")],
+                n(stats.calls),
+            );
             m.sample(
                 "vmdep_p4runtime_rpc_duration_seconds_sum",
                 &labels,
@@ -448,5 +463,49 @@ mod tests {
         assert_eq!(format_value(3.0), "3");
         assert_eq!(format_value(0.25), "0.25");
         assert_eq!(format_value(f64::INFINITY), "+Inf");
+    }
+
+    #[test]
+    fn rpc_latencies_are_a_cumulative_histogram() {
+        use super::super::session::RpcStats;
+        use std::time::Duration;
+        let mut write = RpcStats::default();
+        for ms in [0.2, 0.7, 3.0, 3.0, 4000.0] {
+            write.record(Duration::from_secs_f64(ms / 1000.0), ms < 1000.0);
+        }
+        let session = SessionStatus {
+            switch: "s111".into(),
+            rpcs: [("write", write)].into(),
+            ..SessionStatus::default()
+        };
+        let text = render(&MetricsInput {
+            collector: Default::default(),
+            totals: Default::default(),
+            last_window: None,
+            switches: Vec::new(),
+            sessions: vec![session],
+            hosts: BTreeMap::new(),
+            history: None,
+        });
+        let series = |le: &str| {
+            let line = format!(
+                "vmdep_p4runtime_rpc_duration_seconds_bucket{{switch=\"s111\",rpc=\"write\",le=\"{le}\"}} "
+            );
+            let at = text
+                .find(&line)
+                .unwrap_or_else(|| panic!("{line} in\n{text}"));
+            text[at + line.len()..].lines().next().unwrap().to_string()
+        };
+        assert_eq!(series("0.0005"), "1");
+        assert_eq!(series("0.001"), "2");
+        assert_eq!(series("0.0025"), "2");
+        assert_eq!(series("0.005"), "4");
+        assert_eq!(series("2.5"), "4");
+        assert_eq!(series("+Inf"), "5");
+        assert!(text.contains("# TYPE vmdep_p4runtime_rpc_duration_seconds histogram"));
+        assert!(text.contains(
+            "vmdep_p4runtime_rpc_duration_seconds_count{switch=\"s111\",rpc=\"write\"} 5"
+        ));
+        assert!(text.contains("vmdep_p4runtime_rpc_errors_total{switch=\"s111\",rpc=\"write\"} 1"));
     }
 }

@@ -40,6 +40,7 @@ use super::paths::PairPath;
 use super::paths::{Paths, RouteTables};
 use super::placement::{
     empty_budgets, GreedyPlacer, Load, PlaceError, PlacementProblem, PlacementReport, ProblemError,
+    SwitchBudget,
 };
 use super::session::{
     PipelineBundle, SessionConfig, SessionError, SessionEvent, SessionStatus, SwitchSession,
@@ -225,6 +226,9 @@ struct Shared {
     sessions: Vec<SwitchSession>,
     journals: Vec<Option<WriteJournal>>,
     loop_state: tokio::sync::Mutex<LoopState>,
+    /// The placer's per-switch entries as of the last window, so that readers (the API,
+    /// /metrics) never wait for a window in progress.
+    budgets: Mutex<Vec<SwitchBudget>>,
     graph: Mutex<DependencyGraph>,
     /// Per server, the pairs it should mirror (both directions of a measured pair, and pairs
     /// the server itself counts).
@@ -370,6 +374,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
             index: 0,
             last_totals: HashMap::new(),
         }),
+        budgets: Mutex::new(empty_budgets(&topology)),
         graph: Mutex::new(DependencyGraph::new(&topology)),
         mirror,
         local_pairs: Mutex::new(BTreeSet::new()),
@@ -550,9 +555,10 @@ impl ControllerView {
         lock(&self.shared.hosts).clone()
     }
 
+    /// Each switch's counting entries as of the last window, and its session now.
     pub async fn switches(&self) -> Vec<SwitchReport> {
-        let state = self.shared.loop_state.lock().await;
-        switch_reports(&self.shared, &state.placer)
+        let budgets = lock(&self.shared.budgets).clone();
+        switch_reports(&self.shared, &budgets)
     }
 
     /// The WriteRequests each switch's session sent, in order (with `journal` on).
@@ -601,12 +607,12 @@ fn write_graph(shared: &Shared) -> Result<Option<PathBuf>, ControllerError> {
     Ok(Some(dir.clone()))
 }
 
-fn switch_reports(shared: &Shared, placer: &GreedyPlacer) -> Vec<SwitchReport> {
+fn switch_reports(shared: &Shared, budgets: &[SwitchBudget]) -> Vec<SwitchReport> {
     shared
         .topology
         .switches()
         .iter()
-        .zip(placer.budgets())
+        .zip(budgets)
         .zip(&shared.sessions)
         .map(|((sw, budget), session)| SwitchReport {
             name: sw.name.clone(),
@@ -787,6 +793,7 @@ async fn step(shared: &Shared) -> WindowReport {
             true
         }
     });
+    lock(&shared.budgets).clone_from_slice(state.placer.budgets());
     {
         let mut totals = lock(&shared.totals);
         totals.windows += 1;

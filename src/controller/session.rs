@@ -215,12 +215,35 @@ pub enum SessionEvent {
     IdleTimeout { switch: String, pairs: Vec<VmPair> },
 }
 
-/// Calls, failures and cumulative latency of one kind of RPC.
+/// Upper bounds of the RPC latency histogram's buckets, in seconds: from a loopback Write of a
+/// few entries (well under a millisecond) to a pipeline push to a slow switch.
+pub const RPC_LATENCY_BOUNDS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// Calls, failures and latencies of one kind of RPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RpcStats {
     pub calls: u64,
     pub errors: u64,
+    /// The sum of all calls' latencies.
     pub latency: Duration,
+    /// Calls per bucket of [`RPC_LATENCY_BOUNDS`]: `buckets[i]` counts the calls that took at
+    /// most bound `i` and more than bound `i - 1`; slower calls are only in `calls`.
+    pub buckets: [u64; RPC_LATENCY_BOUNDS.len()],
+}
+
+impl RpcStats {
+    /// Counts one call.
+    pub fn record(&mut self, elapsed: Duration, ok: bool) {
+        self.calls += 1;
+        self.errors += u64::from(!ok);
+        self.latency += elapsed;
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = RPC_LATENCY_BOUNDS.iter().position(|&le| seconds <= le) {
+            self.buckets[i] += 1;
+        }
+    }
 }
 
 /// A session's state, for logs and the /metrics endpoint.

@@ -415,7 +415,7 @@ impl DpiEngine {
                 } else {
                     (dst, src)
                 };
-                e.insert(TcpFlow::new(client, server, at))
+                e.insert(TcpFlow::new(client, server, at, !syn))
             }
         };
         let segment = Segment {

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use super::app::{recognize_tcp, Dir, Protocol, Recognition, Step, Tally, TcpParser};
+use super::app::{
+    recognize_tcp, recognize_tcp_mid_stream, Dir, Protocol, Recognition, Step, Tally, TcpParser,
+};
 use super::{DpiStats, LabelKey, LabelTable};
 
 /// One direction's byte stream.
@@ -115,6 +117,9 @@ pub(super) struct TcpFlow {
     pub(super) server: (Ipv4Addr, u16),
     /// The client's initial sequence number, when its SYN was seen.
     pub(super) client_isn: Option<u32>,
+    /// Whether the connection was first seen past its opening (no SYN): its client's first
+    /// bytes may be a message in the middle of a conversation.
+    joined: bool,
     handshake: [bool; 2],
     /// Whether the client sent any payload.
     client_spoke: bool,
@@ -155,11 +160,18 @@ pub(super) struct Context<'a> {
 }
 
 impl TcpFlow {
-    pub(super) fn new(client: (Ipv4Addr, u16), server: (Ipv4Addr, u16), at: Duration) -> Self {
+    /// A connection first seen at `at`; `joined` when that first segment was no SYN.
+    pub(super) fn new(
+        client: (Ipv4Addr, u16),
+        server: (Ipv4Addr, u16),
+        at: Duration,
+        joined: bool,
+    ) -> Self {
         TcpFlow {
             client,
             server,
             client_isn: None,
+            joined,
             handshake: [false; 2],
             client_spoke: false,
             fin: [false; 2],
@@ -232,7 +244,7 @@ impl TcpFlow {
         *cx.buffered -= self.buffered();
         if matches!(self.app, App::Undecided) && (self.handshake == [true; 2] || self.client_spoke)
         {
-            self.decide(Protocol::OtherTcp, cx);
+            self.decide(Protocol::OtherTcp, false, cx);
         }
     }
 
@@ -241,7 +253,7 @@ impl TcpFlow {
         self.streams[dir as usize].abandon();
         if matches!(self.app, App::Undecided) && dir == Dir::ToServer {
             // Without the client's bytes nothing can be recognized.
-            self.decide(Protocol::OtherTcp, cx);
+            self.decide(Protocol::OtherTcp, false, cx);
         }
     }
 
@@ -254,10 +266,15 @@ impl TcpFlow {
         }
     }
 
-    fn decide(&mut self, protocol: Protocol, cx: &mut Context<'_>) {
+    /// Labels the connection; `mid_stream` starts its parser past the protocol's handshake.
+    fn decide(&mut self, protocol: Protocol, mid_stream: bool, cx: &mut Context<'_>) {
         let label = self.label_key(protocol);
         cx.labels.register(label, cx.stats);
-        let parser = TcpParser::new(protocol);
+        let parser = if mid_stream {
+            TcpParser::mid_stream(protocol)
+        } else {
+            TcpParser::new(protocol)
+        };
         if parser.is_none() {
             for s in &mut self.streams {
                 s.abandon();
@@ -275,9 +292,15 @@ impl TcpFlow {
         let order = match self.app {
             App::Undecided => {
                 let [to_server, to_client] = &self.streams;
-                let protocol = match recognize_tcp(&to_server.buf, &to_client.buf) {
-                    Recognition::Known(protocol) => protocol,
-                    Recognition::Unknown => Protocol::OtherTcp,
+                let recognition = if self.joined {
+                    recognize_tcp_mid_stream(&to_server.buf, &to_client.buf)
+                } else {
+                    recognize_tcp(&to_server.buf, &to_client.buf)
+                };
+                let (protocol, mid_stream) = match recognition {
+                    Recognition::Known(protocol) => (protocol, false),
+                    Recognition::MidStream(protocol) => (protocol, true),
+                    Recognition::Unknown => (Protocol::OtherTcp, false),
                     Recognition::NeedMore => {
                         if self.streams[dir as usize].buf.len() > cx.max_stream_bytes {
                             self.abandon(dir, cx);
@@ -285,7 +308,7 @@ impl TcpFlow {
                         return;
                     }
                 };
-                self.decide(protocol, cx);
+                self.decide(protocol, mid_stream, cx);
                 // What the other direction holds came before the bytes that decided.
                 [other, dir]
             }

@@ -192,6 +192,18 @@ impl Script {
     fn frames(&self) -> Vec<(Duration, Vec<u8>)> {
         self.frames_with(|_, data| split_every(data.len(), 1400))
     }
+
+    /// The frames from message `from` on, as a mirror that began while the connection was
+    /// open sees them: no handshake, nothing before.
+    fn joined(&self, from: usize) -> Vec<(Duration, Vec<u8>)> {
+        let mut conn = Conn::new(self.client, self.server);
+        let mut last = 0;
+        for (from_client, at, data) in &self.messages[from..] {
+            conn.send(*from_client, ms(*at), data);
+            last = *at;
+        }
+        conn.close(ms(last + 1))
+    }
 }
 
 fn run(frames: &[(Duration, Vec<u8>)]) -> DpiEngine {
@@ -765,6 +777,50 @@ fn roles_without_the_handshake_come_from_the_ports() {
     assert!(second_is_server(40_000, 3306));
     assert!(!second_is_server(443, 50_000));
     assert!(second_is_server(50_001, 50_000));
+}
+
+#[test]
+fn connections_joined_past_their_handshake_are_recognized_by_their_framing() {
+    // TLS from the first request's last record on: 12 - 10 and 26 - 20 ms.
+    let labels = run(&tls_script().joined(3)).labels();
+    assert_label(&labels[0], "tls", 443, &[], (2, 2), Some(4.0));
+    // PostgreSQL and MySQL from their first query on: 5 and 1 ms, 4 and 2 ms.
+    let labels = run(&postgres_script().joined(2)).labels();
+    let queries = ["query SELECT", "query INSERT"];
+    assert_label(&labels[0], "postgresql", 5432, &queries, (2, 2), Some(3.0));
+    let labels = run(&mysql_script().joined(3)).labels();
+    assert_label(&labels[0], "mysql", 3306, &queries, (2, 2), Some(3.0));
+    // The handshake-free recognizers still work, and decide first.
+    let labels = run(&redis_script().joined(2)).labels();
+    assert_eq!(labels[0].protocol, "redis");
+}
+
+#[test]
+fn joined_connections_are_read_only_from_a_message_boundary() {
+    let request = record(23, &[0xbb; 300]);
+    let conversation = |pieces: &[(usize, usize)], data: &[u8]| {
+        let mut conn = Conn::new((CLIENT, 40_020), (SERVER, 443));
+        conn.send_pieces(true, ms(1), data, pieces);
+        conn.send(false, ms(3), &record(23, &[0xdd; 80]));
+        run(&conn.close(ms(4))).labels()
+    };
+    // A record over two segments is recognized once it is whole.
+    let labels = conversation(&[(0, 100), (100, request.len())], &request);
+    assert_label(&labels[0], "tls", 443, &[], (1, 1), Some(2.0));
+    // From the middle of a record, nothing is recognized: the port labels it.
+    let labels = conversation(&[(0, request.len() - 7)], &request[7..]);
+    assert_label(&labels[0], "tcp/443", 443, &[], (0, 0), None);
+    // Bytes that frame as records but do not end where one does are no TLS either.
+    let mut trailing = request.clone();
+    trailing.extend([0x17, 3, 3]);
+    let labels = conversation(&[(0, trailing.len())], &trailing);
+    assert_eq!(labels[0].protocol, "tcp/443");
+    // A connection seen from its SYN never takes the mid-stream framings.
+    let opened = Script::new(40_021, 443)
+        .client(1, &request)
+        .server(3, record(23, &[0xdd; 80]));
+    let labels = run(&opened.frames()).labels();
+    assert_eq!(labels[0].protocol, "tcp/443");
 }
 
 #[test]

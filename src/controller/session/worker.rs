@@ -232,12 +232,7 @@ impl Worker {
 
     fn account(&self, rpc: &'static str, started: Instant, ok: bool) {
         let elapsed = started.elapsed();
-        self.update_status(|s| {
-            let stats = s.rpcs.entry(rpc).or_default();
-            stats.calls += 1;
-            stats.errors += u64::from(!ok);
-            stats.latency += elapsed;
-        });
+        self.update_status(|s| s.rpcs.entry(rpc).or_default().record(elapsed, ok));
     }
 
     fn stopping(&self) -> bool {

@@ -199,6 +199,9 @@ impl<T> Pending<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Recognition {
     Known(Protocol),
+    /// A connection joined after its start, at a message boundary after its handshake: its
+    /// parser starts past the handshake.
+    MidStream(Protocol),
     /// None of the recognizers can match whatever follows.
     Unknown,
     /// A recognizer needs more bytes to decide.
@@ -252,6 +255,61 @@ pub(super) fn recognize_tcp(to_server: &[u8], to_client: &[u8]) -> Recognition {
     }
 }
 
+/// Recognizes a TCP connection whose handshake was not seen (mirroring began while it was
+/// open): a request of the handshake-free recognizers, or the client's bytes read as whole
+/// messages of a protocol past its handshake: TLS records, MySQL commands, PostgreSQL messages.
+/// Those framings say little alone, so the client's bytes must end exactly where a message does.
+pub(super) fn recognize_tcp_mid_stream(to_server: &[u8], to_client: &[u8]) -> Recognition {
+    if to_server.is_empty() {
+        return recognize_tcp(to_server, to_client);
+    }
+    let candidates: [(Recognizer, Protocol); 3] = [
+        (tls::recognize_records, Protocol::Tls),
+        (mysql::recognize_commands, Protocol::Mysql),
+        (postgres::recognize_messages, Protocol::Postgresql),
+    ];
+    let mut undecided = false;
+    for (recognize, protocol) in candidates {
+        match recognize(to_server) {
+            Verdict::Yes => return Recognition::MidStream(protocol),
+            Verdict::NeedMore => undecided = true,
+            Verdict::No => {}
+        }
+    }
+    match recognize_tcp(to_server, to_client) {
+        Recognition::Unknown if undecided => Recognition::NeedMore,
+        other => other,
+    }
+}
+
+/// Walks `buf` as a run of messages: `frame` gives the length of the message at the front of
+/// what it is shown (or says No, or NeedMore for a header cut short), and `first` vets the first
+/// message. Yes only when the run ends exactly at the end of `buf`.
+fn whole_messages(
+    buf: &[u8],
+    mut frame: impl FnMut(&[u8]) -> Result<usize, Verdict>,
+    first: impl Fn(&[u8]) -> bool,
+) -> Verdict {
+    if buf.is_empty() {
+        return Verdict::NeedMore;
+    }
+    if !first(buf) {
+        return Verdict::No;
+    }
+    let mut at = 0;
+    while at < buf.len() {
+        match frame(&buf[at..]) {
+            Ok(len) => at += len,
+            Err(verdict) => return verdict,
+        }
+    }
+    if at == buf.len() {
+        Verdict::Yes
+    } else {
+        Verdict::NeedMore
+    }
+}
+
 /// The parser of a recognized TCP connection.
 pub(super) enum TcpParser {
     Http(http::Http),
@@ -273,6 +331,16 @@ impl TcpParser {
             Protocol::Mysql => TcpParser::Mysql(mysql::MySql::new()),
             Protocol::Redis => TcpParser::Redis(redis::Redis::new()),
             Protocol::Ntp | Protocol::OtherTcp | Protocol::OtherUdp => return None,
+        })
+    }
+
+    /// A parser for a connection joined past its handshake (see [`Recognition::MidStream`]).
+    pub(super) fn mid_stream(protocol: Protocol) -> Option<Self> {
+        Some(match protocol {
+            Protocol::Tls => TcpParser::Tls(tls::Tls::mid_stream()),
+            Protocol::Postgresql => TcpParser::Postgresql(postgres::Postgres::mid_stream()),
+            Protocol::Mysql => TcpParser::Mysql(mysql::MySql::mid_stream()),
+            other => return TcpParser::new(other),
         })
     }
 

@@ -69,6 +69,29 @@ pub(super) fn recognize(buf: &[u8]) -> Verdict {
     }
 }
 
+/// Commands a client sends in the command phase (COM_QUIT, COM_INIT_DB, COM_QUERY, COM_PING,
+/// COM_STMT_PREPARE, _EXECUTE, _SEND_LONG_DATA, _CLOSE, _RESET, COM_SET_OPTION, _FETCH,
+/// COM_RESET_CONNECTION).
+const COMMANDS: &[u8] = &[
+    0x01, 0x02, 0x03, 0x0e, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1f,
+];
+
+/// Client bytes of a connection in its command phase: whole packets of sequence id 0, each a
+/// known command.
+pub(super) fn recognize_commands(buf: &[u8]) -> Verdict {
+    super::whole_messages(
+        buf,
+        |rest| match (header(rest), rest.get(HEADER_LEN)) {
+            (Some((len, 0)), Some(command)) if len > 0 && COMMANDS.contains(command) => {
+                Ok(HEADER_LEN + len)
+            }
+            (Some(_), Some(_)) => Err(Verdict::No),
+            _ => Err(Verdict::NeedMore),
+        },
+        |_| true,
+    )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Greeting,
@@ -89,6 +112,14 @@ impl MySql {
             phase: Phase::Greeting,
             query_outstanding: false,
             requests: Pending::new(),
+        }
+    }
+
+    /// In the command phase, as a connection joined after its login.
+    pub(super) fn mid_stream() -> Self {
+        MySql {
+            phase: Phase::Commands,
+            ..MySql::new()
         }
     }
 

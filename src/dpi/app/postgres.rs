@@ -46,6 +46,25 @@ pub(super) fn recognize(buf: &[u8]) -> Verdict {
     }
 }
 
+/// Client bytes of a connection past its startup: whole typed frontend messages.
+pub(super) fn recognize_messages(buf: &[u8]) -> Verdict {
+    super::whole_messages(
+        buf,
+        |rest| {
+            if rest.len() < 5 {
+                return Err(Verdict::NeedMore);
+            }
+            let len = be32(rest, 1) as usize;
+            if FRONTEND_TYPES.contains(&rest[0]) && (4..=MAX_MESSAGE).contains(&len) {
+                Ok(1 + len)
+            } else {
+                Err(Verdict::No)
+            }
+        },
+        |_| true,
+    )
+}
+
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
@@ -69,6 +88,14 @@ impl Postgres {
         Postgres {
             phase: Phase::Startup,
             requests: Pending::new(),
+        }
+    }
+
+    /// Past the startup, as a connection joined after it.
+    pub(super) fn mid_stream() -> Self {
+        Postgres {
+            phase: Phase::Messages,
+            ..Postgres::new()
         }
     }
 

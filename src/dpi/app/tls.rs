@@ -43,6 +43,26 @@ pub(super) fn recognize(buf: &[u8]) -> Verdict {
     Verdict::Yes
 }
 
+/// Client bytes of a connection past its handshake: whole records, the first of them
+/// application data.
+pub(super) fn recognize_records(buf: &[u8]) -> Verdict {
+    super::whole_messages(
+        buf,
+        |rest| {
+            let Some(h) = rest.get(..HEADER_LEN) else {
+                return Err(Verdict::NeedMore);
+            };
+            let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+            if (20..=24).contains(&h[0]) && h[1] == 3 && h[2] <= 4 && len <= MAX_RECORD {
+                Ok(HEADER_LEN + len)
+            } else {
+                Err(Verdict::No)
+            }
+        },
+        |first| first[0] == APPLICATION_DATA,
+    )
+}
+
 pub(in crate::dpi) struct Tls {
     /// The client's handshake bytes until the ClientHello is whole (it may span records).
     hello: Vec<u8>,
@@ -67,6 +87,16 @@ impl Tls {
             client_finished: false,
             last_data: None,
             requests: Pending::new(),
+        }
+    }
+
+    /// Past the handshake: every application-data flight is a request or its response.
+    pub(super) fn mid_stream() -> Self {
+        Tls {
+            hello_read: true,
+            server_hello_read: true,
+            client_finished: true,
+            ..Tls::new()
         }
     }
 
