@@ -62,10 +62,11 @@ async fn the_page_shows_the_live_demo_in_chromium() {
             let _ = tx.send(addr);
         }
     }));
-    let addr = tokio::time::timeout(Duration::from_secs(60), addr_rx)
-        .await
-        .expect("the demo announces its API within a minute")
-        .expect("the demo announces its API");
+    let addr = match tokio::time::timeout(Duration::from_secs(60), addr_rx).await {
+        Ok(Ok(addr)) => addr,
+        Ok(Err(_)) => panic!("the demo stopped before serving its API: {:?}", demo.await),
+        Err(_) => panic!("the demo did not serve its API within a minute"),
+    };
     eprintln!(
         "the demo serves the page on http://{addr}/ after {:?}",
         started.elapsed()

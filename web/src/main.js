@@ -127,6 +127,14 @@ async function poll() {
   const asked = graphPath();
   try {
     const [graph, status, topology] = await Promise.all([api.get(asked), api.get("status"), api.get("topology")]);
+    if (state.status && state.status.started_ms !== status.started_ms) {
+      // Another controller (a restart): its windows are numbered from 1 again.
+      state.windows = [];
+      if (state.mode === "paused") {
+        state.mode = "live";
+        again = true;
+      }
+    }
     await syncWindows(status.last_window);
     state.status = status;
     state.topology = topology;
