@@ -321,7 +321,7 @@ function showDetails(element) {
   if (element.isEdge()) {
     const e = element.data("edge");
     const parts = [`<h3>${fmt.html(e.src_vm)} → ${fmt.html(e.dst_vm)}</h3>`, '<dl class="kv">'];
-    parts.push(row("Pair", `${e.pair.src} → ${e.pair.dst}`));
+    parts.push(row("Pair", `${fmt.html(e.pair.src)} → ${fmt.html(e.pair.dst)}`));
     if (e.exact) {
       parts.push(row("Measured by", measuredBy(e.exact.measured_by)));
       parts.push(row("Packets", fmt.count(e.exact.packets)));
@@ -359,7 +359,7 @@ function showDetails(element) {
   const sum = (edges) => edges.reduce((s, e) => s + e.data("bytes"), 0);
   details.innerHTML = [
     `<h3>${fmt.html(vm.name)}</h3><dl class="kv">`,
-    row("Address", vm.ipv4),
+    row("Address", fmt.html(vm.ipv4)),
     row("Server", fmt.html(vm.server)),
     row("Talks to", `${out.length} VMs, ${fmt.bytes(sum(out))}`),
     row("Called by", `${into.length} VMs, ${fmt.bytes(sum(into))}`),
