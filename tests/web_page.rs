@@ -46,7 +46,7 @@ async fn the_page_shows_the_live_demo_in_chromium() {
     // once the page was checked.
     let options = DemoOptions {
         workload: WorkloadSpec {
-            duration: Duration::from_secs(14),
+            duration: Duration::from_secs(20),
             seed: 11,
             scale: 1.0,
         },
