@@ -7,13 +7,17 @@ cd "$(dirname "$0")/.."
 # Debian packages of the real peers: tshark decodes our sFlow (tests/sflow_tshark.rs, tests/host.rs);
 # iproute2 makes the network namespaces of the AF_PACKET and lab tests (tests/switch_af_packet.rs,
 # tests/netns_lab.rs); graphviz's dot renders our DOT (controller::graph); Open vSwitch and
-# ethtool are the servers' virtual switches in the network-namespace lab (tests/netns_lab.rs).
+# ethtool are the servers' virtual switches in the network-namespace lab (tests/netns_lab.rs);
+# Node.js and npm build the web page (build.rs, web/) and Chromium shows it (tests/web_page.rs).
 missing=()
 command -v tshark >/dev/null || missing+=(tshark)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v dot >/dev/null || missing+=(graphviz)
 command -v ovs-vswitchd >/dev/null || missing+=(openvswitch-switch)
 command -v ethtool >/dev/null || missing+=(ethtool)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]})); then
     echo "== installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -2,7 +2,9 @@
 //! range, from memory or the history), the pairs with their estimates and exact counts, the
 //! switches, placements, DPI labels, servers, collector statistics, window reports, health, the
 //! OpenAPI description of all this (`/api/openapi.json`, the hand-written
-//! `src/controller/openapi.json`) and `/metrics` in the Prometheus text format.
+//! `src/controller/openapi.json`) and `/metrics` in the Prometheus text format; and the web page
+//! at `/` (built from web/ by build.rs and embedded, so it needs no network), which shows the
+//! live dependency map, the topology and the pairs from these endpoints.
 //!
 //! It reads the controller through a [`ControllerView`] and the [`HistoryStore`], and changes
 //! nothing: no endpoint writes.
@@ -36,6 +38,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The OpenAPI 3.1 description of every endpoint, served as is.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
+/// The web page's files, bundled by build.rs from web/.
+const PAGE_HTML: &str = include_str!(concat!(env!("OUT_DIR"), "/web/index.html"));
+const PAGE_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/main.js"));
+const PAGE_CSS: &str = include_str!(concat!(env!("OUT_DIR"), "/web/main.css"));
+
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("cannot listen for HTTP on {addr}: {source}")]
@@ -65,7 +72,12 @@ pub fn router(view: ControllerView, history: Option<Arc<HistoryStore>>) -> Route
         .route("/api/windows", get(windows))
         .route("/api/windows/last", get(last_window))
         .route("/api/history/pairs", get(history_pairs))
+        .route("/api/topology", get(topology))
+        .route("/api/status", get(status))
         .route("/api/openapi.json", get(openapi))
+        .route("/", get(page_html))
+        .route("/assets/main.js", get(page_js))
+        .route("/assets/main.css", get(page_css))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .with_state(ApiState { view, history })
@@ -144,24 +156,43 @@ async fn not_found() -> Failure {
     )
 }
 
-/// `?from=&to=` in Unix milliseconds (`window=last` for the graph, `limit` for the history).
+/// `?from=&to=` in Unix milliseconds (`window=last` or a window's index for the graph, `limit`
+/// for the history).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TimeRange {
     from: Option<u64>,
     to: Option<u64>,
     limit: Option<usize>,
-    window: Option<WindowChoice>,
+    window: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WindowChoice {
     /// Since the window before the last one ended.
     Last,
+    /// One window, by its index.
+    Index(u64),
 }
 
 impl TimeRange {
+    /// The `window` parameter: `last` or a window's index.
+    fn window(&self) -> Result<Option<WindowChoice>, Failure> {
+        let Some(text) = &self.window else {
+            return Ok(None);
+        };
+        if text == "last" {
+            return Ok(Some(WindowChoice::Last));
+        }
+        match text.parse() {
+            Ok(index) => Ok(Some(WindowChoice::Index(index))),
+            Err(_) => Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("window is `last` or a window's index, not {text:?}"),
+            )),
+        }
+    }
+
     /// Both ends, `from` defaulting to 0 and `to` to now.
     fn bounds(&self) -> Result<(u64, u64), Failure> {
         let from = self.from.unwrap_or(0);
@@ -196,13 +227,18 @@ struct Health {
     sessions: Vec<SessionHealth>,
 }
 
+/// A session the controller can write through: connected, primary, its pipeline pushed.
+fn session_ready(st: &super::session::SessionStatus) -> bool {
+    st.connected && st.primary && st.pipeline_pushed
+}
+
 async fn health(State(s): State<ApiState>) -> (StatusCode, Json<Health>) {
     let sessions: Vec<SessionHealth> = s
         .view
         .sessions()
         .into_iter()
         .map(|st| SessionHealth {
-            ready: st.connected && st.primary && st.pipeline_pushed,
+            ready: session_ready(&st),
             switch: st.switch,
             connected: st.connected,
             primary: st.primary,
@@ -249,13 +285,17 @@ async fn graph(
             "limit applies to /api/history/pairs only".into(),
         ));
     }
-    if let Some(WindowChoice::Last) = range.window {
-        if range.from.is_some() || range.to.is_some() {
-            return Err(Failure(
-                StatusCode::BAD_REQUEST,
-                "window=last takes no from or to".into(),
-            ));
-        }
+    let window = range.window()?;
+    if window.is_some() && (range.from.is_some() || range.to.is_some()) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "window takes no from or to".into(),
+        ));
+    }
+    if let Some(WindowChoice::Index(index)) = window {
+        return window_graph(&s, index).await.map(Json);
+    }
+    if let Some(WindowChoice::Last) = window {
         // The edges seen since the window before the last one ended: the last window's
         // samples and counter reads, and what the servers reported since.
         let windows = s.view.recent_windows();
@@ -299,6 +339,48 @@ async fn graph(
         to_ms: Some(to),
         graph: s.view.graph().snapshot_between(from, to),
     }))
+}
+
+/// The graph of window `index`, one of the recent windows: from the history when it is kept
+/// (the pairs sampled or read in that window, with that window's estimate and the counter
+/// reading taken in it), else the edges the live graph saw between the previous window's end
+/// and this one's.
+async fn window_graph(s: &ApiState, index: u64) -> Result<GraphAnswer, Failure> {
+    let windows = s.view.recent_windows();
+    let Some(position) = windows.iter().position(|w| w.index == index) else {
+        let known = match (windows.first(), windows.last()) {
+            (Some(first), Some(last)) => format!("{} to {}", first.index, last.index),
+            _ => "none yet".to_string(),
+        };
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            format!("window {index} is not among the recent windows ({known})"),
+        ));
+    };
+    let to = windows[position].at_ms;
+    if let Some(history) = &s.history {
+        let history = history.clone();
+        let topology = s.view.topology().clone();
+        // The history files every row of a window under the window's end time.
+        let graph = blocking(move || history.graph_between(&topology, to, to)).await?;
+        return Ok(GraphAnswer {
+            source: "history",
+            from_ms: Some(to),
+            to_ms: Some(to),
+            graph,
+        });
+    }
+    let from = match position {
+        0 => s.view.started_ms(),
+        n => windows[n - 1].at_ms + 1,
+    }
+    .min(to);
+    Ok(GraphAnswer {
+        source: "memory",
+        from_ms: Some(from),
+        to_ms: Some(to),
+        graph: s.view.graph().snapshot_between(from, to),
+    })
 }
 
 /// Runs a history query off the async threads.
@@ -531,6 +613,156 @@ async fn history_pairs(
         truncated,
         pairs,
     }))
+}
+
+#[derive(Serialize)]
+struct WindowSummary {
+    index: u64,
+    at_ms: u64,
+    samples: u64,
+}
+
+/// A small summary for pages and dashboards that poll often: always 200.
+#[derive(Serialize)]
+struct StatusAnswer {
+    started_ms: u64,
+    /// The controller's clock, so that a client can tell ages without trusting its own.
+    now_ms: u64,
+    last_window: Option<WindowSummary>,
+    switches: usize,
+    switches_ready: usize,
+    servers: usize,
+    servers_connected: usize,
+    history: bool,
+}
+
+async fn status(State(s): State<ApiState>) -> Json<StatusAnswer> {
+    let sessions = s.view.sessions();
+    let hosts = all_hosts(&s.view);
+    Json(StatusAnswer {
+        started_ms: s.view.started_ms(),
+        now_ms: unix_ms(),
+        last_window: s.view.last_window().map(|w| WindowSummary {
+            index: w.index,
+            at_ms: w.at_ms,
+            samples: w.samples,
+        }),
+        switches: sessions.len(),
+        switches_ready: sessions.iter().filter(|st| session_ready(st)).count(),
+        servers: hosts.len(),
+        servers_connected: hosts.values().filter(|h| h.connected).count(),
+        history: s.history.is_some(),
+    })
+}
+
+/// One end of a link between switches.
+#[derive(Serialize)]
+struct LinkEnd {
+    switch: String,
+    port: u16,
+}
+
+#[derive(Serialize)]
+struct TopologyLink {
+    a: LinkEnd,
+    b: LinkEnd,
+}
+
+#[derive(Serialize)]
+struct TopologyVm {
+    name: String,
+    ipv4: std::net::Ipv4Addr,
+}
+
+#[derive(Serialize)]
+struct TopologyServer {
+    name: String,
+    sflow_agent: std::net::IpAddr,
+    uplink: LinkEnd,
+    /// Its host link is up.
+    connected: bool,
+    vms: Vec<TopologyVm>,
+}
+
+#[derive(Serialize)]
+struct TopologyAnswer {
+    switches: Vec<super::service::SwitchReport>,
+    links: Vec<TopologyLink>,
+    servers: Vec<TopologyServer>,
+}
+
+async fn topology(State(s): State<ApiState>) -> Json<TopologyAnswer> {
+    let topology = s.view.topology().clone();
+    let end = |p: super::topology::SwitchPort| LinkEnd {
+        switch: topology.switch(p.switch).name.clone(),
+        port: p.port,
+    };
+    let hosts = s.view.hosts();
+    let servers = topology
+        .servers()
+        .iter()
+        .enumerate()
+        .map(|(i, server)| TopologyServer {
+            name: server.name.clone(),
+            sflow_agent: server.sflow_agent,
+            uplink: end(server.uplink),
+            connected: hosts.get(&server.name).is_some_and(|h| h.connected),
+            vms: topology
+                .vms_of_server(super::topology::ServerId(i))
+                .iter()
+                .map(|&vm| {
+                    let vm = topology.vm(vm);
+                    TopologyVm {
+                        name: vm.name.clone(),
+                        ipv4: vm.ipv4,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    Json(TopologyAnswer {
+        switches: s.view.switches().await,
+        links: topology
+            .links()
+            .iter()
+            .map(|l| TopologyLink {
+                a: end(l.a),
+                b: end(l.b),
+            })
+            .collect(),
+        servers,
+    })
+}
+
+/// What the page may load: its own files and API only (its icon is an empty data: URL; its
+/// tables color tags with style attributes).
+const PAGE_CSP: &str =
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'";
+
+/// A file of the web page; the page polls the API, so browsers revalidate it rather than keep
+/// an old copy after the controller is upgraded.
+fn page_file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_CSP),
+        ],
+        body,
+    )
+}
+
+async fn page_html() -> impl IntoResponse {
+    page_file("text/html; charset=utf-8", PAGE_HTML)
+}
+
+async fn page_js() -> impl IntoResponse {
+    page_file("text/javascript; charset=utf-8", PAGE_JS)
+}
+
+async fn page_css() -> impl IntoResponse {
+    page_file("text/css; charset=utf-8", PAGE_CSS)
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -19,19 +19,23 @@
 //!
 //! # Routes
 //!
-//! Every switch gets one `/32` route per VM (`MyIngress.ipv4_lpm` → `set_next_hop(src_mac,
-//! dst_mac, port)`): on the VM's edge switch, out of the server's port with the VM's MAC as the
-//! destination; elsewhere, out of the tree's next-hop port, from this port's MAC to the far port's
-//! MAC ([`switch_port_mac`](super::topology::switch_port_mac)). Per-VM routes make the forwarding
-//! follow the trees exactly whatever the address plan; the price is one `ipv4_lpm` entry per VM
-//! on every switch (vmdep.p4 offers 1024).
-
+//! Every switch gets `MyIngress.ipv4_lpm` → `set_next_hop(src_mac, dst_mac, port)` entries: on a
+//! VM's edge switch, a `/32` out of the server's port with the VM's MAC as the destination;
+//! elsewhere, out of the tree's next-hop port, from this port's MAC to the far port's MAC
+//! ([`switch_port_mac`](super::topology::switch_port_mac)), one route per server `prefix` of the
+//! topology (or a `/32` per VM of a server without one). Sibling prefixes with the same next hop
+//! are then merged, which changes no lookup. With per-server prefixes in an aligned plan (the
+//! fat-tree generator's 10.pod.edge.host), whole edges and pods fold into one entry each, so a
+//! k = 16 fat tree with 2,048 VMs needs at most a few hundred entries per switch of the 1024
+//! vmdep.p4 offers; without prefixes, a switch holds about one entry per VM.
+//!
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use petgraph::graph::{NodeIndex, UnGraph};
 use thiserror::Error;
 
-use super::topology::{MacAddr, PortPeer, SwitchId, SwitchPort, Topology, VmId};
+use super::topology::{MacAddr, PortPeer, ServerId, SwitchId, SwitchPort, Topology, VmId};
 use super::VmPair;
 
 /// One step along a tree: out of `egress_port`, into the far switch's port.
@@ -194,33 +198,50 @@ pub struct RouteTables {
 }
 
 impl RouteTables {
+    /// Per switch: a /32 for each VM of the servers it attaches (the last hop rewrites the
+    /// destination MAC to the VM's), one route per remote server prefix (a /32 per VM of a
+    /// server without one), then sibling prefixes with the same next hop merged. The merges
+    /// change no lookup: the routes of a table never overlap (prefixes of servers do not, and
+    /// every VM address is in its own server's prefix only), so two sibling halves with one
+    /// next hop are exactly their parent.
     pub fn compute(topology: &Topology, paths: &Paths) -> RouteTables {
-        let mut tables = vec![Vec::with_capacity(topology.vms().len()); topology.switches().len()];
-        for (s, table) in tables.iter_mut().enumerate() {
-            let s = SwitchId(s);
-            for vm in topology.vms() {
-                let uplink = topology.server(vm.server).uplink;
-                let (egress_port, dst_mac) = if uplink.switch == s {
-                    (uplink.port, vm.mac)
-                } else {
-                    let hop = paths
-                        .next_hop(s, uplink.switch)
-                        .expect("a VM's edge switch has a tree reaching every switch");
-                    (hop.egress_port, topology.port_mac(hop.next))
-                };
-                table.push(Route {
-                    prefix: vm.ipv4,
-                    prefix_len: 32,
-                    src_mac: topology.port_mac(SwitchPort {
-                        switch: s,
-                        port: egress_port,
-                    }),
-                    dst_mac,
-                    egress_port,
-                });
-            }
-            table.sort_by_key(|r| (r.prefix, r.prefix_len));
-        }
+        let tables =
+            (0..topology.switches().len())
+                .map(|s| {
+                    let s = SwitchId(s);
+                    let mut table = Vec::new();
+                    for (id, server) in topology.servers().iter().enumerate() {
+                        let uplink = server.uplink;
+                        let vms = topology.vms_of_server(ServerId(id)).iter();
+                        let vms = vms.map(|&vm| topology.vm(vm));
+                        if uplink.switch == s {
+                            for vm in vms {
+                                let port = uplink.port;
+                                table.push(route(topology, s, vm.ipv4, 32, port, vm.mac));
+                            }
+                            continue;
+                        }
+                        let hop = paths
+                            .next_hop(s, uplink.switch)
+                            .expect("a VM's edge switch has a tree reaching every switch");
+                        let next_mac = topology.port_mac(hop.next);
+                        match server.prefix {
+                            Some(p) => table.push(route(
+                                topology,
+                                s,
+                                p.addr(),
+                                p.prefix_len(),
+                                hop.egress_port,
+                                next_mac,
+                            )),
+                            None => table.extend(vms.map(|vm| {
+                                route(topology, s, vm.ipv4, 32, hop.egress_port, next_mac)
+                            })),
+                        }
+                    }
+                    merge_siblings(table)
+                })
+                .collect();
         RouteTables { tables }
     }
 
@@ -240,6 +261,71 @@ impl RouteTables {
     pub fn max_entries(&self) -> usize {
         self.tables.iter().map(Vec::len).max().unwrap_or(0)
     }
+}
+
+fn route(
+    topology: &Topology,
+    at: SwitchId,
+    prefix: Ipv4Addr,
+    prefix_len: u8,
+    egress_port: u16,
+    dst_mac: MacAddr,
+) -> Route {
+    Route {
+        prefix,
+        prefix_len,
+        src_mac: topology.port_mac(SwitchPort {
+            switch: at,
+            port: egress_port,
+        }),
+        dst_mac,
+        egress_port,
+    }
+}
+
+/// Merges pairs of sibling prefixes (the two halves of one parent) that take the same next
+/// hop into their parent, until none is left; returns the routes sorted by prefix. The routes
+/// must not overlap.
+fn merge_siblings(routes: Vec<Route>) -> Vec<Route> {
+    let same_hop = |a: &Route, b: &Route| {
+        (a.egress_port, a.src_mac, a.dst_mac) == (b.egress_port, b.src_mac, b.dst_mac)
+    };
+    let mut by_prefix: BTreeMap<(u8, u32), Route> = routes
+        .into_iter()
+        .map(|r| ((r.prefix_len, u32::from(r.prefix)), r))
+        .collect();
+    // Longest prefixes first: a merge makes a shorter prefix, which may merge again later.
+    for len in (1..=32u8).rev() {
+        let at_len: Vec<u32> = by_prefix
+            .range((len, 0)..=(len, u32::MAX))
+            .map(|(&(_, addr), _)| addr)
+            .collect();
+        let bit = 1u32 << (32 - u32::from(len));
+        for addr in at_len {
+            if addr & bit != 0 {
+                continue; // the upper half: handled with its lower sibling
+            }
+            let (Some(low), Some(high)) = (
+                by_prefix.get(&(len, addr)),
+                by_prefix.get(&(len, addr | bit)),
+            ) else {
+                continue;
+            };
+            if same_hop(low, high) {
+                let parent = Route {
+                    prefix: Ipv4Addr::from(addr),
+                    prefix_len: len - 1,
+                    ..*low
+                };
+                by_prefix.remove(&(len, addr));
+                by_prefix.remove(&(len, addr | bit));
+                by_prefix.insert((len - 1, addr), parent);
+            }
+        }
+    }
+    let mut merged: Vec<Route> = by_prefix.into_values().collect();
+    merged.sort_by_key(|r| (r.prefix, r.prefix_len));
+    merged
 }
 
 /// A VM pair and the switches its packets cross, in order.

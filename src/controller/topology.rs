@@ -21,6 +21,7 @@
 //! name = "h120"
 //! sflow_agent = "127.0.0.120"    # agent address in its sFlow datagrams, unique
 //! uplink = "s113:3"              # the switch port the server is cabled to
+//! prefix = "10.0.120.0/24"       # optional: the server's address block (see below)
 //!
 //! [[vm]]
 //! name = "web1"
@@ -37,6 +38,12 @@
 //! Switch ports have MAC addresses derived from the device id and port,
 //! `02:00:<device id, 2 bytes>:<port, 2 bytes>` ([`switch_port_mac`]); the routes rewrite frames
 //! with them, so no VM may use one, and device ids are limited to 16 bits.
+//!
+//! A server's `prefix` declares its address block: its VMs must be in it, no other server's VM
+//! may be, and blocks do not overlap. Switches other than the server's own then route the whole
+//! block with one `ipv4_lpm` entry instead of one per VM, and adjacent blocks behind the same
+//! next hop merge (see [`super::paths`]); addresses of the block that no VM has are forwarded to
+//! the server's switch and dropped there.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
@@ -117,6 +124,82 @@ impl TryFrom<String> for MacAddr {
 impl From<MacAddr> for String {
     fn from(mac: MacAddr) -> String {
         mac.to_string()
+    }
+}
+
+/// An IPv4 prefix, written `10.0.120.0/24`; the bits past the length are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ipv4Prefix {
+    addr: Ipv4Addr,
+    len: u8,
+}
+
+impl Ipv4Prefix {
+    /// `addr/len`, or None when `len` is above 32 or `addr` has bits past the length.
+    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Ipv4Prefix> {
+        (len <= 32 && u32::from(addr) & !Self::mask(len) == 0).then_some(Ipv4Prefix { addr, len })
+    }
+
+    pub fn addr(self) -> Ipv4Addr {
+        self.addr
+    }
+
+    pub fn prefix_len(self) -> u8 {
+        self.len
+    }
+
+    fn mask(len: u8) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+    }
+
+    pub fn contains(self, addr: Ipv4Addr) -> bool {
+        u32::from(addr) & Self::mask(self.len) == u32::from(self.addr)
+    }
+
+    /// Whether the two share an address (one contains the other).
+    pub fn overlaps(self, other: Ipv4Prefix) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+}
+
+impl fmt::Display for Ipv4Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A text that is not an IPv4 prefix `a.b.c.d/n`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0:?} is not an IPv4 prefix (a.b.c.d/n, n at most 32, no address bits past n)")]
+pub struct Ipv4PrefixParseError(String);
+
+impl FromStr for Ipv4Prefix {
+    type Err = Ipv4PrefixParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || Ipv4PrefixParseError(s.to_string());
+        let (addr, len) = s.split_once('/').ok_or_else(err)?;
+        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
+        // Digits only: `u8::from_str` also takes a leading '+'.
+        if len.is_empty() || len.len() > 2 || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let len: u8 = len.parse().map_err(|_| err())?;
+        Ipv4Prefix::new(addr, len).ok_or_else(err)
+    }
+}
+
+impl TryFrom<String> for Ipv4Prefix {
+    type Error = Ipv4PrefixParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Ipv4Prefix> for String {
+    fn from(prefix: Ipv4Prefix) -> String {
+        prefix.to_string()
     }
 }
 
@@ -216,6 +299,10 @@ pub struct ServerEntry {
     pub name: String,
     pub sflow_agent: IpAddr,
     pub uplink: PortRef,
+    /// The server's address block: all its VMs are in it, and other switches route the whole
+    /// block toward the server with one entry. Without it, each VM gets its own /32 route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Ipv4Prefix>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -263,6 +350,8 @@ pub struct Server {
     pub name: String,
     pub sflow_agent: IpAddr,
     pub uplink: SwitchPort,
+    /// The server's address block (see [`ServerEntry::prefix`]).
+    pub prefix: Option<Ipv4Prefix>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +448,27 @@ pub enum TopologyError {
     },
     #[error("vm {vm:?} is on unknown server {server:?}")]
     UnknownServer { vm: String, server: String },
+    #[error("servers {first:?} ({first_prefix}) and {second:?} ({second_prefix}) have overlapping prefixes")]
+    PrefixesOverlap {
+        first: String,
+        first_prefix: Ipv4Prefix,
+        second: String,
+        second_prefix: Ipv4Prefix,
+    },
+    #[error("vm {vm:?}: {ipv4} is outside its server {server:?}'s prefix {prefix}")]
+    VmOutsideItsPrefix {
+        vm: String,
+        ipv4: Ipv4Addr,
+        server: String,
+        prefix: Ipv4Prefix,
+    },
+    #[error("vm {vm:?} is on server {server:?}, but {ipv4} is in server {owner:?}'s prefix")]
+    VmInAnotherServersPrefix {
+        vm: String,
+        ipv4: Ipv4Addr,
+        server: String,
+        owner: String,
+    },
     #[error("vm {vm:?}: {ipv4} is not a unicast IPv4 address")]
     NotUnicastIpv4 { vm: String, ipv4: Ipv4Addr },
     #[error("vms {first:?} and {second:?} have the same IPv4 address {ipv4}")]
@@ -462,6 +572,7 @@ impl Topology {
                     name: s.name.clone(),
                     sflow_agent: s.sflow_agent,
                     uplink: port_ref(s.uplink),
+                    prefix: s.prefix,
                 })
                 .collect(),
             vms: self
@@ -589,6 +700,8 @@ impl Topology {
         let mut servers = Vec::with_capacity(file.servers.len());
         let mut server_by_name = HashMap::new();
         let mut server_by_agent: HashMap<IpAddr, ServerId> = HashMap::new();
+        // Server prefixes by their first address.
+        let mut blocks: BTreeMap<u32, (Ipv4Prefix, ServerId)> = BTreeMap::new();
         for entry in &file.servers {
             claim_name(&entry.name, NodeKind::Server)?;
             let user = format!("server {:?}", entry.name);
@@ -604,10 +717,30 @@ impl Topology {
             }
             ports[uplink.switch.0].insert(uplink.port, PortPeer::Server(id));
             server_by_name.insert(entry.name.clone(), id);
+            if let Some(prefix) = entry.prefix {
+                // Prefixes never overlap, so only the neighbours by start can.
+                let start = u32::from(prefix.addr());
+                let before = blocks.range(..=start).next_back();
+                let after = blocks.range(start..).next();
+                let clash = [before, after]
+                    .into_iter()
+                    .flatten()
+                    .find(|(_, (p, _))| p.overlaps(prefix));
+                if let Some((_, &(first_prefix, first))) = clash {
+                    return Err(TopologyError::PrefixesOverlap {
+                        first: file.servers[first.0].name.clone(),
+                        first_prefix,
+                        second: entry.name.clone(),
+                        second_prefix: prefix,
+                    });
+                }
+                blocks.insert(start, (prefix, id));
+            }
             servers.push(Server {
                 name: entry.name.clone(),
                 sflow_agent: entry.sflow_agent,
                 uplink,
+                prefix: entry.prefix,
             });
         }
 
@@ -671,6 +804,31 @@ impl Topology {
                     switch: switches[switch.0].name.clone(),
                     port,
                 });
+            }
+            // A VM lies in its own server's block and in no other server's.
+            let owner = blocks
+                .range(..=u32::from(ip))
+                .next_back()
+                .filter(|(_, (p, _))| p.contains(ip))
+                .map(|(_, &(_, owner))| owner.0);
+            match (servers[server.0].prefix, owner) {
+                (Some(prefix), None) => {
+                    return Err(TopologyError::VmOutsideItsPrefix {
+                        vm: entry.name.clone(),
+                        ipv4: ip,
+                        server: entry.server.clone(),
+                        prefix,
+                    })
+                }
+                (_, Some(o)) if o != server.0 => {
+                    return Err(TopologyError::VmInAnotherServersPrefix {
+                        vm: entry.name.clone(),
+                        ipv4: ip,
+                        server: entry.server.clone(),
+                        owner: servers[o].name.clone(),
+                    })
+                }
+                _ => {}
             }
             vm_by_name.insert(entry.name.clone(), id);
             vms_of_server[server.0].push(id);
@@ -807,9 +965,10 @@ pub enum FatTreeError {
     #[error("fat-tree arity k = {0} must be even and between 2 and {MAX_FAT_TREE_K}")]
     BadArity(u32),
     #[error(
-        "{vms} VMs do not fit the fat-tree address plan (10.0.0.1 onwards, at most {max} VMs)"
+        "{per_server} VMs per server do not fit the fat-tree address plan (10.pod.edge.host, \
+         the last byte shared by the edge's servers: at most {max} per server for this k)"
     )]
-    TooManyVms { vms: u64, max: u64 },
+    TooManyVms { per_server: u32, max: u32 },
     #[error("vm_pair_capacity {0} is larger than {MAX_VM_PAIR_CAPACITY}")]
     CapacityTooLarge(u32),
 }
@@ -829,8 +988,11 @@ pub const MAX_FAT_TREE_K: u32 = 64;
 ///   to edge i), k/2+1..=k up to cores; core j connects to aggregation j / (k/2) of every pod,
 ///   core port p+1 to pod p, at that aggregation switch's port k/2+1+(j mod k/2);
 /// - server `h<p>_<e>_<s>` (slot s of edge e in pod p), sFlow agent 127.1.0.1 onwards;
-/// - VM `vm<p>_<e>_<s>_<v>`, IPv4 10.0.0.1 onwards in that order, MAC `02:01:` followed by
-///   its IPv4 bytes.
+/// - addresses as in Al-Fares et al.: edge e of pod p owns 10.p.e.0/24, split into one block
+///   per server slot (the smallest power of two of blocks that holds k/2 slots); the block is
+///   the server's prefix, so switches route it with one entry and whole edges and pods
+///   aggregate. VM `vm<p>_<e>_<s>_<v>` is host v+1 of its block, MAC `02:01:` followed by its
+///   IPv4 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FatTree {
     k: u32,
@@ -853,15 +1015,22 @@ impl FatTree {
     }
 
     pub fn vms_per_server(mut self, n: u32) -> Result<FatTree, FatTreeError> {
-        let servers = u64::from(self.k).pow(3) / 4;
-        let vms = servers * u64::from(n);
-        // 10.0.0.1 ..= 10.255.255.254: the last address of 10/8 stays free (broadcast-like).
-        let max = (1u64 << 24) - 2;
-        if vms > max {
-            return Err(FatTreeError::TooManyVms { vms, max });
+        let max = self.max_vms_per_server();
+        if n > max {
+            return Err(FatTreeError::TooManyVms { per_server: n, max });
         }
         self.vms_per_server = n;
         Ok(self)
+    }
+
+    /// Bits of the last address byte that number a server's slot under its edge switch.
+    fn slot_bits(&self) -> u32 {
+        (self.k / 2).next_power_of_two().trailing_zeros()
+    }
+
+    /// A block's addresses but its first and last (kept free, like a subnet's).
+    fn max_vms_per_server(&self) -> u32 {
+        (1 << (8 - self.slot_bits())) - 2
     }
 
     pub fn vm_pair_capacity(mut self, capacity: u32) -> Result<FatTree, FatTreeError> {
@@ -938,7 +1107,7 @@ impl FatTree {
             }
         }
         let mut server_index = 0u32;
-        let mut vm_index = 0u32;
+        let host_bits = 8 - self.slot_bits();
         for p in 0..k {
             for e in 0..half {
                 for s in 0..half {
@@ -946,14 +1115,16 @@ impl FatTree {
                     let name = format!("h{p}_{e}_{s}");
                     let agent =
                         Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 1, 0, 0)) + server_index);
+                    // k ≤ 64, so pod and edge numbers fit their bytes.
+                    let block = Ipv4Addr::new(10, p as u8, e as u8, (s << host_bits) as u8);
                     file.servers.push(ServerEntry {
                         name: name.clone(),
                         sflow_agent: IpAddr::V4(agent),
                         uplink: port(edge(p, e), 1 + s),
+                        prefix: Ipv4Prefix::new(block, (24 + self.slot_bits()) as u8),
                     });
                     for v in 0..self.vms_per_server {
-                        vm_index += 1;
-                        let ipv4 = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + vm_index);
+                        let ipv4 = Ipv4Addr::from(u32::from(block) + v + 1);
                         let o = ipv4.octets();
                         file.vms.push(VmEntry {
                             name: format!("vm{p}_{e}_{s}_{v}"),

@@ -175,16 +175,110 @@ fn reference_route_table_of_s113() {
             "10.0.121.1/32 4 02:00:00:71:00:04 02:01:0a:00:79:01",
             "10.0.121.2/32 4 02:00:00:71:00:04 02:01:0a:00:79:02",
             "10.0.121.3/32 4 02:00:00:71:00:04 02:01:0a:00:79:03",
-            // Toward s114 through s112: s113 port 2 to s112 port 2.
+            // Toward s114 through s112: s113 port 2 to s112 port 2. The reference servers
+            // declare no prefix; only sibling /32s merge.
             "10.0.122.1/32 2 02:00:00:71:00:02 02:00:00:70:00:02",
-            "10.0.122.2/32 2 02:00:00:71:00:02 02:00:00:70:00:02",
-            "10.0.122.3/32 2 02:00:00:71:00:02 02:00:00:70:00:02",
+            "10.0.122.2/31 2 02:00:00:71:00:02 02:00:00:70:00:02",
             "10.0.123.1/32 2 02:00:00:71:00:02 02:00:00:70:00:02",
-            "10.0.123.2/32 2 02:00:00:71:00:02 02:00:00:70:00:02",
-            "10.0.123.3/32 2 02:00:00:71:00:02 02:00:00:70:00:02",
+            "10.0.123.2/31 2 02:00:00:71:00:02 02:00:00:70:00:02",
         ]
     );
-    assert_eq!(routes.max_entries(), 12);
+    assert_eq!(routes.max_entries(), 10);
+}
+
+/// What every switch does with every VM's address, from per-VM routes: the reference the
+/// aggregated tables must agree with.
+fn per_vm_next_hops(t: &Topology, paths: &Paths) -> Vec<Vec<(u16, MacAddr, MacAddr)>> {
+    (0..t.switches().len())
+        .map(|s| {
+            let s = SwitchId(s);
+            t.vms()
+                .iter()
+                .map(|vm| {
+                    let uplink = t.server(vm.server).uplink;
+                    let (port, dst) = if uplink.switch == s {
+                        (uplink.port, vm.mac)
+                    } else {
+                        let hop = paths.next_hop(s, uplink.switch).unwrap();
+                        (hop.egress_port, t.port_mac(hop.next))
+                    };
+                    let src = t.port_mac(SwitchPort { switch: s, port });
+                    (port, src, dst)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn aggregated_routes_send_every_vm_address_where_per_vm_routes_would() {
+    for t in [reference(), FatTree::new(4).unwrap().topology(), {
+        FatTree::new(8)
+            .unwrap()
+            .vms_per_server(5)
+            .unwrap()
+            .topology()
+    }] {
+        let paths = Paths::compute(&t);
+        let routes = RouteTables::compute(&t, &paths);
+        for (s, expected) in per_vm_next_hops(&t, &paths).iter().enumerate() {
+            let table = routes.table(SwitchId(s));
+            for (vm, want) in t.vms().iter().zip(expected) {
+                let matching: Vec<&Route> = table.iter().filter(|r| r.matches(vm.ipv4)).collect();
+                assert_eq!(
+                    matching.len(),
+                    1,
+                    "{} {}: {matching:?}",
+                    t.switches()[s].name,
+                    vm.ipv4
+                );
+                let got = matching[0];
+                assert_eq!(
+                    (got.egress_port, got.src_mac, got.dst_mac),
+                    *want,
+                    "{} {}",
+                    t.switches()[s].name,
+                    vm.ipv4
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fat_tree_prefixes_fold_edges_and_pods() {
+    // A core sends each pod's edges one way: one entry per pod, covering its k/2 edges' /24s.
+    // No switch needs more entries than there are edges plus its own VMs.
+    for k in [4u32, 8, 16] {
+        let t = FatTree::new(k).unwrap().topology();
+        let routes = RouteTables::compute(&t, &Paths::compute(&t));
+        let edges = (k * k / 2) as usize;
+        let own_vms = (k / 2 * 2) as usize;
+        assert!(
+            routes.max_entries() <= edges + own_vms,
+            "k = {k}: {} entries",
+            routes.max_entries()
+        );
+        let c0 = t.switch_id("c0").unwrap();
+        assert_eq!(
+            routes.table(c0).len(),
+            k as usize,
+            "a core: one entry per pod"
+        );
+        let edge_bits = (k / 2).trailing_zeros() as u8;
+        for r in routes.table(c0) {
+            assert_eq!(r.prefix_len, 24 - edge_bits, "{r:?}");
+        }
+    }
+    // Without the prefixes the same tree needs one entry per VM: 2,048 for k = 16, more than
+    // vmdep.p4's 1024.
+    let mut file = FatTree::new(16).unwrap().file();
+    for server in &mut file.servers {
+        server.prefix = None;
+    }
+    let t = Topology::from_file_format(file).unwrap();
+    let routes = RouteTables::compute(&t, &Paths::compute(&t));
+    assert!(routes.max_entries() > 1024, "{}", routes.max_entries());
 }
 
 #[test]

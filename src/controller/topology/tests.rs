@@ -309,6 +309,24 @@ fn validation_errors() {
             r#"vm "v1": MAC 02:00:00:02:00:01 is the MAC of port 1 of switch "s2""#,
         ),
         (
+            "overlapping server prefixes",
+            |f| {
+                f.servers[0].prefix = "10.0.0.0/24".parse().ok();
+                f.servers[1].prefix = "10.0.0.128/25".parse().ok();
+            },
+            r#"servers "h1" (10.0.0.0/24) and "h2" (10.0.0.128/25) have overlapping prefixes"#,
+        ),
+        (
+            "vm outside its server's prefix",
+            |f| f.servers[0].prefix = "10.0.1.0/24".parse().ok(),
+            r#"vm "v1": 10.0.0.1 is outside its server "h1"'s prefix 10.0.1.0/24"#,
+        ),
+        (
+            "vm in another server's prefix",
+            |f| f.servers[0].prefix = "10.0.0.0/30".parse().ok(),
+            r#"vm "v2" is on server "h2", but 10.0.0.2 is in server "h1"'s prefix"#,
+        ),
+        (
             "disconnected",
             |f| f.links.clear(),
             r#"the fabric is disconnected: switches ["s2"] cannot be reached from "s1""#,
@@ -353,6 +371,10 @@ fn syntax_errors_name_the_place() {
             "unknown field `weight`",
         ),
         ("[[swich]]\nname = \"s1\"\n", "unknown field `swich`"),
+        (
+            "[[server]]\nname = \"h\"\nsflow_agent = \"127.0.0.1\"\nuplink = \"s1:1\"\nprefix = \"10.0.0.1/24\"\n",
+            r#""10.0.0.1/24" is not an IPv4 prefix"#,
+        ),
     ];
     for (text, needle) in cases {
         let err = Topology::from_toml(text).unwrap_err();
@@ -368,6 +390,28 @@ fn missing_file_is_an_io_error() {
     let err = Topology::from_file(Path::new("/nonexistent/topology.toml")).unwrap_err();
     assert!(matches!(err, TopologyError::Io { .. }));
     assert!(err.to_string().contains("/nonexistent/topology.toml"));
+}
+
+#[test]
+fn ipv4_prefix_parse_and_display() {
+    let p: Ipv4Prefix = "10.0.120.0/24".parse().unwrap();
+    assert_eq!(p.to_string(), "10.0.120.0/24");
+    assert!(p.contains(Ipv4Addr::new(10, 0, 120, 255)));
+    assert!(!p.contains(Ipv4Addr::new(10, 0, 121, 0)));
+    assert!(p.overlaps("10.0.0.0/16".parse().unwrap()));
+    assert!(!p.overlaps("10.0.121.0/24".parse().unwrap()));
+    let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap();
+    assert!(all.contains(Ipv4Addr::new(192, 0, 2, 1)));
+    for bad in [
+        "10.0.0.1/24",
+        "10.0.0.0/33",
+        "10.0.0.0/+8",
+        "10.0.0.0",
+        "10.0.0/8",
+        "/8",
+    ] {
+        assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
+    }
 }
 
 #[test]
@@ -477,6 +521,7 @@ fn arb_file() -> impl Strategy<Value = TopologyFile> {
                             if same_agent { 0 } else { i as u8 + 1 },
                         )),
                         uplink: port_ref(switch, dangling, port(10, i, clash)),
+                        prefix: None,
                     })
                     .collect(),
                 vms: vms
