@@ -79,6 +79,13 @@ struct HostArgs {
     /// Seed of the samplers' random numbers.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Seconds between exact same-server counts sent to the controller.
+    #[arg(long, default_value_t = vmdep::host::DEFAULT_REPORT_INTERVAL.as_secs_f64())]
+    report_interval: f64,
+    /// A VM's interface as a UDP wire, one Ethernet frame per datagram (like QEMU's
+    /// `-netdev dgram`): NAME=udp:LOCAL_ADDR:PORT=PEER_ADDR:PORT. Repeatable.
+    #[arg(long = "vm", value_name = "NAME=udp:LOCAL=PEER")]
+    vms: Vec<vmdep::host::VmWire>,
 }
 
 /// Options in bmv2 simple_switch_grpc's shape: `vmdep switch -i 1@udp:A=B prog.json -- --cpu-port 255`
@@ -98,6 +105,10 @@ struct SwitchArgs {
     /// Start without a program; the controller sets one with SetForwardingPipelineConfig.
     #[arg(long, conflicts_with = "json")]
     no_p4: bool,
+    /// Accepted for bmv2's command line (bmv2 instances on one machine each need their own
+    /// Thrift port); vmdep serves P4Runtime only, no Thrift runtime CLI.
+    #[arg(long, value_name = "PORT")]
+    thrift_port: Option<u16>,
     /// A bmv2 JSON to run from the start (a controller still sets a P4Info before writing).
     json: Option<PathBuf>,
     #[command(flatten)]
@@ -159,6 +170,11 @@ fn switch_options(args: SwitchArgs) -> anyhow::Result<SwitchOptions> {
 }
 
 async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
+    if let Some(port) = args.thrift_port {
+        eprintln!(
+            "vmdep switch: --thrift-port {port} accepted; vmdep serves no Thrift, only P4Runtime"
+        );
+    }
     let options = switch_options(args)?;
     // Handlers first: a signal sent as soon as the addresses below are printed must stop the
     // switch cleanly, not kill it.
@@ -220,7 +236,10 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
     config.sampling_rate = args.sampling_rate;
     config.counter_interval = std::time::Duration::try_from_secs_f64(args.counter_interval)
         .context("bad --counter-interval")?;
+    config.report_interval = std::time::Duration::try_from_secs_f64(args.report_interval)
+        .context("bad --report-interval")?;
     config.seed = args.seed;
+    config.vm_wires = args.vms;
     // Handlers before the address line, as for the switch.
     let stop = cmd::stop_signal();
     let running = vmdep::host::start(config)
@@ -233,7 +252,11 @@ async fn run_host(args: HostArgs) -> anyhow::Result<()> {
         running.uplink_addr(),
         running.sflow_source_addr()
     );
+    let dpi = vmdep::host::DpiModule::start(&running);
     stop.await;
+    if let Some(dpi) = dpi {
+        dpi.stop().await;
+    }
     let stats = running
         .shutdown()
         .await

@@ -93,6 +93,8 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         threshold_bytes: 4_000,
         out_dir: Some(out.path().to_path_buf()),
         prefix: None,
+        switch_cmd: None,
+        pipeline: None,
     };
     let prefix = Arc::new(Mutex::new(None));
     let seen_prefix = Arc::clone(&prefix);

@@ -905,3 +905,138 @@ async fn a_burst_from_the_uplink_arrives_whole_and_in_order() {
         u64::from(FRAMES)
     );
 }
+
+/// A DNS query for `example.com` (A record), as a UDP payload.
+fn dns_query(id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend([0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // recursion desired; one question
+    q.extend(b"\x07example\x03com\x00");
+    q.extend([0, 1, 0, 1]); // A, IN
+    q
+}
+
+fn dns_frame(src: Ipv4Addr, dst: Ipv4Addr, id: u16) -> Vec<u8> {
+    FrameRepr::new(
+        mac_of(src),
+        mac_of(dst),
+        None,
+        src,
+        dst,
+        TransportRepr::Udp(UdpRepr {
+            src_port: 5353 + id,
+            dst_port: 53,
+        }),
+        &dns_query(id),
+    )
+    .unwrap()
+    .to_vec()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn vm_wires_carry_a_vms_frames_and_dpi_labels_what_is_mirrored() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // The VMs' far ends: another process in `vmdep demo --processes`, sockets here.
+    let ends = vmdep::demo::fabric::reserve_udp(4).unwrap();
+    let a_far = UdpWire {
+        local: ends[1],
+        peer: ends[0],
+    }
+    .open()
+    .unwrap();
+    let c_far = UdpWire {
+        local: ends[3],
+        peer: ends[2],
+    }
+    .open()
+    .unwrap();
+    let h = harness(|config| {
+        config.controller = Some(listener.local_addr().unwrap());
+        config.report_interval = Duration::from_millis(50);
+        config.vm_wires = vec![
+            format!("a=udp:{}={}", ends[0], ends[1]).parse().unwrap(),
+            format!("c=udp:{}={}", ends[2], ends[3]).parse().unwrap(),
+        ];
+    })
+    .await;
+    let mut controller = Controller::accept(&listener).await;
+    let dpi = host::DpiModule::start(&h.host).expect("the mirror port is free");
+    assert!(matches!(
+        h.host.vm_port("a"),
+        Err(host::HostError::PortTaken(_))
+    ));
+    controller
+        .send(&ControllerMessage::Mirror {
+            pairs: vec![PairAddrs { src: A, dst: C }],
+        })
+        .await;
+    eventually(&h.host, "the mirror set", |s| s.link.mirror_updates == 1).await;
+
+    // a → c stays on the server; a → d leaves by the uplink; d → a comes in by it.
+    let local = dns_frame(A, C, 1);
+    a_far.send(&local).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let len = timeout(PATIENCE, c_far.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..len], &local[..]);
+    let out = frame(A, D, 2, 0);
+    a_far.send(&out).await.unwrap();
+    assert_eq!(recv_datagram(&h.switch).await.0, out);
+    let back = frame(D, A, 3, 0);
+    h.switch.send(&back).await.unwrap();
+    let len = timeout(PATIENCE, a_far.recv(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..len], &back[..]);
+
+    // The mirrored DNS query is labeled and reported, with the same-server count.
+    controller
+        .wait_for_counts(&[LocalPairCount {
+            src: A,
+            dst: C,
+            packets: 1,
+            bytes: local.len() as u64,
+        }])
+        .await;
+    dpi.publish_now();
+    let labels = loop {
+        match controller.next().await {
+            Some(HostMessage::Labels { labels, .. }) if !labels.is_empty() => break labels,
+            Some(_) => {}
+            None => panic!("the host closed the link before labeling"),
+        }
+    };
+    assert_eq!(labels.len(), 1, "{labels:#?}");
+    assert_eq!(
+        (
+            labels[0].protocol.as_str(),
+            labels[0].client,
+            labels[0].server,
+            labels[0].server_port
+        ),
+        ("dns", A, C, 53)
+    );
+    assert_eq!(h.host.stats().vm_wire_errors, 0);
+    dpi.stop().await;
+    h.host.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_vm_wire_for_an_unknown_vm_is_refused() {
+    let topology = Arc::new(Topology::from_toml(TOPOLOGY).unwrap());
+    let uplink = UdpWire {
+        local: "127.0.0.1:0".parse().unwrap(),
+        peer: "127.0.0.1:9".parse().unwrap(),
+    };
+    let mut config = HostConfig::new("h1", topology, uplink);
+    config.vm_wires = vec!["d=udp:127.0.0.1:0=127.0.0.1:9".parse().unwrap()];
+    let err = host::start(config)
+        .await
+        .err()
+        .expect("d is on h2")
+        .to_string();
+    assert!(err.contains("server \"h1\" has no VM \"d\""), "{err}");
+}

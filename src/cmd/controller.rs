@@ -38,6 +38,10 @@ pub struct ControllerArgs {
     /// Pre-analysis window.
     #[arg(long, default_value = "2s", value_parser = super::parse_duration)]
     pub window: Duration,
+    /// What closes a window: the `--window` timer, or each SIGUSR2 (an outside clock, e.g.
+    /// `vmdep demo --processes`, which replays a window's traffic before it is measured).
+    #[arg(long, value_enum, default_value_t = WindowTrigger::Timer)]
+    pub window_trigger: WindowTrigger,
     /// What estimates are ranked and thresholded by.
     #[arg(long, value_enum, default_value_t = MetricArg::Bytes)]
     pub metric: MetricArg,
@@ -95,6 +99,12 @@ pub fn start_history(
     Ok((store, recorder))
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WindowTrigger {
+    Timer,
+    Sigusr2,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub enum MetricArg {
     Bytes,
@@ -148,7 +158,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let mut options = ControllerOptions::new(Arc::new(topology), Arc::new(pipeline));
     options.sflow_listen = args.sflow_listen;
     options.hostlink_listen = args.hostlink_listen;
-    options.window = Some(args.window);
+    options.window = (args.window_trigger == WindowTrigger::Timer).then_some(args.window);
     options.policy = SelectionPolicy {
         metric: match args.metric {
             MetricArg::Bytes => Metric::Bytes,
@@ -192,6 +202,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     // Before the line below: whoever reads it may signal at once.
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .context("cannot wait for SIGUSR1")?;
+    // Only when asked for: a caught SIGUSR2 no longer stops the process.
+    let mut usr2 = match args.window_trigger {
+        WindowTrigger::Sigusr2 => Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+                .context("cannot wait for SIGUSR2")?,
+        ),
+        WindowTrigger::Timer => None,
+    };
     let stop = super::stop_signal();
     tokio::pin!(stop);
     // Tools that start the controller with port 0 addresses read the bound ones from this line.
@@ -213,6 +231,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 Ok(None) => {}
                 Err(err) => eprintln!("vmdep controller: {err:#}"),
             },
+            Some(_) = async { usr2.as_mut()?.recv().await }, if usr2.is_some() => {
+                let report = running.step_window().await;
+                tracing::info!(
+                    window = report.index,
+                    samples = report.samples,
+                    selected = report.selected.len(),
+                    released = report.released.len(),
+                    measured = report.measured,
+                    "window"
+                );
+            }
         }
     }
     http.shutdown().await;

@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use vmdep::controller::session::PipelineBundle;
 use vmdep::demo::emulated::{self, DemoOptions, DemoReport, Progress};
 use vmdep::demo::netns::{self, LabCleanup};
 use vmdep::demo::netns_run::{self, NetnsDemoOptions};
+use vmdep::demo::processes::children::Program;
+use vmdep::demo::processes::{self, ProcessesOptions};
 use vmdep::demo::workload::WorkloadSpec;
 
 #[derive(Args)]
@@ -40,8 +43,22 @@ pub struct DemoArgs {
     /// Run on real parts, as root: each VM a network namespace behind its server's Open vSwitch
     /// bridge, the switches on veths, the workload over the VMs' own sockets. Everything made
     /// is removed on exit, failure or Ctrl-C.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "processes")]
     pub netns: bool,
+    /// Run every part as its own process on loopback UDP wires: the switches, the controller
+    /// and the servers are children of this one (logs in OUT_DIR/logs), which plays the VMs.
+    #[arg(long)]
+    pub processes: bool,
+    /// Start each switch with this command in bmv2's command-line shape (`CMD --device-id N
+    /// --thrift-port T -i PORT@WHERE ... --no-p4 -- --grpc-server-addr ADDR`), e.g.
+    /// simple_switch_grpc with --netns; with --processes its ports are UDP wires
+    /// (PORT@udp:LOCAL=PEER), which `vmdep switch` takes.
+    #[arg(long, value_name = "CMD")]
+    pub switch_cmd: Option<String>,
+    /// The compiled pipeline the controller pushes: PREFIX.json and PREFIX.p4info.txtpb (or
+    /// .p4info.bin), as `vmdep compile` or p4c write them. Default: the built-in vmdep.p4.
+    #[arg(long, value_name = "PREFIX")]
+    pub pipeline: Option<PathBuf>,
     /// Serve the controller's HTTP API here during the run (e.g. 127.0.0.1:8080), with an
     /// in-memory history.
     #[arg(long)]
@@ -60,6 +77,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     if args.window.is_zero() {
         bail!("--window must be longer than zero");
+    }
+    let switch_cmd = match &args.switch_cmd {
+        Some(cmd) => {
+            if !(args.processes || args.netns) {
+                bail!(
+                    "--switch-cmd starts switches as processes: use it with --processes or --netns"
+                );
+            }
+            Some(Program::parse(cmd).context("--switch-cmd names no command")?)
+        }
+        None => None,
+    };
+    if args.pipeline.is_some() && !(args.processes || args.netns) {
+        bail!("--pipeline is for --processes and --netns (the in-process demo runs the built-in vmdep.p4)");
     }
     if args.netns {
         if args.fast {
@@ -89,6 +120,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          (seed {}, {} s), sampling 1 in {}, threshold {} B per {} s window",
         if args.netns {
             " --netns (VMs in network namespaces behind Open vSwitch)"
+        } else if args.processes {
+            " --processes (every switch, server and the controller its own process)"
         } else {
             ""
         },
@@ -99,7 +132,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.window.as_secs_f64()
     );
     let report = if args.netns {
-        run_netns(options).await?
+        let pipeline = match &args.pipeline {
+            Some(_) => Some(super::controller::load_pipeline(args.pipeline.as_deref())?),
+            None => None,
+        };
+        run_netns(options, switch_cmd, pipeline).await?
+    } else if args.processes {
+        let vmdep = std::env::current_exe().context("cannot find this vmdep binary")?;
+        let options = ProcessesOptions {
+            demo: options,
+            vmdep,
+            switch_cmd,
+            pipeline: args.pipeline.clone(),
+        };
+        tokio::select! {
+            report = processes::run(options, print_progress) => {
+                report.context("the demo failed")?
+            }
+            // Dropping the run kills its children.
+            _ = super::stop_signal() => bail!("interrupted; the demo's processes were stopped"),
+        }
     } else {
         emulated::run(options, print_progress)
             .await
@@ -121,8 +173,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 /// The netns demo, with its lab removed on Ctrl-C or SIGTERM too.
-async fn run_netns(options: DemoOptions) -> anyhow::Result<DemoReport> {
+async fn run_netns(
+    options: DemoOptions,
+    switch_cmd: Option<Program>,
+    pipeline: Option<PipelineBundle>,
+) -> anyhow::Result<DemoReport> {
     let options = NetnsDemoOptions {
+        switch_cmd,
+        pipeline,
         workload: options.workload,
         window: options.window,
         sampling_rate: options.sampling_rate,

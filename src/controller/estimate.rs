@@ -19,14 +19,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::topology::Topology;
 use super::VmPair;
 
 /// What the samples of a window say about one directed pair.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairSamples {
     /// Samples of the pair (`c`).
     pub samples: u64,

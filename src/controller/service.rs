@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -118,14 +118,14 @@ pub enum ControllerError {
 }
 
 /// Where a measured pair is counted, for reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairPlacement {
     pub pair: VmPair,
     pub switch: String,
 }
 
 /// A pair's sampled estimate in one window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairEstimate {
     pub pair: VmPair,
     #[serde(flatten)]
@@ -135,7 +135,7 @@ pub struct PairEstimate {
 }
 
 /// What one window did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WindowReport {
     pub index: u64,
     pub at_ms: u64,
@@ -157,7 +157,7 @@ pub struct WindowReport {
 }
 
 /// A switch as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwitchReport {
     pub name: String,
     pub device_id: u16,

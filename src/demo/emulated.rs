@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use thiserror::Error;
-use tokio::task::JoinHandle;
 
 use crate::controller::api::{self, ApiError};
 use crate::controller::estimate::{Metric, SelectionPolicy};
+use crate::controller::graph::{DependencyEdge, GraphSnapshot};
 use crate::controller::history::{HistoryError, HistoryRecorder, HistoryStore};
 use crate::controller::paths::Paths;
 use crate::controller::placement::PlacementReport;
@@ -28,8 +28,9 @@ use crate::controller::service::{self, ControllerError, ControllerOptions, Windo
 use crate::controller::session::PipelineBundle;
 use crate::controller::topology::{Topology, TopologyError};
 use crate::controller::VmPair;
-use crate::dpi::{DpiConfig, DpiEngine};
-use crate::host::{self, Forwarding, HostConfig, HostError, RunningHost, UdpWire, VmPort};
+use crate::host::{
+    self, DpiModule, Forwarding, HostConfig, HostError, RunningHost, UdpWire, VmPort,
+};
 
 use super::fabric::{self, FabricError};
 use super::workload::{self, GroundTruth, Workload, WorkloadError, WorkloadSpec};
@@ -277,7 +278,7 @@ pub async fn run(
                 source,
             })?);
         }
-        dpi_tasks.push(spawn_dpi(&running));
+        dpi_tasks.extend(DpiModule::start(&running));
         hosts.push(running);
     }
     // Ports by VM id, so a frame finds its sender's port directly.
@@ -354,7 +355,7 @@ pub async fn run(
     let last = controller.step_window().await;
     reports.push(last);
 
-    let graph = controller.graph();
+    let graph = controller.graph().snapshot();
     let truth = TrafficTruth::from_workload(&topology, &workload, options.window);
     let mut report = build_report(
         &ReportContext::of(&options),
@@ -413,12 +414,15 @@ pub(super) fn controller_options(
     options
 }
 
-/// Writes report.json next to the controller's graph files and lists them all in the report.
+/// Writes report.json next to the controller's graph files and adds them all to the report's
+/// list of files.
 pub(super) fn write_report(
     report: &mut DemoReport,
     dir: &std::path::Path,
 ) -> Result<(), DemoError> {
-    report.files = vec![dir.join("graph.json"), dir.join("graph.dot")];
+    report
+        .files
+        .extend([dir.join("graph.json"), dir.join("graph.dot")]);
     let path = dir.join("report.json");
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     std::fs::write(&path, text).map_err(|source| DemoError::Write {
@@ -571,68 +575,25 @@ async fn wait_host_reports(hosts: &[RunningHost]) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// A server's DPI module: its mirror port's frames in, labels out to the host link.
-struct DpiTask {
-    publish: tokio::sync::mpsc::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl DpiTask {
-    fn publish_now(&self) {
-        let _ = self.publish.try_send(());
-    }
-
-    async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
-    }
-}
-
-fn spawn_dpi(host: &RunningHost) -> DpiTask {
-    let frames = host.mirror_frames();
-    let publisher = host.label_publisher();
-    let (publish, mut publish_rx) = tokio::sync::mpsc::channel(4);
-    let task = tokio::spawn(async move {
-        let Some(mut frames) = frames else { return };
-        let mut engine = DpiEngine::new(DpiConfig::default());
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let mut published = Vec::new();
-        loop {
-            tokio::select! {
-                frame = frames.recv() => match frame {
-                    // Malformed frames are counted in the engine's stats.
-                    Some(f) => { let _ = engine.observe(f.at, &f.frame); }
-                    None => break,
-                },
-                _ = tick.tick() => {}
-                _ = publish_rx.recv() => {
-                    while let Ok(f) = frames.try_recv() {
-                        let _ = engine.observe(f.at, &f.frame);
-                    }
-                    let labels = engine.labels();
-                    publisher.publish(labels.clone());
-                    published = labels;
-                    continue;
-                }
-            }
-            let labels = engine.labels();
-            if labels != published {
-                publisher.publish(labels.clone());
-                published = labels;
-            }
-        }
-    });
-    DpiTask { publish, task }
-}
-
 pub(super) async fn entries_now(
     controller: &service::RunningController,
     topology: &Topology,
     paths: &Paths,
 ) -> Vec<SwitchEntries> {
     let switches = controller.switches().await;
+    entries_of(topology, paths, &switches, controller.placements().keys())
+}
+
+/// Entries per switch as the controller reports them, against counting every placed pair on
+/// every switch of its path.
+pub(super) fn entries_of<'a>(
+    topology: &Topology,
+    paths: &Paths,
+    switches: &[service::SwitchReport],
+    placed: impl Iterator<Item = &'a VmPair>,
+) -> Vec<SwitchEntries> {
     let mut everywhere = vec![0u32; topology.switches().len()];
-    for pair in controller.placements().keys() {
+    for pair in placed {
         if let Ok(path) = paths.pair_path(topology, *pair) {
             for s in path {
                 everywhere[s.0] += 1;
@@ -714,9 +675,10 @@ pub(super) fn build_report(
     truth: &TrafficTruth,
     applications: &GroundTruth,
     reports: &[WindowReport],
-    graph: &crate::controller::graph::DependencyGraph,
+    graph: &GraphSnapshot,
     entries: Vec<SwitchEntries>,
 ) -> DemoReport {
+    let graph = &EdgeIndex::of(graph);
     let name = |ip: Ipv4Addr| {
         topology
             .vm_by_ipv4(ip)
@@ -894,9 +856,26 @@ pub(super) fn build_report(
     }
 }
 
+/// A graph's edges by pair.
+struct EdgeIndex<'a>(BTreeMap<VmPair, &'a DependencyEdge>);
+
+impl<'a> EdgeIndex<'a> {
+    fn of(graph: &'a GraphSnapshot) -> Self {
+        EdgeIndex(graph.edges.iter().map(|e| (e.pair, e)).collect())
+    }
+
+    fn edge(&self, pair: VmPair) -> Option<&'a DependencyEdge> {
+        self.0.get(&pair).copied()
+    }
+
+    fn edges(&self) -> impl Iterator<Item = &'a DependencyEdge> + '_ {
+        self.0.values().copied()
+    }
+}
+
 fn label_results(
     truth: &GroundTruth,
-    graph: &crate::controller::graph::DependencyGraph,
+    graph: &EdgeIndex,
     mirrored: &BTreeSet<VmPair>,
 ) -> Vec<LabelResult> {
     truth

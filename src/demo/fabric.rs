@@ -1,7 +1,8 @@
 //! The demo's switch fabric: one `vmdep switch` per topology switch, started in this process
 //! and cabled with UDP wires on loopback exactly as the topology's links say, plus one wire
-//! end per server uplink for the emulated hosts. Every address is on 127.0.0.1 and picked by
-//! the kernel, so several demos (or tests) can run at once.
+//! end per server uplink for the emulated hosts. Wire addresses are reserved in blocks, each
+//! on its own loopback address ([`reserve_udp`]; [`reserve_tcp`] for servers started as other
+//! processes), so several demos (or tests) can run at once.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +73,21 @@ fn block_address(pid: u32, block: usize) -> std::net::Ipv4Addr {
 /// address, checked free by binding them all, then released for their users to bind. Another
 /// program binding that address could still take one in between; the start then fails clearly.
 pub fn reserve_udp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
+    reserve(count, |addr| UdpSocket::bind(addr)?.local_addr())
+}
+
+/// Free loopback TCP addresses, reserved as [`reserve_udp`] reserves UDP ones: for servers
+/// started as other processes (switches' gRPC) whose addresses must be known beforehand.
+pub fn reserve_tcp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
+    reserve(count, |addr| {
+        std::net::TcpListener::bind(addr)?.local_addr()
+    })
+}
+
+fn reserve(
+    count: usize,
+    bind: impl Fn(SocketAddr) -> std::io::Result<SocketAddr>,
+) -> Result<Vec<SocketAddr>, FabricError> {
     let span = RESERVED_PORTS.len();
     if count == 0 || count > span {
         return Err(FabricError::Reserve(std::io::Error::other(format!(
@@ -84,22 +100,18 @@ pub fn reserve_udp(count: usize) -> Result<Vec<SocketAddr>, FabricError> {
         let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
         let ip = block_address(pid, block);
         let start = RESERVED_PORTS.start;
-        let bound: Result<Vec<UdpSocket>, _> = (start..start + count)
-            .map(|port| UdpSocket::bind(SocketAddr::from((ip, port as u16))))
+        // Each bound socket is closed when `bind` returns: the check holds for the block
+        // address, whose other users are this process's own reservations only.
+        let bound: Result<Vec<SocketAddr>, _> = (start..start + count)
+            .map(|port| bind(SocketAddr::from((ip, port as u16))))
             .collect();
         match bound {
-            Ok(sockets) => {
-                return sockets
-                    .iter()
-                    .map(|s| s.local_addr())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(FabricError::Reserve)
-            }
+            Ok(addrs) => return Ok(addrs),
             Err(err) => last_error = Some(err),
         }
     }
     Err(FabricError::Reserve(last_error.unwrap_or_else(|| {
-        std::io::Error::other("no free block of loopback UDP ports")
+        std::io::Error::other("no free block of loopback ports")
     })))
 }
 
@@ -220,6 +232,10 @@ mod tests {
         for addr in a.iter().chain(&b) {
             assert!(RESERVED_PORTS.contains(&usize::from(addr.port())), "{addr}");
             assert_ne!(addr.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+        }
+        let tcp = reserve_tcp(5).unwrap();
+        for addr in &tcp {
+            std::net::TcpListener::bind(addr).unwrap();
         }
     }
 }

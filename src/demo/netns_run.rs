@@ -49,6 +49,9 @@ use super::emulated::{
 };
 use super::fabric;
 use super::netns::{cleanup_dead_runs, LabCleanup, LabError, LabOptions, NetnsLab};
+use super::processes::children::{Child, Program};
+use super::processes::{start_switch_processes, ProcessesError};
+use crate::controller::session::PipelineBundle;
 
 use agent::OvsAgent;
 use capture::{MirrorSink, VmCapture};
@@ -100,6 +103,11 @@ pub struct NetnsDemoOptions {
     pub out_dir: Option<PathBuf>,
     /// The lab's name prefix; None takes a unique default.
     pub prefix: Option<String>,
+    /// Run the switches as this command on the lab's veths (bmv2's command-line shape, e.g.
+    /// simple_switch_grpc), logs in `out_dir/logs`; None runs `vmdep switch`es in this process.
+    pub switch_cmd: Option<Program>,
+    /// The pipeline the controller pushes; None compiles the built-in vmdep.p4.
+    pub pipeline: Option<PipelineBundle>,
 }
 
 impl Default for NetnsDemoOptions {
@@ -113,6 +121,8 @@ impl Default for NetnsDemoOptions {
             threshold_bytes: demo.threshold_bytes,
             out_dir: None,
             prefix: None,
+            switch_cmd: None,
+            pipeline: None,
         }
     }
 }
@@ -143,6 +153,10 @@ pub enum NetnsDemoError {
     },
     #[error("a blocking task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("the switch processes: {0}")]
+    Switches(Box<ProcessesError>),
+    #[error("--switch-cmd needs an output directory for the switches' logs")]
+    NoLogDir,
 }
 
 impl From<Box<service::ControllerError>> for NetnsDemoError {
@@ -161,7 +175,13 @@ pub async fn run(
     let started = Instant::now();
     let topology = Topology::from_toml(REFERENCE_TOPOLOGY).map_err(DemoError::from)?;
     let workload = workload::three_tier(&topology, options.workload).map_err(DemoError::from)?;
-    let pipeline = vmdep_pipeline()?;
+    let pipeline = match &options.pipeline {
+        Some(pipeline) => pipeline.clone(),
+        None => vmdep_pipeline()?,
+    };
+    if options.switch_cmd.is_some() && options.out_dir.is_none() {
+        return Err(NetnsDemoError::NoLogDir);
+    }
     let swept = tokio::task::spawn_blocking(cleanup_dead_runs).await??;
     for (prefix, removed) in swept {
         tracing::info!(prefix, ?removed, "removed the leftovers of a crashed run");
@@ -264,9 +284,22 @@ async fn run_in_lab(
         .iter()
         .map(|s| lab.switch_ports(&s.name))
         .collect::<Result<Vec<_>, _>>()?;
-    let (switches, controller_topology) = fabric::start_switches(&topology, ports)
-        .await
-        .map_err(DemoError::from)?;
+    let (switches, controller_topology) = match (&options.switch_cmd, &options.out_dir) {
+        (Some(cmd), Some(dir)) => {
+            let (children, topology) =
+                start_switch_processes(cmd, true, &topology, ports, &dir.join("logs"))
+                    .await
+                    .map_err(|e| NetnsDemoError::Switches(Box::new(e)))?;
+            (Switches::Processes(children), topology)
+        }
+        (Some(_), None) => return Err(NetnsDemoError::NoLogDir),
+        (None, _) => {
+            let (running, topology) = fabric::start_switches(&topology, ports)
+                .await
+                .map_err(DemoError::from)?;
+            (Switches::InProcess(running), topology)
+        }
+    };
     let controller = service::start(controller_options(
         Arc::new(controller_topology),
         pipeline,
@@ -278,20 +311,16 @@ async fn run_in_lab(
     let controller = match controller {
         Ok(c) => c,
         Err(e) => {
-            for s in switches {
-                let _ = s.shutdown().await;
-            }
+            let _ = switches.stop().await;
             return Err(e.into());
         }
     };
     let measured = measure(options, &lab, &controller, workload, &mut progress).await;
-    let graph = controller.graph();
+    let graph = controller.graph().snapshot();
     let collector = controller.collector_stats();
     let stopped = controller.shutdown().await.map_err(Box::new);
-    for s in switches {
-        if let Err(err) = s.shutdown().await {
-            tracing::warn!(%err, "a switch stopped with an error");
-        }
+    if let Err(err) = switches.stop().await {
+        tracing::warn!("{err}");
     }
     let (truth, reports, peak, mut stats) = measured?;
     stats.collector = collector;
@@ -313,6 +342,40 @@ async fn run_in_lab(
     );
     report.netns = Some(stats);
     Ok(report)
+}
+
+/// The fabric's switches: in this process, or processes of the user's command.
+enum Switches {
+    InProcess(Vec<crate::switch::runner::RunningSwitch>),
+    Processes(Vec<Child>),
+}
+
+impl Switches {
+    /// Stops every switch; says which failed to stop cleanly.
+    async fn stop(self) -> Result<(), String> {
+        let mut failures = Vec::new();
+        match self {
+            Switches::InProcess(running) => {
+                for s in running {
+                    if let Err(err) = s.shutdown().await {
+                        failures.push(format!("a switch stopped with an error: {err}"));
+                    }
+                }
+            }
+            Switches::Processes(children) => {
+                for child in children {
+                    if let Err(err) = child.stop(Duration::from_secs(5)).await {
+                        failures.push(err.to_string());
+                    }
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("\n"))
+        }
+    }
 }
 
 /// The truth, the controller's window reports, the entries at the peak, the run's statistics.

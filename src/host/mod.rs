@@ -17,6 +17,9 @@
 //! - **Mirroring**: frames of the pairs the controller selects (in either direction, so DPI sees
 //!   the answers too) are copied to a bounded channel of [`MirroredFrame`]s, which the DPI module
 //!   reads; the labels DPI finds go back through a [`LabelPublisher`].
+//! - **VM wires** ([`VmWire`], `--vm NAME=udp:LOCAL=PEER`): a VM's port as a UDP wire, so the
+//!   VMs can run in another process, as QEMU connects a guest's NIC with `-netdev dgram`.
+//! - **The DPI module** ([`DpiModule`]) on the mirror port, publishing labels to the host link.
 //! - **The host link** to the controller (`crate::hostlink`): `hello`, `local_counts`,
 //!   `labels` out, `mirror` sets in, reconnecting with backoff.
 //!
@@ -25,9 +28,11 @@
 //! the topology, nor the switch: both are reached only over their protocols.
 
 mod agent;
+mod dpi_module;
 mod link;
 mod sampling;
 mod uplink;
+mod vm_wire;
 mod vswitch;
 
 use std::collections::HashMap;
@@ -46,8 +51,10 @@ use crate::hostlink::{AppLabel, LocalPairCount, PairAddrs};
 use crate::sflow::Address;
 
 pub use agent::{FLUSH_INTERVAL, MAX_DATAGRAM};
+pub use dpi_module::{DpiModule, DPI_TICK};
 pub use link::{MAX_BACKOFF, MIN_BACKOFF};
 pub use uplink::{UdpWire, UdpWireError};
+pub use vm_wire::{VmWire, VmWireError};
 pub use vswitch::{
     Discard, Forwarding, MirroredFrame, PortCounters, PortStats, VswitchCounters,
     SAMPLED_HEADER_BYTES,
@@ -93,6 +100,9 @@ pub struct HostConfig {
     pub vm_queue: usize,
     /// Frames the mirror sink holds.
     pub mirror_queue: usize,
+    /// VMs whose port is a UDP wire (the others' ports are handed out by
+    /// [`RunningHost::vm_port`]).
+    pub vm_wires: Vec<VmWire>,
 }
 
 impl HostConfig {
@@ -110,6 +120,7 @@ impl HostConfig {
             seed: 0,
             vm_queue: DEFAULT_QUEUE,
             mirror_queue: DEFAULT_QUEUE,
+            vm_wires: Vec::new(),
         }
     }
 }
@@ -138,6 +149,12 @@ pub enum HostError {
     UnknownVm { server: String, vm: String },
     #[error("the port of VM {0:?} was already taken")]
     PortTaken(String),
+    #[error("cannot open the wire of VM {vm} ({wire}): {source}")]
+    VmWire {
+        vm: String,
+        wire: UdpWire,
+        source: std::io::Error,
+    },
     #[error("a host task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -149,6 +166,7 @@ pub(crate) struct Shared {
     agent_counters: AgentCounters,
     link_counters: LinkCounters,
     uplink_receive_errors: std::sync::atomic::AtomicU64,
+    vm_wire_errors: Arc<std::sync::atomic::AtomicU64>,
     /// The labels DPI published last; kept here so the link's receiver never sees it closed.
     labels: Arc<watch::Sender<Vec<AppLabel>>>,
 }
@@ -197,6 +215,8 @@ pub struct HostStats {
     pub link: LinkStats,
     /// Errors the uplink socket returned on receive (e.g. the switch port not listening yet).
     pub uplink_receive_errors: u64,
+    /// Errors the VM wires' sockets returned (e.g. a VM's end not listening).
+    pub vm_wire_errors: u64,
 }
 
 impl HostStats {
@@ -385,6 +405,7 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
         agent_counters: AgentCounters::default(),
         link_counters: LinkCounters::default(),
         uplink_receive_errors: Default::default(),
+        vm_wire_errors: Default::default(),
         labels: Arc::new(watch::channel(Vec::new()).0),
     });
     let (stop, stop_rx) = watch::channel(false);
@@ -415,9 +436,9 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
             labels: shared.labels.subscribe(),
             shared: Arc::clone(&shared),
         };
-        tasks.push(tokio::spawn(client.run(stop_rx)));
+        tasks.push(tokio::spawn(client.run(stop_rx.clone())));
     }
-    Ok(RunningHost {
+    let mut running = RunningHost {
         server: config.server,
         shared,
         uplink_local,
@@ -426,7 +447,23 @@ pub async fn start(config: HostConfig) -> Result<RunningHost, HostError> {
         mirror_rx: Mutex::new(Some(mirror_rx)),
         stop,
         tasks,
-    })
+    };
+    for VmWire { vm, wire } in config.vm_wires {
+        let port = running.vm_port(&vm)?;
+        let socket = wire.open().map_err(|source| HostError::VmWire {
+            vm: vm.clone(),
+            wire,
+            source,
+        })?;
+        let errors = Arc::clone(&running.shared.vm_wire_errors);
+        running.tasks.push(tokio::spawn(vm_wire::relay(
+            socket,
+            port,
+            errors,
+            stop_rx.clone(),
+        )));
+    }
+    Ok(running)
 }
 
 /// The sFlow socket binds the agent address when it is a loopback address of the collector's
@@ -565,6 +602,7 @@ impl RunningHost {
                 label_reports: get(&l.label_reports),
             },
             uplink_receive_errors: get(&self.shared.uplink_receive_errors),
+            vm_wire_errors: get(&self.shared.vm_wire_errors),
         }
     }
 

@@ -64,6 +64,18 @@ impl FromStr for UdpWire {
     }
 }
 
+impl UdpWire {
+    /// Binds the wire's local end, connected to its peer, with large kernel buffers (a burst
+    /// of frames then waits in the kernel for its reader instead of being dropped).
+    pub fn open(&self) -> io::Result<tokio::net::UdpSocket> {
+        let socket = UdpSocket::bind(self.local)?;
+        socket.connect(self.peer)?;
+        socket.set_nonblocking(true)?;
+        set_buffer_sizes(&socket, BUFFER_BYTES)?;
+        tokio::net::UdpSocket::from_std(socket)
+    }
+}
+
 impl fmt::Display for UdpWire {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "udp:{}={}", self.local, self.peer)
