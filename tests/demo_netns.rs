@@ -71,6 +71,29 @@ fn leftovers(prefix: &str) -> Vec<String> {
     left
 }
 
+/// The number of edges of the graph the API at `addr` serves (0 when it does not answer).
+async fn api_edges(addr: std::net::SocketAddr) -> usize {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET /api/graph HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer));
+    if !matches!(read.await, Ok(Ok(_))) {
+        return 0;
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|graph| graph["edges"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
 /// One lab at a time: the runs are timed, and the machine may have few cores.
 static ONE_LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -95,16 +118,33 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         prefix: None,
         switch_cmd: None,
         pipeline: None,
+        http_listen: Some("127.0.0.1:0".parse().unwrap()),
+        linger: Duration::from_millis(500),
     };
     let prefix = Arc::new(Mutex::new(None));
     let seen_prefix = Arc::clone(&prefix);
+    // The API serves the run's graph while it goes on.
+    let (api_tx, mut api_rx) = tokio::sync::mpsc::unbounded_channel();
+    let api_client = tokio::spawn(async move {
+        let mut edges = 0;
+        while let Some(addr) = api_rx.recv().await {
+            edges = edges.max(api_edges(addr).await);
+        }
+        edges
+    });
     let report = run(
         options,
         move |cleanup| *seen_prefix.lock().unwrap() = Some(cleanup.prefix().to_string()),
-        |p| eprintln!("window {}/{}: {p:?}", p.window, p.windows),
+        // Moved in: the client stops when the run drops its sender.
+        move |p| {
+            eprintln!("window {}/{}: {p:?}", p.window, p.windows);
+            let addr = p.http_addr.expect("the API is served");
+            let _ = api_tx.send(addr);
+        },
     )
     .await
     .unwrap_or_else(|e| panic!("the netns demo failed: {e}"));
+    assert!(api_client.await.unwrap() > 0, "the API showed no edge");
     let prefix = prefix.lock().unwrap().clone().expect("the lab was built");
     eprintln!("{}", serde_json::to_string_pretty(&report).unwrap());
 

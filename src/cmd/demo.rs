@@ -187,6 +187,8 @@ async fn run_netns(
         threshold_bytes: options.threshold_bytes,
         out_dir: options.out_dir,
         prefix: None,
+        http_listen: options.http_listen,
+        linger: options.linger,
     };
     let cleanup: std::sync::Mutex<Option<LabCleanup>> = std::sync::Mutex::new(None);
     let remember = |handle: LabCleanup| {

@@ -237,15 +237,10 @@ pub async fn run(
     let controller = service::start(controller_options).await.map_err(Box::new)?;
     wait_ready(&controller).await?;
     let http = match options.http_listen {
-        Some(listen) => {
-            let store = Arc::new(HistoryStore::open_in_memory(None)?);
-            let recorder = HistoryRecorder::start(store.clone(), &controller);
-            let server = api::serve(listen, controller.view(), Some(store)).await?;
-            Some((server, recorder))
-        }
+        Some(listen) => Some(DemoApi::serve(&controller, listen).await?),
         None => None,
     };
-    let http_addr = http.as_ref().map(|(server, _)| server.addr);
+    let http_addr = http.as_ref().map(|api| api.addr);
 
     let mut hosts = Vec::new();
     let mut dpi_tasks = Vec::new();
@@ -367,10 +362,8 @@ pub async fn run(
         peak.unwrap_or_default(),
     );
     report.placement = placement;
-    if let Some((server, recorder)) = http {
-        tokio::time::sleep(options.linger).await;
-        server.shutdown().await;
-        recorder.shutdown().await;
+    if let Some(api) = http {
+        api.linger_and_stop(options.linger).await;
     }
     for task in dpi_tasks {
         task.stop().await;
@@ -870,6 +863,36 @@ impl<'a> EdgeIndex<'a> {
 
     fn edges(&self) -> impl Iterator<Item = &'a DependencyEdge> + '_ {
         self.0.values().copied()
+    }
+}
+
+/// The controller's HTTP API as the demos serve it: with an in-memory history.
+pub(crate) struct DemoApi {
+    pub(crate) addr: SocketAddr,
+    server: api::RunningApi,
+    recorder: HistoryRecorder,
+}
+
+impl DemoApi {
+    pub(crate) async fn serve(
+        controller: &service::RunningController,
+        listen: SocketAddr,
+    ) -> Result<DemoApi, DemoError> {
+        let store = Arc::new(HistoryStore::open_in_memory(None)?);
+        let recorder = HistoryRecorder::start(store.clone(), controller);
+        let server = api::serve(listen, controller.view(), Some(store)).await?;
+        Ok(DemoApi {
+            addr: server.addr,
+            server,
+            recorder,
+        })
+    }
+
+    /// Keeps serving for `linger` (the whole run's graph is there by then), then stops.
+    pub(crate) async fn linger_and_stop(self, linger: Duration) {
+        tokio::time::sleep(linger).await;
+        self.server.shutdown().await;
+        self.recorder.shutdown().await;
     }
 }
 

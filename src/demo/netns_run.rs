@@ -42,6 +42,7 @@ use crate::demo::workload::conversations::conversations;
 use crate::demo::workload::{self, PairTruth, WorkloadSpec};
 use crate::switch::ports::InterfacePort;
 
+use super::emulated::DemoApi;
 use super::emulated::{
     build_report, controller_options, entries_now, vmdep_pipeline, wait_ready, write_report,
     DemoError, DemoReport, Progress, ReportContext, SwitchEntries, TrafficTruth,
@@ -108,6 +109,10 @@ pub struct NetnsDemoOptions {
     pub switch_cmd: Option<Program>,
     /// The pipeline the controller pushes; None compiles the built-in vmdep.p4.
     pub pipeline: Option<PipelineBundle>,
+    /// Serve the controller's HTTP API here during the run, with an in-memory history.
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// Keep serving the API this long after the last window.
+    pub linger: Duration,
 }
 
 impl Default for NetnsDemoOptions {
@@ -123,6 +128,8 @@ impl Default for NetnsDemoOptions {
             prefix: None,
             switch_cmd: None,
             pipeline: None,
+            http_listen: None,
+            linger: Duration::ZERO,
         }
     }
 }
@@ -315,7 +322,28 @@ async fn run_in_lab(
             return Err(e.into());
         }
     };
+    let api = match options.http_listen {
+        Some(listen) => match DemoApi::serve(&controller, listen).await {
+            Ok(api) => Some(api),
+            Err(e) => {
+                let _ = controller.shutdown().await;
+                let _ = switches.stop().await;
+                return Err(e.into());
+            }
+        },
+        None => None,
+    };
+    let http_addr = api.as_ref().map(|api| api.addr);
+    let mut progress = |p: &Progress| {
+        progress(&Progress {
+            http_addr,
+            ..p.clone()
+        })
+    };
     let measured = measure(options, &lab, &controller, workload, &mut progress).await;
+    if let Some(api) = api {
+        api.linger_and_stop(options.linger).await;
+    }
     let graph = controller.graph().snapshot();
     let collector = controller.collector_stats();
     let stopped = controller.shutdown().await.map_err(Box::new);
@@ -530,7 +558,7 @@ async fn replay_windows(
             selected: report.selected.len(),
             released: report.released.len() + report.idle.len(),
             measured: report.measured,
-            // The API is served by the in-process demo only.
+            // Set by `run` when the API is served.
             http_addr: None,
         });
         if report.measured >= peak_measured {
