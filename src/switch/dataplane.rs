@@ -13,7 +13,9 @@
 //! - An I2E clone re-parses the frame as received (so it carries none of ingress's changes),
 //!   copies the clone's field list from the end of ingress, and enters egress with
 //!   `instance_type = 1` on each port of the clone session.
-//! - Direct and indexed counters count the whole frame as received (no FCS).
+//! - Direct and indexed counters count the whole frame as received (no FCS). A table's direct
+//!   counter also has a cell for its default entry, which counts the misses (P4Runtime treats the
+//!   default entry like any entry for direct resources; bmv2's PI server refuses to read it).
 //!
 //! Concurrency: every method takes `&mut self`; the caller serializes (a mutex around the switch).
 //! Nothing is allocated per frame once the scratch buffers have grown.
@@ -45,6 +47,14 @@ pub struct Replica {
     pub port: u32,
     /// The replica's instance (`egress_rid`).
     pub instance: u32,
+}
+
+/// A clone session: where its copies go and how long they may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneSession {
+    pub replicas: Vec<Replica>,
+    /// P4Runtime's `packet_length_bytes`: a copy longer than this leaves cut to this many bytes.
+    pub max_length: Option<usize>,
 }
 
 /// Per-switch frame statistics.
@@ -155,7 +165,7 @@ pub struct Switch {
     tables: Vec<TableState>,
     counters: Vec<Vec<CounterValue>>,
     registers: Vec<Vec<u128>>,
-    clone_sessions: HashMap<u32, Vec<Replica>>,
+    clone_sessions: HashMap<u32, CloneSession>,
     multicast_groups: HashMap<u32, Vec<Replica>>,
     stats: Stats,
     epoch: Instant,
@@ -410,6 +420,31 @@ impl Switch {
         Ok(())
     }
 
+    fn check_direct_counter(&self, table: usize) -> Result<(), RuntimeError> {
+        let t = self.table(table)?;
+        if t.direct_counter.is_none() {
+            return Err(RuntimeError::NoDirectCounter(t.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// The direct counter of a table's default entry: the frames that missed.
+    pub fn read_default_counter(&self, table: usize) -> Result<CounterValue, RuntimeError> {
+        self.check_direct_counter(table)?;
+        Ok(self.tables[table].default_counter)
+    }
+
+    /// Sets (e.g. resets) the direct counter of a table's default entry.
+    pub fn write_default_counter(
+        &mut self,
+        table: usize,
+        value: CounterValue,
+    ) -> Result<(), RuntimeError> {
+        self.check_direct_counter(table)?;
+        self.tables[table].default_counter = value;
+        Ok(())
+    }
+
     fn counter_cell(
         &mut self,
         counter: usize,
@@ -497,11 +532,13 @@ impl Switch {
 
     // ---------------------------------------------------------------- runtime API: replication
 
-    /// Creates or replaces a clone session (P4Runtime CloneSessionEntry).
+    /// Creates or replaces a clone session (P4Runtime CloneSessionEntry): copies to `replicas`,
+    /// cut to `max_length` bytes if given.
     pub fn set_clone_session(
         &mut self,
         session: u32,
         replicas: Vec<Replica>,
+        max_length: Option<usize>,
     ) -> Result<(), RuntimeError> {
         if let Some(r) = replicas.iter().find(|r| u128::from(r.port) > DROP_PORT) {
             return Err(RuntimeError::BadCloneSession(
@@ -509,7 +546,19 @@ impl Switch {
                 format!("port {} does not fit v1model's 9-bit ports", r.port),
             ));
         }
-        self.clone_sessions.insert(session, replicas);
+        if max_length == Some(0) {
+            return Err(RuntimeError::BadCloneSession(
+                session,
+                "a copy cannot be cut to 0 bytes".into(),
+            ));
+        }
+        self.clone_sessions.insert(
+            session,
+            CloneSession {
+                replicas,
+                max_length,
+            },
+        );
         Ok(())
     }
 
@@ -520,8 +569,8 @@ impl Switch {
             .ok_or(RuntimeError::NoSuchCloneSession(session))
     }
 
-    pub fn clone_session(&self, session: u32) -> Option<&[Replica]> {
-        self.clone_sessions.get(&session).map(Vec::as_slice)
+    pub fn clone_session(&self, session: u32) -> Option<&CloneSession> {
+        self.clone_sessions.get(&session)
     }
 
     /// Creates or replaces a multicast group (P4Runtime MulticastGroupEntry).
@@ -610,8 +659,12 @@ impl Switch {
                 .and_then(|s| self.clone_sessions.get(&s))
             {
                 None => env.stats.clones_no_session += 1,
-                Some(replicas) => {
-                    for r in replicas {
+                Some(session) => {
+                    let cut = Truncation {
+                        ingress: None,
+                        session: session.max_length,
+                    };
+                    for r in &session.replicas {
                         let copy = &mut self.phv2;
                         copy.reset(p);
                         copy.values[std.ingress_port.slot as usize] =
@@ -634,6 +687,7 @@ impl Switch {
                             copy_cursor,
                             now_ns,
                             out,
+                            cut,
                         );
                     }
                 }
@@ -664,6 +718,7 @@ impl Switch {
                     cursor,
                     now_ns,
                     out,
+                    Truncation::default(),
                 );
             }
             return;
@@ -676,7 +731,7 @@ impl Switch {
         phv.values[std.instance_type.slot as usize] = INSTANCE_NORMAL;
         // A truncate requested in ingress applies to the frame that leaves.
         let port = u32::try_from(egress_spec).unwrap_or(u32::MAX);
-        egress_with_truncate(
+        egress(
             p,
             &mut self.tables,
             phv,
@@ -687,7 +742,10 @@ impl Switch {
             cursor,
             now_ns,
             out,
-            flags.truncate,
+            Truncation {
+                ingress: flags.truncate,
+                session: None,
+            },
         );
     }
 }
@@ -767,6 +825,16 @@ fn const_entry(
     })
 }
 
+/// How long a frame leaving egress may be.
+#[derive(Debug, Default, Clone, Copy)]
+struct Truncation {
+    /// `truncate()` called in ingress; one called in egress replaces it (the last call wins, as
+    /// in bmv2).
+    ingress: Option<usize>,
+    /// The clone session's `max_length`: a cap on top of what the program asked for.
+    session: Option<usize>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn egress(
     p: &Program,
@@ -779,25 +847,7 @@ fn egress(
     cursor: usize,
     now_ns: u64,
     out: &mut Outputs,
-) {
-    egress_with_truncate(
-        p, tables, phv, env, key_buf, replica, frame, cursor, now_ns, out, None,
-    );
-}
-
-#[allow(clippy::too_many_arguments)]
-fn egress_with_truncate(
-    p: &Program,
-    tables: &mut [TableState],
-    phv: &mut Phv,
-    env: &mut Env,
-    key_buf: &mut Vec<u128>,
-    replica: Replica,
-    frame: &[u8],
-    cursor: usize,
-    now_ns: u64,
-    out: &mut Outputs,
-    ingress_truncate: Option<usize>,
+    cut: Truncation,
 ) {
     let std = p.std;
     phv.values[std.egress_port.slot as usize] =
@@ -854,7 +904,12 @@ fn egress_with_truncate(
     }
     out.bytes
         .extend_from_slice(frame.get(cursor..).unwrap_or(&[]));
-    if let Some(limit) = flags.truncate.or(ingress_truncate) {
+    let program_limit = flags.truncate.or(cut.ingress);
+    let limit = match (program_limit, cut.session) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(limit) = limit {
         if out.bytes.len() - start > limit {
             out.bytes.truncate(start + limit);
         }
@@ -1049,13 +1104,18 @@ fn run_control(
                 }
                 let state = &mut tables[ti];
                 let hit = state.lookup(t, key_buf);
-                if let Some(i) = hit {
-                    let e = &mut state.entries[i];
-                    if t.direct_counter.is_some() {
-                        e.counter.add(env.frame_len);
+                match hit {
+                    Some(i) => {
+                        let e = &mut state.entries[i];
+                        if t.direct_counter.is_some() {
+                            e.counter.add(env.frame_len);
+                        }
+                        e.last_hit_ns = now_ns;
+                        e.idle_timer_ns = now_ns;
                     }
-                    e.last_hit_ns = now_ns;
-                    e.idle_timer_ns = now_ns;
+                    // A miss hits the default entry.
+                    None if t.direct_counter.is_some() => state.default_counter.add(env.frame_len),
+                    None => {}
                 }
                 let state = &tables[ti];
                 let call = match hit {

@@ -201,6 +201,9 @@ pub struct TableState {
     pub entries: Vec<StoredEntry>,
     index: Index,
     pub default_action: Option<ActionCall>,
+    /// The default entry's direct counter (tables with a direct counter): every miss counts
+    /// here, as P4Runtime treats the default entry like any other entry for direct resources.
+    pub default_counter: CounterValue,
     pub immutable: bool,
 }
 
@@ -385,6 +388,7 @@ impl TableState {
                 action: d.action,
                 args: d.args.clone(),
             }),
+            default_counter: CounterValue::default(),
             immutable: !table.const_entries.is_empty(),
         }
     }
