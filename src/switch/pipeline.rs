@@ -77,6 +77,28 @@ pub struct FieldRef {
 pub struct FieldLayout {
     pub name: String,
     pub width: u32,
+    /// Bit offset of the field's first (most significant) bit from the header's start.
+    pub offset: u32,
+    /// Where one big-endian 64-bit load inside the header holds the whole field: `(byte offset
+    /// of the load from the header's start, right shift)`. `None` for fields spread over more
+    /// than 8 bytes, and in headers shorter than 8 bytes.
+    pub window: Option<(u32, u32)>,
+}
+
+/// Places each field's 64-bit window inside a header of `bytes` bytes: from the field's first
+/// byte, or, near the header's end, the header's last 8 bytes (which then hold the field too).
+fn place_windows(fields: &mut [FieldLayout], bytes: u32) {
+    for f in fields {
+        let first = f.offset / 8;
+        let end = f.offset + f.width;
+        f.window = match bytes.checked_sub(8) {
+            Some(last) => {
+                let start = first.min(last);
+                ((start + 8) * 8 >= end).then(|| (start, (start + 8) * 8 - end))
+            }
+            None => None,
+        };
+    }
 }
 
 /// A header (or metadata) instance: its fields occupy slots `first_slot..first_slot+fields.len()`.
@@ -88,6 +110,38 @@ pub struct HeaderLayout {
     pub fields: Vec<FieldLayout>,
     /// Sum of the field widths; a multiple of 8 for packet headers.
     pub bits: u32,
+}
+
+impl HeaderLayout {
+    /// Lays out `fields` (name, width) one after the other, in slots from `first_slot`.
+    pub fn new(
+        name: String,
+        metadata: bool,
+        first_slot: u32,
+        fields: Vec<(String, u32)>,
+    ) -> HeaderLayout {
+        let mut bits = 0u32;
+        let mut laid = Vec::with_capacity(fields.len());
+        for (name, width) in fields {
+            laid.push(FieldLayout {
+                name,
+                width,
+                offset: bits,
+                window: None,
+            });
+            bits = bits.saturating_add(width);
+        }
+        if !metadata {
+            place_windows(&mut laid, bits / 8);
+        }
+        HeaderLayout {
+            name,
+            metadata,
+            first_slot,
+            fields: laid,
+            bits,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -640,11 +694,8 @@ impl<'a> Compiler<'a> {
                         format!("{ctx}.{}", f.name()),
                     ));
                 }
-                bits += width;
-                fields.push(FieldLayout {
-                    name: f.name().to_string(),
-                    width,
-                });
+                fields.push((f.name().to_string(), width));
+                bits = bits.saturating_add(width);
             }
             if !h.metadata && !bits.is_multiple_of(8) {
                 return Err(invalid(
@@ -658,13 +709,7 @@ impl<'a> Compiler<'a> {
             {
                 return Err(invalid("duplicate header instance name", &ctx));
             }
-            headers.push(HeaderLayout {
-                name: h.name.clone(),
-                metadata: h.metadata,
-                first_slot: slot,
-                bits,
-                fields,
-            });
+            headers.push(HeaderLayout::new(h.name.clone(), h.metadata, slot, fields));
             slot += ty.fields.len() as u32;
         }
         let mut c = Compiler {
