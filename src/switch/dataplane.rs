@@ -26,8 +26,8 @@ use std::time::Instant;
 
 use super::hash::HashAlgo;
 use super::pipeline::{
-    width_mask, BinOp, CalcInput, Calculation, Expr, FieldRef, LoadError, MatchKind, Node,
-    ParserOp, Primitive, Program, SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
+    csum_fold, width_mask, BinOp, CalcInput, Calculation, Expr, FieldRef, LoadError, MatchKind,
+    Node, ParserOp, Primitive, Program, SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
 };
 use super::table::{
     check_action, check_entry, ActionCall, CounterValue, EntryKey, MatchValue, RuntimeError,
@@ -1485,18 +1485,13 @@ fn csum16_of_inputs(inputs: &[CalcInput], phv: &Phv) -> u16 {
     !fold16(sum).rotate_left(padding)
 }
 
-/// `csum16_of_inputs` when every input is included: the shifts are known at load.
+/// `csum16_of_inputs` when every input is included: the shifts, and the constants' share, are
+/// known at load.
 fn csum16_all_included(c: &Calculation, phv: &Phv) -> u16 {
-    let mut sum = 0u64;
-    for (i, &shift) in c.inputs.iter().zip(&c.csum_shifts) {
-        // Field values and constants fit their widths (every write masks them).
-        let v = match *i {
-            CalcInput::Field(f) => phv.values[f.slot as usize],
-            CalcInput::Const { value, .. } => value,
-        };
-        let (low, high) = (v as u64, (v >> 64) as u64);
-        let folded = (low & 0xffff_ffff) + (low >> 32) + (high & 0xffff_ffff) + (high >> 32);
-        sum = sum.wrapping_add(folded << shift);
+    let mut sum = c.csum_constants;
+    for &(slot, shift) in &c.csum_fields {
+        // Field values fit their widths (every write masks them).
+        sum = sum.wrapping_add(csum_fold(phv.values[slot as usize]) << shift);
     }
     !fold16(sum)
 }

@@ -207,6 +207,17 @@ pub struct Calculation {
     /// whole 16-bit words, when all `headers` are valid (every input included): what a csum16
     /// computed from the values needs.
     pub csum_shifts: Vec<u32>,
+    /// The same for the field inputs alone, as (slot, shift): what a csum16 reads per packet.
+    pub csum_fields: Vec<(u32, u32)>,
+    /// The constant inputs' contribution to that sum (each folded to 34 bits and shifted).
+    pub csum_constants: u64,
+}
+
+/// A value's 16-bit words summed in 34 bits (32-bit halves added): congruent to it modulo
+/// 0xffff, which is all a ones' complement sum needs.
+pub fn csum_fold(v: u128) -> u64 {
+    let (low, high) = (v as u64, (v >> 64) as u64);
+    (low & 0xffff_ffff) + (low >> 32) + (high & 0xffff_ffff) + (high >> 32)
 }
 
 impl Calculation {
@@ -235,12 +246,26 @@ impl Calculation {
             })
             .collect();
         csum_shifts.reverse();
+        let mut csum_fields = Vec::new();
+        let mut csum_constants = 0u64;
+        for (i, &shift) in inputs.iter().zip(&csum_shifts) {
+            match *i {
+                CalcInput::Field(f) => csum_fields.push((f.slot, shift)),
+                // At most 4096 inputs of < 2^50 each: no overflow.
+                CalcInput::Const { value, width } => {
+                    csum_constants =
+                        csum_constants.wrapping_add(csum_fold(value & width_mask(width)) << shift)
+                }
+            }
+        }
         Calculation {
             name,
             algo,
             inputs,
             headers,
             csum_shifts,
+            csum_fields,
+            csum_constants,
         }
     }
 }
@@ -477,6 +502,28 @@ pub struct ParseState {
     pub op_lookahead: Vec<u32>,
     /// How many bits past the cursor the select key reads.
     pub key_lookahead: u32,
+}
+
+/// Whether an expression's value is always 0 or 1.
+fn is_boolean(e: &Expr) -> bool {
+    match e {
+        Expr::Valid(_) => true,
+        Expr::Const(v) => *v <= 1,
+        Expr::Unary(op, _) => matches!(op, UnOp::Not | UnOp::D2b),
+        Expr::Binary(op, ..) => matches!(
+            op,
+            BinOp::Eq
+                | BinOp::Ne
+                | BinOp::Gt
+                | BinOp::Ge
+                | BinOp::Lt
+                | BinOp::Le
+                | BinOp::And
+                | BinOp::Or
+        ),
+        Expr::Cond(_, a, b) => is_boolean(a) && is_boolean(b),
+        Expr::Field(_) | Expr::Param(_) | Expr::Lookahead { .. } => false,
+    }
 }
 
 /// How many bits past the parser cursor an expression reads through lookaheads.
@@ -1105,7 +1152,15 @@ impl<'a> Compiler<'a> {
             "^" => bin(BinOp::BitXor),
             "not" => un(UnOp::Not),
             "~" => un(UnOp::BitNot),
-            "d2b" => un(UnOp::D2b),
+            // A value that already is 0 or 1 needs no conversion.
+            "d2b" => {
+                let inner = side(&node.right, "right")?;
+                Ok(if is_boolean(&inner) {
+                    inner
+                } else {
+                    Expr::Unary(UnOp::D2b, Box::new(inner))
+                })
+            }
             // Booleans already are the values 0 and 1.
             "b2d" => side(&node.right, "right"),
             "valid" => match &node.right {
