@@ -163,7 +163,8 @@ impl Phv {
     /// Writes a field (cut to its width) and notes the change for the deparser.
     #[inline]
     fn set(&mut self, f: FieldRef, v: u128) {
-        self.values[f.slot as usize] = v & width_mask(f.width);
+        // Field widths are 1..=128 (checked at load).
+        self.values[f.slot as usize] = v & (u128::MAX >> (128 - f.width.clamp(1, 128)));
         self.changed.insert(f.slot as usize);
         self.header_changed[f.header as usize] = true;
     }
@@ -1190,25 +1191,21 @@ fn extract(layout: &super::pipeline::HeaderLayout, frame: &[u8], cursor: usize, 
     let slots = &mut phv.values[first..first + n];
     phv.changed.clear_range(first, n);
     let start = cursor / 8;
-    // Packet headers of 8 bytes or more: each field is one load, shift and mask at an offset
-    // known since the pipeline was loaded.
-    if let (true, Some(bytes)) = (
+    // Most packet headers: each field is one load, shift and mask at an offset known since the
+    // pipeline was loaded.
+    if let (true, Some(windows), Some(bytes)) = (
         cursor.is_multiple_of(8),
+        &layout.windows,
         frame.get(start..start + layout.bits as usize / 8),
     ) {
-        for (f, slot) in layout.fields.iter().zip(slots) {
-            *slot = match f.window {
-                Some((byte, shift)) => {
-                    let at = byte as usize;
-                    // Always 8 bytes: windows lie inside the header.
-                    let word = bytes
-                        .get(at..at + 8)
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map_or(0, u64::from_be_bytes);
-                    u128::from((word >> shift) & (u64::MAX >> (64 - f.width)))
-                }
-                None => read_field(frame, cursor + f.offset as usize, f.width),
-            };
+        for (w, slot) in windows.iter().zip(slots) {
+            let at = w.byte as usize;
+            // Always 8 bytes: windows lie inside the header.
+            let word = bytes
+                .get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            *slot = u128::from((word >> w.shift) & w.mask);
         }
         return;
     }

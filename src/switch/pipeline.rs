@@ -79,26 +79,36 @@ pub struct FieldLayout {
     pub width: u32,
     /// Bit offset of the field's first (most significant) bit from the header's start.
     pub offset: u32,
-    /// Where one big-endian 64-bit load inside the header holds the whole field: `(byte offset
-    /// of the load from the header's start, right shift)`. `None` for fields spread over more
-    /// than 8 bytes, and in headers shorter than 8 bytes.
-    pub window: Option<(u32, u32)>,
 }
 
-/// Places each field's 64-bit window inside a header of `bytes` bytes: from the field's first
-/// byte, or, near the header's end, the header's last 8 bytes (which then hold the field too).
-fn place_windows(fields: &mut [FieldLayout], bytes: u32) {
-    for f in fields {
-        let first = f.offset / 8;
-        let end = f.offset + f.width;
-        f.window = match bytes.checked_sub(8) {
-            Some(last) => {
-                let start = first.min(last);
-                ((start + 8) * 8 >= end).then(|| (start, (start + 8) * 8 - end))
-            }
-            None => None,
-        };
-    }
+/// Where one big-endian 64-bit load inside a header holds a whole field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Byte offset of the load from the header's start.
+    pub byte: u32,
+    /// Right shift of the loaded word that brings the field to the low bits.
+    pub shift: u32,
+    /// The field's width as a mask.
+    pub mask: u64,
+}
+
+/// Each field's 64-bit window inside a header of `bytes` bytes: from the field's first byte,
+/// or, near the header's end, the header's last 8 bytes (which then hold the field too). `None`
+/// unless every field has one (headers shorter than 8 bytes, fields spread over more than 8).
+fn place_windows(fields: &[FieldLayout], bytes: u32) -> Option<Vec<Window>> {
+    let last = bytes.checked_sub(8)?;
+    fields
+        .iter()
+        .map(|f| {
+            let start = (f.offset / 8).min(last);
+            let end = f.offset + f.width;
+            ((start + 8) * 8 >= end).then(|| Window {
+                byte: start,
+                shift: (start + 8) * 8 - end,
+                mask: u64::MAX >> (64 - f.width),
+            })
+        })
+        .collect()
 }
 
 /// A header (or metadata) instance: its fields occupy slots `first_slot..first_slot+fields.len()`.
@@ -110,6 +120,8 @@ pub struct HeaderLayout {
     pub fields: Vec<FieldLayout>,
     /// Sum of the field widths; a multiple of 8 for packet headers.
     pub bits: u32,
+    /// Packet headers whose every field is one 64-bit load away: the loads, by field.
+    pub windows: Option<Vec<Window>>,
 }
 
 impl HeaderLayout {
@@ -127,19 +139,21 @@ impl HeaderLayout {
                 name,
                 width,
                 offset: bits,
-                window: None,
             });
             bits = bits.saturating_add(width);
         }
-        if !metadata {
-            place_windows(&mut laid, bits / 8);
-        }
+        let windows = if metadata {
+            None
+        } else {
+            place_windows(&laid, bits / 8)
+        };
         HeaderLayout {
             name,
             metadata,
             first_slot,
             fields: laid,
             bits,
+            windows,
         }
     }
 }
