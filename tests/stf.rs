@@ -133,7 +133,7 @@ fn run_stf(json: &str, script: &str) -> Vec<String> {
                     .unwrap_or_else(|e| panic!("line {at}: {e}"));
             }
             Statement::MirroringAdd { session, port } => {
-                sw.set_clone_session(session, vec![Replica { port, instance: 0 }])
+                sw.set_clone_session(session, vec![Replica { port, instance: 0 }], None)
                     .unwrap_or_else(|e| panic!("line {at}: {e}"));
             }
             Statement::Packet { port, data } => {

@@ -242,8 +242,9 @@ fn switch_forwards_between_veths_in_namespaces() {
         }
     }
 
-    let to_2: Vec<Vec<u8>> = (1..=3).map(test_frame).collect();
-    let to_1: Vec<Vec<u8>> = (4..=5).map(test_frame).collect();
+    // Dozens of frames each way, sent back to back, for the switch to take and send in batches.
+    let to_2: Vec<Vec<u8>> = (10..=39).map(test_frame).collect();
+    let to_1: Vec<Vec<u8>> = (50..=78).map(test_frame).collect();
     let mut send = Vec::new();
     for (a, b) in to_2.iter().zip(to_1.iter().map(Some).chain([None])) {
         send.push(serde_json::json!(["vdp1", hex(a)]));

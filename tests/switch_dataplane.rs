@@ -401,6 +401,7 @@ fn clone_sessions() {
                 instance: 1,
             },
         ],
+        None,
     )
     .unwrap();
     out.clear();
@@ -418,9 +419,61 @@ fn clone_sessions() {
             vec![Replica {
                 port: 512,
                 instance: 0
-            }]
+            }],
+            None
         )
         .is_err());
+    assert!(sw
+        .set_clone_session(
+            6,
+            vec![Replica {
+                port: 4,
+                instance: 0
+            }],
+            Some(0)
+        )
+        .is_err());
+
+    // A session with a length limit: its copies leave cut to it, the original whole.
+    sw.set_clone_session(
+        5,
+        vec![Replica {
+            port: 4,
+            instance: 0,
+        }],
+        Some(20),
+    )
+    .unwrap();
+    out.clear();
+    let frame = udp_frame([10, 0, 0, 2], 9);
+    sw.process(0, &frame, &mut out);
+    let mut sent: Vec<(u32, Vec<u8>)> = out.iter().map(|(p, f)| (p, f.to_vec())).collect();
+    sent.sort();
+    assert_eq!(sent.len(), 2);
+    let (original, copy) = (&sent[0], &sent[1]);
+    assert_eq!((original.0, original.1.len()), (1, frame.len()));
+    assert_eq!((copy.0, copy.1.len()), (4, 20));
+    // The copy's bytes are the clone's own (the frame as received, with egress's broadcast
+    // mark), cut.
+    assert_eq!(copy.1[..6], [0xff; 6]);
+    assert_eq!(copy.1[6..20], frame[6..20]);
+    // A limit longer than the frame changes nothing.
+    sw.set_clone_session(
+        5,
+        vec![Replica {
+            port: 4,
+            instance: 0,
+        }],
+        Some(1500),
+    )
+    .unwrap();
+    out.clear();
+    sw.process(0, &frame, &mut out);
+    assert_eq!(
+        out.iter().map(|(_, f)| f.len()).collect::<Vec<_>>(),
+        vec![frame.len(); 2]
+    );
+    assert_eq!(sw.clone_session(5).map(|s| s.max_length), Some(Some(1500)));
     sw.remove_clone_session(5).unwrap();
     assert_eq!(
         sw.remove_clone_session(5),
@@ -566,7 +619,7 @@ proptest! {
     ) {
         for name in REFERENCES {
             let mut sw = reference(name);
-            sw.set_clone_session(5, vec![Replica { port: 4, instance: 0 }]).unwrap();
+            sw.set_clone_session(5, vec![Replica { port: 4, instance: 0 }], None).unwrap();
             let mut out = Outputs::new();
             sw.process(port, &frame, &mut out);
             let mut valid = udp_frame([10, 0, 0, 2], 9);

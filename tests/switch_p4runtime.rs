@@ -1095,6 +1095,335 @@ async fn frames_through_ports_and_counters() {
     running.shutdown().await.unwrap();
 }
 
+/// The default entry of a table with a direct counter has a counter cell of its own, which counts
+/// the frames that missed; it is read and written like an entry's (DirectCounterEntry or a
+/// TableEntry with counter_data), and resetting the default entry resets it.
+#[tokio::test]
+async fn default_entries_count_misses_in_their_direct_counter() {
+    let (mut running, mut client, _primary, index) = ref2_switch(&[0, 1]).await;
+    let ids = ids(&index);
+    let no_action = id(index.action("NoAction").unwrap().preamble.as_ref());
+    use update::Type::{Insert, Modify};
+    let e10 = TableEntry {
+        table_id: ids.acl,
+        r#match: vec![
+            ternary(1, &[0x0a, 0, 0, 0], &[0xff, 0, 0, 0]),
+            ternary(3, &[0x35], &[0xff, 0xff]),
+        ],
+        action: action(ids.permit, &[(1, &[1])]),
+        priority: 10,
+        ..Default::default()
+    };
+    let f1 = TableEntry {
+        table_id: ids.flows,
+        r#match: vec![exact(1, &[0x0a, 0, 0, 1]), exact(2, &[0xc0, 0, 2, 7])],
+        action: action(ids.track, &[]),
+        ..Default::default()
+    };
+    write(
+        &mut client,
+        10,
+        vec![table_update(Insert, e10.clone()), table_update(Insert, f1)],
+    )
+    .await
+    .unwrap();
+    // To port 1 by e10 (a flows miss); denied by acl's default but counted by f1; both miss.
+    let to_port_1 = frame("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101");
+    let by_f1 = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
+    let neither = frame("0000000000010000000000020800450000220001000040110000ac1000010808040404d20035000e0000010101010101");
+    let port0 = running.channel_ports.get(&0).unwrap().to_switch.clone();
+    for f in [&to_port_1, &by_f1, &neither] {
+        port0.send(f.clone()).await.unwrap();
+    }
+    let port1 = running.channel_ports.get_mut(&1).unwrap();
+    let got = tokio::time::timeout(WAIT, port1.from_switch.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, to_port_1);
+    let default_of = |table_id: u32| TableEntry {
+        table_id,
+        is_default_action: true,
+        ..Default::default()
+    };
+    let direct = |e: TableEntry| {
+        entity::Entity::DirectCounterEntry(DirectCounterEntry {
+            table_entry: Some(e),
+            data: None,
+        })
+    };
+    let counts = |entities: &[entity::Entity]| -> Vec<(u32, bool, i64, i64)> {
+        entities
+            .iter()
+            .map(|e| match e {
+                entity::Entity::DirectCounterEntry(d) => {
+                    let t = d.table_entry.as_ref().unwrap();
+                    let c = d.data.unwrap();
+                    (
+                        t.table_id,
+                        t.is_default_action,
+                        c.packet_count,
+                        c.byte_count,
+                    )
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    // The dropped frames may still be in flight: wait until flows' default has both misses.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let defaults = loop {
+        let got = read(&mut client, vec![direct(default_of(0))])
+            .await
+            .unwrap();
+        let got = counts(&got);
+        if got.iter().all(|c| c.2 == 2) || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // A wildcard over tables: each table's default entry, and only that.
+    assert_eq!(
+        defaults,
+        vec![(ids.acl, true, 2, 96), (ids.flows, true, 2, 96)]
+    );
+    // A table's direct counters without is_default_action: its entries, not the default one.
+    let acl_entries = read(
+        &mut client,
+        vec![direct(TableEntry {
+            table_id: ids.acl,
+            ..Default::default()
+        })],
+    )
+    .await
+    .unwrap();
+    assert_eq!(counts(&acl_entries), vec![(ids.acl, false, 1, 48)]);
+    // The default entry read as a TableEntry, with its counter.
+    let acl_default = read(
+        &mut client,
+        vec![entity::Entity::TableEntry(TableEntry {
+            counter_data: Some(CounterData::default()),
+            ..default_of(ids.acl)
+        })],
+    )
+    .await
+    .unwrap();
+    let entity::Entity::TableEntry(acl_default) = &acl_default[0] else {
+        panic!()
+    };
+    assert!(acl_default.is_default_action);
+    assert_eq!(
+        acl_default.counter_data,
+        Some(CounterData {
+            packet_count: 2,
+            byte_count: 96
+        })
+    );
+
+    // Written: through DirectCounterEntry (allowed although acl's default action is const), and
+    // with the default entry's action through TableEntry.counter_data.
+    let set = |packet_count, byte_count| {
+        Some(CounterData {
+            packet_count,
+            byte_count,
+        })
+    };
+    write(
+        &mut client,
+        10,
+        vec![
+            update(
+                Modify,
+                entity::Entity::DirectCounterEntry(DirectCounterEntry {
+                    table_entry: Some(default_of(ids.acl)),
+                    data: set(5, 500),
+                }),
+            ),
+            table_update(
+                Modify,
+                TableEntry {
+                    action: action(ids.track, &[]),
+                    counter_data: set(7, 700),
+                    ..default_of(ids.flows)
+                },
+            ),
+        ],
+    )
+    .await
+    .unwrap();
+    // The next miss counts on from the written value.
+    port0.send(neither.clone()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let after = loop {
+        let got = read(
+            &mut client,
+            vec![direct(default_of(ids.acl)), direct(default_of(ids.flows))],
+        )
+        .await
+        .unwrap();
+        let got = counts(&got);
+        if got[0].2 == 6 || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        after,
+        vec![(ids.acl, true, 6, 548), (ids.flows, true, 8, 748)]
+    );
+    // Resetting the default entry (MODIFY without an action) resets its counter too.
+    write(
+        &mut client,
+        10,
+        vec![table_update(Modify, default_of(ids.flows))],
+    )
+    .await
+    .unwrap();
+    let flows_default = read(
+        &mut client,
+        vec![entity::Entity::TableEntry(TableEntry {
+            counter_data: Some(CounterData::default()),
+            ..default_of(ids.flows)
+        })],
+    )
+    .await
+    .unwrap();
+    let entity::Entity::TableEntry(flows_default) = &flows_default[0] else {
+        panic!()
+    };
+    assert_eq!(flows_default.action, action(no_action, &[]));
+    assert_eq!(flows_default.counter_data, Some(CounterData::default()));
+
+    // The default entry has no match and priority 0; counters are only modified.
+    let status = write(
+        &mut client,
+        10,
+        vec![
+            update(
+                Modify,
+                entity::Entity::DirectCounterEntry(DirectCounterEntry {
+                    table_entry: Some(TableEntry {
+                        r#match: e10.r#match.clone(),
+                        ..default_of(ids.acl)
+                    }),
+                    data: set(1, 1),
+                }),
+            ),
+            update(
+                Insert,
+                entity::Entity::DirectCounterEntry(DirectCounterEntry {
+                    table_entry: Some(default_of(ids.acl)),
+                    data: set(1, 1),
+                }),
+            ),
+            update(
+                Modify,
+                entity::Entity::DirectCounterEntry(DirectCounterEntry {
+                    table_entry: Some(default_of(ids.acl)),
+                    data: set(-1, 1),
+                }),
+            ),
+        ],
+    )
+    .await
+    .unwrap_err();
+    let codes: Vec<Code> = update_codes(&status).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(codes, vec![Code::InvalidArgument; 3]);
+    let bad_read = read(
+        &mut client,
+        vec![direct(TableEntry {
+            priority: 3,
+            ..default_of(ids.acl)
+        })],
+    )
+    .await
+    .unwrap_err();
+    let codes: Vec<Code> = update_codes(&bad_read)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(codes, vec![Code::InvalidArgument]);
+    let unchanged = read(&mut client, vec![direct(default_of(ids.acl))])
+        .await
+        .unwrap();
+    assert_eq!(counts(&unchanged), vec![(ids.acl, true, 6, 548)]);
+    running.shutdown().await.unwrap();
+}
+
+/// A clone session's `packet_length_bytes` cuts its copies (not the original) to that length;
+/// 0 leaves them whole; it reads back as written.
+#[tokio::test]
+async fn clone_sessions_cut_their_copies_to_packet_length_bytes() {
+    let (mut running, mut client) = switch_with_ports(&[0, 1, 4]).await;
+    let (_primary, code) = Controller::join(&mut client, 10).await;
+    assert_eq!(code, OK);
+    let (p4info, json) = fixture("ref3_register_clone_hash");
+    client
+        .set_forwarding_pipeline_config(set_request(
+            10,
+            SetAction::VerifyAndCommit,
+            Some(config(p4info, json, 1)),
+        ))
+        .await
+        .unwrap();
+    let session = |packet_length_bytes: i32| {
+        entity::Entity::PacketReplicationEngineEntry(PacketReplicationEngineEntry {
+            r#type: Some(packet_replication_engine_entry::Type::CloneSessionEntry(
+                CloneSessionEntry {
+                    session_id: 5,
+                    replicas: vec![Replica {
+                        port_kind: Some(replica::PortKind::Port(vec![4])),
+                        instance: 0,
+                    }],
+                    packet_length_bytes,
+                    ..Default::default()
+                },
+            )),
+        })
+    };
+    use update::Type::{Insert, Modify};
+    write(&mut client, 10, vec![update(Insert, session(20))])
+        .await
+        .unwrap();
+    assert_eq!(
+        read(&mut client, vec![session(0)]).await.unwrap(),
+        vec![session(20)]
+    );
+    // UDP to port 9: ref3 clones it to session 5 and sends the original to port 1.
+    let sent = frame("00000000000100000000000208004500002200010000401100000a0000010808080804d20009000e0000010101010101");
+    let port0 = running.channel_ports.get(&0).unwrap().to_switch.clone();
+    port0.send(sent.clone()).await.unwrap();
+    assert_eq!(receive(&mut running, 1).await.len(), sent.len());
+    let copy = receive(&mut running, 4).await;
+    assert_eq!(copy.len(), 20);
+    // The copy is the clone (egress marks it broadcast), cut.
+    assert_eq!(copy[..6], [0xff; 6]);
+    assert_eq!(copy[6..], sent[6..20]);
+
+    // A negative length is refused; 0 leaves copies whole.
+    let status = write(&mut client, 10, vec![update(Modify, session(-1))])
+        .await
+        .unwrap_err();
+    let codes: Vec<Code> = update_codes(&status).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(codes, vec![Code::InvalidArgument]);
+    write(&mut client, 10, vec![update(Modify, session(0))])
+        .await
+        .unwrap();
+    port0.send(sent.clone()).await.unwrap();
+    assert_eq!(receive(&mut running, 1).await.len(), sent.len());
+    assert_eq!(receive(&mut running, 4).await.len(), sent.len());
+    running.shutdown().await.unwrap();
+}
+
+/// The next frame the switch sends out of in-process port `port`.
+async fn receive(running: &mut RunningSwitch, port: u32) -> Vec<u8> {
+    let rx = &mut running.channel_ports.get_mut(&port).unwrap().from_switch;
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// The next stream message, which must be an idle-timeout notification.
 async fn idle_notification(primary: &mut Controller) -> IdleTimeoutNotification {
     match primary.next().await.unwrap().update {

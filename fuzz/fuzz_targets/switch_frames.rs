@@ -58,7 +58,7 @@ fn switches() -> &'static Mutex<Vec<Switch>> {
         all[1].insert_entry(t, entry(flow, 0, track, vec![])).unwrap();
         // ref3: the clone session its ingress clones to.
         let replica = Replica { port: 3, instance: 1 };
-        all[2].set_clone_session(5, vec![replica]).unwrap();
+        all[2].set_clone_session(5, vec![replica], None).unwrap();
         // ref4: VLAN 0's low ports to port 4.
         let (t, to_port) = table_action(&all[3], "Ing.by_port_range", "Ing.to_port");
         let key = vec![MatchValue::Exact(0), MatchValue::Range { low: 0, high: 1023 }];

@@ -13,7 +13,9 @@
 //! - An I2E clone re-parses the frame as received (so it carries none of ingress's changes),
 //!   copies the clone's field list from the end of ingress, and enters egress with
 //!   `instance_type = 1` on each port of the clone session.
-//! - Direct and indexed counters count the whole frame as received (no FCS).
+//! - Direct and indexed counters count the whole frame as received (no FCS). A table's direct
+//!   counter also has a cell for its default entry, which counts the misses (P4Runtime treats the
+//!   default entry like any entry for direct resources; bmv2's PI server refuses to read it).
 //!
 //! Concurrency: every method takes `&mut self`; the caller serializes (a mutex around the switch).
 //! Nothing is allocated per frame once the scratch buffers have grown.
@@ -24,8 +26,8 @@ use std::time::Instant;
 
 use super::hash::HashAlgo;
 use super::pipeline::{
-    width_mask, BinOp, CalcInput, Calculation, Expr, LoadError, MatchKind, Node, ParserOp,
-    Primitive, Program, SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
+    csum_fold, width_mask, BinOp, CalcInput, Calculation, Expr, FieldRef, LoadError, MatchKind,
+    Node, ParserOp, Primitive, Program, SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
 };
 use super::table::{
     check_action, check_entry, ActionCall, CounterValue, EntryKey, MatchValue, RuntimeError,
@@ -45,6 +47,14 @@ pub struct Replica {
     pub port: u32,
     /// The replica's instance (`egress_rid`).
     pub instance: u32,
+}
+
+/// A clone session: where its copies go and how long they may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloneSession {
+    pub replicas: Vec<Replica>,
+    /// P4Runtime's `packet_length_bytes`: a copy longer than this leaves cut to this many bytes.
+    pub max_length: Option<usize>,
 }
 
 /// Per-switch frame statistics.
@@ -111,11 +121,23 @@ pub struct IdleTimeout {
     pub key: EntryKey,
 }
 
-/// Header values and validity of one packet: one slot per field of every header.
+/// `Phv::origin` of a header that was not extracted from the frame.
+const NOT_EXTRACTED: u32 = u32::MAX;
+
+/// Header values and validity of one packet: one slot per field of every header; and, so that
+/// the deparser can copy what the pipeline left alone instead of serializing it field by field,
+/// where each header came from and which of its fields were written since.
 #[derive(Debug, Clone, Default)]
 struct Phv {
     values: Vec<u128>,
     valid: Vec<bool>,
+    /// Per header: the byte offset in the frame it was extracted from, or NOT_EXTRACTED.
+    origin: Vec<u32>,
+    /// One bit per slot: written since its header was extracted (meaningful for extracted
+    /// headers only; an extract clears its header's bits).
+    changed: SlotSet,
+    /// Per header: some field written since it was extracted.
+    header_changed: Vec<bool>,
 }
 
 impl Phv {
@@ -124,10 +146,87 @@ impl Phv {
         self.values.resize(p.slot_count, 0);
         self.valid.clear();
         self.valid.extend(p.headers.iter().map(|h| h.metadata));
+        self.origin.clear();
+        self.origin.resize(p.headers.len(), NOT_EXTRACTED);
+        self.changed.0.resize(p.slot_count.div_ceil(64), 0);
+        self.header_changed.resize(p.headers.len(), false);
     }
+
     fn copy_from(&mut self, other: &Phv) {
         self.values.clone_from(&other.values);
         self.valid.clone_from(&other.valid);
+        self.origin.clone_from(&other.origin);
+        self.changed.clone_from(&other.changed);
+        self.header_changed.clone_from(&other.header_changed);
+    }
+
+    /// Writes a field (cut to its width) and notes the change for the deparser.
+    #[inline]
+    fn set(&mut self, f: FieldRef, v: u128) {
+        // Field widths are 1..=128 (checked at load).
+        self.values[f.slot as usize] = v & (u128::MAX >> (128 - f.width.clamp(1, 128)));
+        self.changed.insert(f.slot as usize);
+        self.header_changed[f.header as usize] = true;
+    }
+
+    /// Notes that every field of header `h` may have changed.
+    fn touch_header(&mut self, p: &Program, h: u32) {
+        let layout = &p.headers[h as usize];
+        let first = layout.first_slot as usize;
+        for slot in first..first + layout.fields.len() {
+            self.changed.insert(slot);
+        }
+        self.header_changed[h as usize] = true;
+    }
+}
+
+/// A set of slots, one bit each.
+#[derive(Debug, Clone, Default)]
+struct SlotSet(Vec<u64>);
+
+impl SlotSet {
+    #[inline]
+    fn insert(&mut self, slot: usize) {
+        if let Some(word) = self.0.get_mut(slot / 64) {
+            *word |= 1 << (slot % 64);
+        }
+    }
+
+    /// The bits of `start..start + n` as (word index, mask of those bits in that word).
+    fn words(start: usize, n: usize) -> impl Iterator<Item = (usize, u64)> {
+        let end = start + n;
+        // Each word of the range holds at least one of its bits (none when n is 0).
+        let words = if n == 0 {
+            0..0
+        } else {
+            start / 64..end.div_ceil(64)
+        };
+        words.map(move |w| {
+            let low = start.saturating_sub(w * 64);
+            let high = (end - w * 64).min(64);
+            let mask = (u64::MAX >> (64 - (high - low))) << low;
+            (w, mask)
+        })
+    }
+
+    fn clear_range(&mut self, start: usize, n: usize) {
+        for (w, mask) in SlotSet::words(start, n) {
+            if let Some(word) = self.0.get_mut(w) {
+                *word &= !mask;
+            }
+        }
+    }
+
+    /// Calls `f` with the offset from `start` of each slot of `start..start + n` in the set.
+    #[inline]
+    fn for_each_in(&self, start: usize, n: usize, mut f: impl FnMut(usize)) {
+        for (w, mask) in SlotSet::words(start, n) {
+            let mut bits = self.0.get(w).copied().unwrap_or(0) & mask;
+            while bits != 0 {
+                f(w * 64 + bits.trailing_zeros() as usize - start);
+                bits &= bits - 1;
+            }
+        }
     }
 }
 
@@ -155,7 +254,7 @@ pub struct Switch {
     tables: Vec<TableState>,
     counters: Vec<Vec<CounterValue>>,
     registers: Vec<Vec<u128>>,
-    clone_sessions: HashMap<u32, Vec<Replica>>,
+    clone_sessions: HashMap<u32, CloneSession>,
     multicast_groups: HashMap<u32, Vec<Replica>>,
     stats: Stats,
     epoch: Instant,
@@ -410,6 +509,31 @@ impl Switch {
         Ok(())
     }
 
+    fn check_direct_counter(&self, table: usize) -> Result<(), RuntimeError> {
+        let t = self.table(table)?;
+        if t.direct_counter.is_none() {
+            return Err(RuntimeError::NoDirectCounter(t.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// The direct counter of a table's default entry: the frames that missed.
+    pub fn read_default_counter(&self, table: usize) -> Result<CounterValue, RuntimeError> {
+        self.check_direct_counter(table)?;
+        Ok(self.tables[table].default_counter)
+    }
+
+    /// Sets (e.g. resets) the direct counter of a table's default entry.
+    pub fn write_default_counter(
+        &mut self,
+        table: usize,
+        value: CounterValue,
+    ) -> Result<(), RuntimeError> {
+        self.check_direct_counter(table)?;
+        self.tables[table].default_counter = value;
+        Ok(())
+    }
+
     fn counter_cell(
         &mut self,
         counter: usize,
@@ -497,11 +621,13 @@ impl Switch {
 
     // ---------------------------------------------------------------- runtime API: replication
 
-    /// Creates or replaces a clone session (P4Runtime CloneSessionEntry).
+    /// Creates or replaces a clone session (P4Runtime CloneSessionEntry): copies to `replicas`,
+    /// cut to `max_length` bytes if given.
     pub fn set_clone_session(
         &mut self,
         session: u32,
         replicas: Vec<Replica>,
+        max_length: Option<usize>,
     ) -> Result<(), RuntimeError> {
         if let Some(r) = replicas.iter().find(|r| u128::from(r.port) > DROP_PORT) {
             return Err(RuntimeError::BadCloneSession(
@@ -509,7 +635,19 @@ impl Switch {
                 format!("port {} does not fit v1model's 9-bit ports", r.port),
             ));
         }
-        self.clone_sessions.insert(session, replicas);
+        if max_length == Some(0) {
+            return Err(RuntimeError::BadCloneSession(
+                session,
+                "a copy cannot be cut to 0 bytes".into(),
+            ));
+        }
+        self.clone_sessions.insert(
+            session,
+            CloneSession {
+                replicas,
+                max_length,
+            },
+        );
         Ok(())
     }
 
@@ -520,8 +658,8 @@ impl Switch {
             .ok_or(RuntimeError::NoSuchCloneSession(session))
     }
 
-    pub fn clone_session(&self, session: u32) -> Option<&[Replica]> {
-        self.clone_sessions.get(&session).map(Vec::as_slice)
+    pub fn clone_session(&self, session: u32) -> Option<&CloneSession> {
+        self.clone_sessions.get(&session)
     }
 
     /// Creates or replaces a multicast group (P4Runtime MulticastGroupEntry).
@@ -610,8 +748,12 @@ impl Switch {
                 .and_then(|s| self.clone_sessions.get(&s))
             {
                 None => env.stats.clones_no_session += 1,
-                Some(replicas) => {
-                    for r in replicas {
+                Some(session) => {
+                    let cut = Truncation {
+                        ingress: None,
+                        session: session.max_length,
+                    };
+                    for r in &session.replicas {
                         let copy = &mut self.phv2;
                         copy.reset(p);
                         copy.values[std.ingress_port.slot as usize] =
@@ -619,7 +761,7 @@ impl Switch {
                         let copy_cursor = parse_and_verify(p, frame, copy, &mut env, false);
                         if let Some(fl) = field_list {
                             for f in &p.field_lists[fl] {
-                                copy.values[f.slot as usize] = phv.values[f.slot as usize];
+                                copy.set(*f, phv.values[f.slot as usize]);
                             }
                         }
                         copy.values[std.instance_type.slot as usize] = INSTANCE_INGRESS_CLONE;
@@ -634,6 +776,7 @@ impl Switch {
                             copy_cursor,
                             now_ns,
                             out,
+                            cut,
                         );
                     }
                 }
@@ -664,6 +807,7 @@ impl Switch {
                     cursor,
                     now_ns,
                     out,
+                    Truncation::default(),
                 );
             }
             return;
@@ -676,7 +820,7 @@ impl Switch {
         phv.values[std.instance_type.slot as usize] = INSTANCE_NORMAL;
         // A truncate requested in ingress applies to the frame that leaves.
         let port = u32::try_from(egress_spec).unwrap_or(u32::MAX);
-        egress_with_truncate(
+        egress(
             p,
             &mut self.tables,
             phv,
@@ -687,7 +831,10 @@ impl Switch {
             cursor,
             now_ns,
             out,
-            flags.truncate,
+            Truncation {
+                ingress: flags.truncate,
+                session: None,
+            },
         );
     }
 }
@@ -767,6 +914,16 @@ fn const_entry(
     })
 }
 
+/// How long a frame leaving egress may be.
+#[derive(Debug, Default, Clone, Copy)]
+struct Truncation {
+    /// `truncate()` called in ingress; one called in egress replaces it (the last call wins, as
+    /// in bmv2).
+    ingress: Option<usize>,
+    /// The clone session's `max_length`: a cap on top of what the program asked for.
+    session: Option<usize>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn egress(
     p: &Program,
@@ -779,25 +936,7 @@ fn egress(
     cursor: usize,
     now_ns: u64,
     out: &mut Outputs,
-) {
-    egress_with_truncate(
-        p, tables, phv, env, key_buf, replica, frame, cursor, now_ns, out, None,
-    );
-}
-
-#[allow(clippy::too_many_arguments)]
-fn egress_with_truncate(
-    p: &Program,
-    tables: &mut [TableState],
-    phv: &mut Phv,
-    env: &mut Env,
-    key_buf: &mut Vec<u128>,
-    replica: Replica,
-    frame: &[u8],
-    cursor: usize,
-    now_ns: u64,
-    out: &mut Outputs,
-    ingress_truncate: Option<usize>,
+    cut: Truncation,
 ) {
     let std = p.std;
     phv.values[std.egress_port.slot as usize] =
@@ -831,30 +970,23 @@ fn egress_with_truncate(
             .is_none_or(|c| eval(c, phv, &[], &[]) != 0)
         {
             let v = calculate(p, ck.calculation, phv, env.calc_buf);
-            phv.values[ck.target.slot as usize] = u128::from(v) & width_mask(ck.target.width);
+            phv.set(ck.target, u128::from(v));
         }
     }
     let start = out.bytes.len();
     for &h in &p.deparse_order {
-        if !phv.valid[h as usize] {
-            continue;
+        if phv.valid[h as usize] {
+            deparse(p, h, phv, frame, &mut out.bytes);
         }
-        let layout = &p.headers[h as usize];
-        let first = layout.first_slot as usize;
-        let mut w = BitWriter::new(&mut out.bytes);
-        for (f, &v) in layout
-            .fields
-            .iter()
-            .zip(&phv.values[first..first + layout.fields.len()])
-        {
-            w.put(v, f.width);
-        }
-        // Packet headers are whole bytes (checked at load): nothing is padded.
-        w.finish();
     }
     out.bytes
         .extend_from_slice(frame.get(cursor..).unwrap_or(&[]));
-    if let Some(limit) = flags.truncate.or(ingress_truncate) {
+    let program_limit = flags.truncate.or(cut.ingress);
+    let limit = match (program_limit, cut.session) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    if let Some(limit) = limit {
         if out.bytes.len() - start > limit {
             out.bytes.truncate(start + limit);
         }
@@ -862,6 +994,67 @@ fn egress_with_truncate(
     env.stats.frames_out += 1;
     env.stats.bytes_out += (out.bytes.len() - start) as u64;
     out.frames.push((replica.port, start..out.bytes.len()));
+}
+
+/// Appends header `h` to `out`: a header extracted from `frame` is copied from there, with the
+/// fields written since patched in; any other is serialized field by field.
+fn deparse(p: &Program, h: u32, phv: &Phv, frame: &[u8], out: &mut Vec<u8>) {
+    let layout = &p.headers[h as usize];
+    let first = layout.first_slot as usize;
+    let values = &phv.values[first..first + layout.fields.len()];
+    let origin = phv.origin[h as usize] as usize;
+    let len = layout.bits as usize / 8;
+    if let Some(original) = frame.get(origin..origin.saturating_add(len)) {
+        let at = out.len();
+        out.extend_from_slice(original);
+        if phv.header_changed[h as usize] {
+            let written = &mut out[at..];
+            phv.changed.for_each_in(first, layout.fields.len(), |i| {
+                let f = &layout.fields[i];
+                write_bits(written, f.offset as usize, f.width, values[i]);
+            });
+        }
+        // Debug builds (tests, fuzzing) check the copy against the field-by-field form.
+        debug_assert!({
+            let mut serialized = Vec::new();
+            serialize(layout, values, &mut serialized);
+            out[at..] == serialized[..]
+        });
+        return;
+    }
+    serialize(layout, values, out);
+}
+
+/// Appends a header's field values, bit-packed.
+fn serialize(layout: &super::pipeline::HeaderLayout, values: &[u128], out: &mut Vec<u8>) {
+    let mut w = BitWriter::new(out);
+    for (f, &v) in layout.fields.iter().zip(values) {
+        w.put(v, f.width);
+    }
+    // Packet headers are whole bytes (checked at load): nothing is padded.
+    w.finish();
+}
+
+/// Overwrites the `width` (1..=128) bits of `buf` at bit `bit` (MSB first) with the low bits of
+/// `v`, leaving the bits around them as they are; the caller checked that they are there.
+fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
+    let end = bit + width as usize;
+    if bit.is_multiple_of(8) && end.is_multiple_of(8) {
+        // Whole bytes (MAC addresses, TTLs, checksums): a copy.
+        let n = width as usize / 8;
+        buf[bit / 8..end / 8].copy_from_slice(&v.to_be_bytes()[16 - n..]);
+        return;
+    }
+    let mut b = bit;
+    while b < end {
+        let (byte, lead) = (b / 8, b % 8);
+        let n = (8 - lead).min(end - b);
+        // The value's bits for positions b..b+n are n bits up from its bit end-b-n.
+        let chunk = ((v >> (end - b - n)) as u8) & (0xffu8 >> (8 - n));
+        let keep = !((0xffu8 >> (8 - n)) << (8 - lead - n));
+        buf[byte] = (buf[byte] & keep) | (chunk << (8 - lead - n));
+        b += n;
+    }
 }
 
 /// Runs the parser and checksum verification; returns the payload offset (bytes).
@@ -926,22 +1119,19 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
                     if cursor + layout.bits as usize > total_bits {
                         return (cursor, Some(errs.packet_too_short));
                     }
-                    let first = layout.first_slot as usize;
-                    let mut bit = cursor;
-                    for (f, slot) in layout
-                        .fields
-                        .iter()
-                        .zip(&mut phv.values[first..first + layout.fields.len()])
-                    {
-                        *slot = read_field(frame, bit, f.width);
-                        bit += f.width as usize;
-                    }
+                    extract(layout, frame, cursor, phv);
                     phv.valid[*h as usize] = true;
+                    phv.header_changed[*h as usize] = false;
+                    phv.origin[*h as usize] = if cursor.is_multiple_of(8) {
+                        u32::try_from(cursor / 8).unwrap_or(NOT_EXTRACTED)
+                    } else {
+                        NOT_EXTRACTED
+                    };
                     cursor += layout.bits as usize;
                 }
                 ParserOp::Set { dst, src } => {
-                    phv.values[dst.slot as usize] =
-                        eval(src, phv, &[], ahead) & width_mask(dst.width);
+                    let v = eval(src, phv, &[], ahead);
+                    phv.set(*dst, v);
                 }
                 ParserOp::Verify { cond, error } => {
                     if eval(cond, phv, &[], ahead) == 0 {
@@ -992,11 +1182,44 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
     (cursor, None)
 }
 
+/// Reads header `layout` from `frame` at bit `cursor` (the caller checked that it is all there)
+/// into its slots, and clears their change flags.
+#[inline]
+fn extract(layout: &super::pipeline::HeaderLayout, frame: &[u8], cursor: usize, phv: &mut Phv) {
+    let first = layout.first_slot as usize;
+    let n = layout.fields.len();
+    let slots = &mut phv.values[first..first + n];
+    phv.changed.clear_range(first, n);
+    let start = cursor / 8;
+    // Most packet headers: each field is one load, shift and mask at an offset known since the
+    // pipeline was loaded.
+    if let (true, Some(windows), Some(bytes)) = (
+        cursor.is_multiple_of(8),
+        &layout.windows,
+        frame.get(start..start + layout.bits as usize / 8),
+    ) {
+        for (w, slot) in windows.iter().zip(slots) {
+            let at = w.byte as usize;
+            // Always 8 bytes: windows lie inside the header.
+            let word = bytes
+                .get(at..at + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_be_bytes);
+            *slot = u128::from((word >> w.shift) & w.mask);
+        }
+        return;
+    }
+    for (f, slot) in layout.fields.iter().zip(slots) {
+        *slot = read_field(frame, cursor + f.offset as usize, f.width);
+    }
+}
+
 /// The header-only primitives a parser may run (the loader refuses the others in parsers).
 fn header_primitive(p: &Program, prim: &Primitive, phv: &mut Phv, ahead: &[u8]) {
     match prim {
         Primitive::Assign { dst, src } => {
-            phv.values[dst.slot as usize] = eval(src, phv, &[], ahead) & width_mask(dst.width);
+            let v = eval(src, phv, &[], ahead);
+            phv.set(*dst, v);
         }
         Primitive::AssignHeader { dst, src } => assign_header(p, phv, *dst, *src),
         Primitive::SetValid(h) => phv.valid[*h as usize] = true,
@@ -1012,6 +1235,7 @@ fn assign_header(p: &Program, phv: &mut Phv, dst: u32, src: u32) {
     let (ds, ss) = (d.first_slot as usize, s.first_slot as usize);
     phv.values.copy_within(ss..ss + n, ds);
     phv.valid[dst as usize] = phv.valid[src as usize];
+    phv.touch_header(p, dst);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1049,13 +1273,18 @@ fn run_control(
                 }
                 let state = &mut tables[ti];
                 let hit = state.lookup(t, key_buf);
-                if let Some(i) = hit {
-                    let e = &mut state.entries[i];
-                    if t.direct_counter.is_some() {
-                        e.counter.add(env.frame_len);
+                match hit {
+                    Some(i) => {
+                        let e = &mut state.entries[i];
+                        if t.direct_counter.is_some() {
+                            e.counter.add(env.frame_len);
+                        }
+                        e.last_hit_ns = now_ns;
+                        e.idle_timer_ns = now_ns;
                     }
-                    e.last_hit_ns = now_ns;
-                    e.idle_timer_ns = now_ns;
+                    // A miss hits the default entry.
+                    None if t.direct_counter.is_some() => state.default_counter.add(env.frame_len),
+                    None => {}
                 }
                 let state = &tables[ti];
                 let call = match hit {
@@ -1106,8 +1335,8 @@ fn run_action(
         pc += 1;
         match prim {
             Primitive::Assign { dst, src } => {
-                phv.values[dst.slot as usize] =
-                    operand(src, phv, args, &[]) & width_mask(dst.width);
+                let v = operand(src, phv, args, &[]);
+                phv.set(*dst, v);
             }
             Primitive::AssignHeader { dst, src } => assign_header(p, phv, *dst, *src),
             Primitive::SetValid(h) => phv.valid[*h as usize] = true,
@@ -1144,7 +1373,7 @@ fn run_action(
                         0
                     }
                 };
-                phv.values[dst.slot as usize] = v & width_mask(dst.width);
+                phv.set(*dst, v);
             }
             Primitive::RegisterWrite {
                 register,
@@ -1171,7 +1400,7 @@ fn run_action(
                 let size = eval(size, phv, args, &[]);
                 let offset = if size == 0 { h } else { h % size };
                 let v = eval(base, phv, args, &[]).wrapping_add(offset);
-                phv.values[dst.slot as usize] = v & width_mask(dst.width);
+                phv.set(*dst, v);
             }
             Primitive::CloneI2E {
                 session,
@@ -1253,18 +1482,13 @@ fn csum16_of_inputs(inputs: &[CalcInput], phv: &Phv) -> u16 {
     !fold16(sum).rotate_left(padding)
 }
 
-/// `csum16_of_inputs` when every input is included: the shifts are known at load.
+/// `csum16_of_inputs` when every input is included: the shifts, and the constants' share, are
+/// known at load.
 fn csum16_all_included(c: &Calculation, phv: &Phv) -> u16 {
-    let mut sum = 0u64;
-    for (i, &shift) in c.inputs.iter().zip(&c.csum_shifts) {
-        // Field values and constants fit their widths (every write masks them).
-        let v = match *i {
-            CalcInput::Field(f) => phv.values[f.slot as usize],
-            CalcInput::Const { value, .. } => value,
-        };
-        let (low, high) = (v as u64, (v >> 64) as u64);
-        let folded = (low & 0xffff_ffff) + (low >> 32) + (high & 0xffff_ffff) + (high >> 32);
-        sum = sum.wrapping_add(folded << shift);
+    let mut sum = c.csum_constants;
+    for &(slot, shift) in &c.csum_fields {
+        // Field values fit their widths (every write masks them).
+        sum = sum.wrapping_add(csum_fold(phv.values[slot as usize]) << shift);
     }
     !fold16(sum)
 }
@@ -1573,12 +1797,101 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Writing a field in place reads back as the value cut to its width, and leaves every
+        /// other bit of the buffer as it was.
+        #[test]
+        fn bits_written_in_place_read_back_and_touch_nothing_else(
+            buf in proptest::collection::vec(proptest::num::u8::ANY, 17..40),
+            bit in 0usize..64,
+            width in 1u32..=128,
+            v in proptest::num::u128::ANY,
+        ) {
+            let total = buf.len() * 8;
+            proptest::prop_assume!(bit + width as usize <= total);
+            let mut written = buf.clone();
+            write_bits(&mut written, bit, width, v);
+            proptest::prop_assert_eq!(read_field(&written, bit, width), v & width_mask(width));
+            for i in (0..total).filter(|&i| i < bit || i >= bit + width as usize) {
+                proptest::prop_assert_eq!(read_field(&written, i, 1), read_field(&buf, i, 1));
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Extracting a header reads each field as the bit reader does, whether its fields come
+        /// through 64-bit windows or not, at any byte offset and with or without bytes after it.
+        #[test]
+        fn extract_reads_every_field_as_the_bit_reader(
+            widths in proptest::collection::vec(1u32..=128, 1..12),
+            pad in 0u32..8,
+            frame in proptest::collection::vec(proptest::num::u8::ANY, 0..100),
+            at in 0usize..8,
+            metadata in proptest::bool::weighted(0.1),
+        ) {
+            let mut fields: Vec<(String, u32)> =
+                widths.iter().map(|&w| (String::new(), w)).collect();
+            let bits: u32 = widths.iter().sum();
+            // Whole bytes, as packet headers are.
+            let round = (8 - (bits + pad) % 8) % 8 + pad;
+            if round > 0 {
+                fields.push((String::new(), round));
+            }
+            let layout = super::super::pipeline::HeaderLayout::new("h".into(), metadata, 0, fields);
+            let cursor = at * 8;
+            proptest::prop_assume!(cursor + layout.bits as usize <= frame.len() * 8);
+            let mut phv = Phv {
+                values: vec![0; layout.fields.len()],
+                changed: SlotSet(vec![u64::MAX; layout.fields.len().div_ceil(64)]),
+                ..Phv::default()
+            };
+            extract(&layout, &frame, cursor, &mut phv);
+            for (f, &v) in layout.fields.iter().zip(&phv.values) {
+                proptest::prop_assert_eq!(v, read_field(&frame, cursor + f.offset as usize, f.width));
+            }
+            let mut left = 0;
+            phv.changed.for_each_in(0, layout.fields.len(), |_| left += 1);
+            proptest::prop_assert_eq!(left, 0);
+        }
+    }
+
+    proptest::proptest! {
+        /// A slot set's range operations see exactly the slots of the range.
+        #[test]
+        fn slot_set_ranges(
+            slots in proptest::collection::vec(0usize..200, 0..40),
+            start in 0usize..200,
+            n in 0usize..100,
+            cleared in 0usize..200,
+            cleared_n in 0usize..100,
+        ) {
+            let mut set = SlotSet(vec![0; 300usize.div_ceil(64)]);
+            for &s in &slots {
+                set.insert(s);
+            }
+            set.clear_range(cleared, cleared_n);
+            let mut expected: Vec<usize> = slots
+                .iter()
+                .copied()
+                .filter(|&s| s >= start && s < start + n)
+                .filter(|&s| s < cleared || s >= cleared + cleared_n)
+                .map(|s| s - start)
+                .collect();
+            expected.sort();
+            expected.dedup();
+            let mut got = Vec::new();
+            set.for_each_in(start, n, |i| got.push(i));
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
     #[test]
     fn csum16_without_packing_of_zeros_and_of_all_ones() {
         use super::super::pipeline::FieldRef;
         let phv = Phv {
             values: vec![0, 0xffff, 0xff],
             valid: vec![true, true, true],
+            ..Phv::default()
         };
         let field = |slot: u32, width: u32| {
             CalcInput::Field(FieldRef {

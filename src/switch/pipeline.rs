@@ -77,6 +77,38 @@ pub struct FieldRef {
 pub struct FieldLayout {
     pub name: String,
     pub width: u32,
+    /// Bit offset of the field's first (most significant) bit from the header's start.
+    pub offset: u32,
+}
+
+/// Where one big-endian 64-bit load inside a header holds a whole field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Byte offset of the load from the header's start.
+    pub byte: u32,
+    /// Right shift of the loaded word that brings the field to the low bits.
+    pub shift: u32,
+    /// The field's width as a mask.
+    pub mask: u64,
+}
+
+/// Each field's 64-bit window inside a header of `bytes` bytes: from the field's first byte,
+/// or, near the header's end, the header's last 8 bytes (which then hold the field too). `None`
+/// unless every field has one (headers shorter than 8 bytes, fields spread over more than 8).
+fn place_windows(fields: &[FieldLayout], bytes: u32) -> Option<Vec<Window>> {
+    let last = bytes.checked_sub(8)?;
+    fields
+        .iter()
+        .map(|f| {
+            let start = (f.offset / 8).min(last);
+            let end = f.offset + f.width;
+            ((start + 8) * 8 >= end).then(|| Window {
+                byte: start,
+                shift: (start + 8) * 8 - end,
+                mask: u64::MAX >> (64 - f.width),
+            })
+        })
+        .collect()
 }
 
 /// A header (or metadata) instance: its fields occupy slots `first_slot..first_slot+fields.len()`.
@@ -88,6 +120,42 @@ pub struct HeaderLayout {
     pub fields: Vec<FieldLayout>,
     /// Sum of the field widths; a multiple of 8 for packet headers.
     pub bits: u32,
+    /// Packet headers whose every field is one 64-bit load away: the loads, by field.
+    pub windows: Option<Vec<Window>>,
+}
+
+impl HeaderLayout {
+    /// Lays out `fields` (name, width) one after the other, in slots from `first_slot`.
+    pub fn new(
+        name: String,
+        metadata: bool,
+        first_slot: u32,
+        fields: Vec<(String, u32)>,
+    ) -> HeaderLayout {
+        let mut bits = 0u32;
+        let mut laid = Vec::with_capacity(fields.len());
+        for (name, width) in fields {
+            laid.push(FieldLayout {
+                name,
+                width,
+                offset: bits,
+            });
+            bits = bits.saturating_add(width);
+        }
+        let windows = if metadata {
+            None
+        } else {
+            place_windows(&laid, bits / 8)
+        };
+        HeaderLayout {
+            name,
+            metadata,
+            first_slot,
+            fields: laid,
+            bits,
+            windows,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +221,17 @@ pub struct Calculation {
     /// whole 16-bit words, when all `headers` are valid (every input included): what a csum16
     /// computed from the values needs.
     pub csum_shifts: Vec<u32>,
+    /// The same for the field inputs alone, as (slot, shift): what a csum16 reads per packet.
+    pub csum_fields: Vec<(u32, u32)>,
+    /// The constant inputs' contribution to that sum (each folded to 34 bits and shifted).
+    pub csum_constants: u64,
+}
+
+/// A value's 16-bit words summed in 34 bits (32-bit halves added): congruent to it modulo
+/// 0xffff, which is all a ones' complement sum needs.
+pub fn csum_fold(v: u128) -> u64 {
+    let (low, high) = (v as u64, (v >> 64) as u64);
+    (low & 0xffff_ffff) + (low >> 32) + (high & 0xffff_ffff) + (high >> 32)
 }
 
 impl Calculation {
@@ -181,12 +260,26 @@ impl Calculation {
             })
             .collect();
         csum_shifts.reverse();
+        let mut csum_fields = Vec::new();
+        let mut csum_constants = 0u64;
+        for (i, &shift) in inputs.iter().zip(&csum_shifts) {
+            match *i {
+                CalcInput::Field(f) => csum_fields.push((f.slot, shift)),
+                // At most 4096 inputs of < 2^50 each: no overflow.
+                CalcInput::Const { value, width } => {
+                    csum_constants =
+                        csum_constants.wrapping_add(csum_fold(value & width_mask(width)) << shift)
+                }
+            }
+        }
         Calculation {
             name,
             algo,
             inputs,
             headers,
             csum_shifts,
+            csum_fields,
+            csum_constants,
         }
     }
 }
@@ -425,6 +518,28 @@ pub struct ParseState {
     pub key_lookahead: u32,
 }
 
+/// Whether an expression's value is always 0 or 1.
+fn is_boolean(e: &Expr) -> bool {
+    match e {
+        Expr::Valid(_) => true,
+        Expr::Const(v) => *v <= 1,
+        Expr::Unary(op, _) => matches!(op, UnOp::Not | UnOp::D2b),
+        Expr::Binary(op, ..) => matches!(
+            op,
+            BinOp::Eq
+                | BinOp::Ne
+                | BinOp::Gt
+                | BinOp::Ge
+                | BinOp::Lt
+                | BinOp::Le
+                | BinOp::And
+                | BinOp::Or
+        ),
+        Expr::Cond(_, a, b) => is_boolean(a) && is_boolean(b),
+        Expr::Field(_) | Expr::Param(_) | Expr::Lookahead { .. } => false,
+    }
+}
+
 /// How many bits past the parser cursor an expression reads through lookaheads.
 pub fn lookahead_bits(e: &Expr) -> u32 {
     match e {
@@ -640,11 +755,8 @@ impl<'a> Compiler<'a> {
                         format!("{ctx}.{}", f.name()),
                     ));
                 }
-                bits += width;
-                fields.push(FieldLayout {
-                    name: f.name().to_string(),
-                    width,
-                });
+                fields.push((f.name().to_string(), width));
+                bits = bits.saturating_add(width);
             }
             if !h.metadata && !bits.is_multiple_of(8) {
                 return Err(invalid(
@@ -658,13 +770,7 @@ impl<'a> Compiler<'a> {
             {
                 return Err(invalid("duplicate header instance name", &ctx));
             }
-            headers.push(HeaderLayout {
-                name: h.name.clone(),
-                metadata: h.metadata,
-                first_slot: slot,
-                bits,
-                fields,
-            });
+            headers.push(HeaderLayout::new(h.name.clone(), h.metadata, slot, fields));
             slot += ty.fields.len() as u32;
         }
         let mut c = Compiler {
@@ -1060,7 +1166,15 @@ impl<'a> Compiler<'a> {
             "^" => bin(BinOp::BitXor),
             "not" => un(UnOp::Not),
             "~" => un(UnOp::BitNot),
-            "d2b" => un(UnOp::D2b),
+            // A value that already is 0 or 1 needs no conversion.
+            "d2b" => {
+                let inner = side(&node.right, "right")?;
+                Ok(if is_boolean(&inner) {
+                    inner
+                } else {
+                    Expr::Unary(UnOp::D2b, Box::new(inner))
+                })
+            }
             // Booleans already are the values 0 and 1.
             "b2d" => side(&node.right, "right"),
             "valid" => match &node.right {

@@ -6,7 +6,8 @@
 //!   source are ignored (the socket is connected to the peer, so the kernel filters them). Frames
 //!   move in batches of up to [`mmsg::BATCH`] messages per syscall, runs of equal-sized frames
 //!   as one UDP GSO/GRO message ([`mmsg`]); the peer sees ordinary datagrams either way;
-//! - a Linux interface (`-i 1@veth0`): a raw AF_PACKET socket on it ([`af_packet`]);
+//! - a Linux interface (`-i 1@veth0`): a raw AF_PACKET socket on it ([`af_packet`]), frames
+//!   also in batches of up to [`af_packet::BATCH`] per syscall;
 //! - an in-process channel, for tests and for wiring switches inside one process.
 //!
 //! Sending never blocks the data plane: a frame a backend cannot take at once is dropped and
@@ -29,7 +30,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-use af_packet::{PacketSocket, Received};
+use af_packet::{PacketSocket, ReceiveBatch};
 
 /// The largest port number a v1model port can carry, exclusive of 511 (the drop port).
 pub const MAX_PORT: u32 = 510;
@@ -175,15 +176,13 @@ impl PortSender {
             },
             PortSender::Interface(socket) => {
                 let socket = socket.get_ref();
-                let mut sent = 0;
-                for frame in frames {
-                    if let Err(err) = socket.send(frame) {
+                match socket.send_batch(frames) {
+                    Ok(sent) => sent,
+                    Err(err) => {
                         tracing::debug!(ifindex = socket.ifindex(), %err, "interface send failed");
-                        break;
+                        0
                     }
-                    sent += 1;
                 }
-                sent
             }
             PortSender::Channel(tx) => frames
                 .iter()
@@ -271,8 +270,8 @@ pub struct InterfacePort {
     socket: Arc<AsyncFd<PacketSocket>>,
 }
 
-/// Frames taken from an interface per wake-up before other tasks get a turn.
-const INTERFACE_BURST: usize = 256;
+/// Batches taken from an interface per wake-up before other tasks get a turn.
+const INTERFACE_BURST_BATCHES: usize = 16;
 
 impl InterfacePort {
     /// Opens `name` (needs CAP_NET_RAW); must run inside a tokio runtime.
@@ -294,8 +293,7 @@ impl InterfacePort {
         sink: Arc<dyn FrameSink>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        // Larger than any frame, jumbo and GRO-merged ones included.
-        let mut buf = vec![0u8; 65536];
+        let mut batch = ReceiveBatch::new();
         loop {
             tokio::select! {
                 ready = self.socket.readable() => {
@@ -306,10 +304,9 @@ impl InterfacePort {
                             return;
                         }
                     };
-                    for _ in 0..INTERFACE_BURST {
-                        match guard.try_io(|socket| socket.get_ref().receive(&mut buf)) {
-                            Ok(Ok(Received::Frame(len))) => sink.receive(port, &buf[..len]),
-                            Ok(Ok(Received::Outgoing)) => {}
+                    for _ in 0..INTERFACE_BURST_BATCHES {
+                        match guard.try_io(|socket| socket.get_ref().receive_batch(&mut batch)) {
+                            Ok(Ok(_)) => sink.receive_batch(port, &mut batch.frames()),
                             // The interface went down or away: keep polling, it may come back.
                             Ok(Err(err)) => {
                                 tracing::debug!(port, %err, "interface receive error");

@@ -201,6 +201,9 @@ pub struct TableState {
     pub entries: Vec<StoredEntry>,
     index: Index,
     pub default_action: Option<ActionCall>,
+    /// The default entry's direct counter (tables with a direct counter): every miss counts
+    /// here, as P4Runtime treats the default entry like any other entry for direct resources.
+    pub default_counter: CounterValue,
     pub immutable: bool,
 }
 
@@ -212,8 +215,9 @@ enum Index {
     /// Exact keys and one lpm key: one hash map per prefix length in use, longest first; the
     /// first map holding the key masked to its prefix length has the longest matching prefix.
     Lpm {
-        /// Which key field is the lpm one.
+        /// Which key field is the lpm one, and its width.
         field: usize,
+        width: u32,
         lengths: Vec<PrefixLength>,
     },
     /// Ternary, range or optional keys: `entries` scanned in match order, up to the first match.
@@ -228,6 +232,35 @@ struct PrefixLength {
     value_mask: u128,
     packed_mask: u128,
     map: KeyMap,
+    /// One bit per value of the lpm field's top `filter_bits` bits, set when an entry of this
+    /// length starts with them: a lookup whose bit is clear skips this length's map (most
+    /// lengths, in a routing table, for most addresses).
+    filter: Vec<u64>,
+    filter_bits: u32,
+}
+
+/// How many top bits of the lpm field a length's filter looks at (2^16 bits: 8 kB at most).
+const FILTER_BITS: u32 = 16;
+
+impl PrefixLength {
+    /// The filter bit of lpm value `v` (a `width`-bit value).
+    fn filter_bit(&self, v: u128, width: u32) -> usize {
+        if self.filter_bits == 0 {
+            0
+        } else {
+            (v >> (width - self.filter_bits)) as usize & ((1 << self.filter_bits) - 1)
+        }
+    }
+
+    fn may_hold(&self, v: u128, width: u32) -> bool {
+        let bit = self.filter_bit(v, width);
+        self.filter[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    fn note(&mut self, v: u128, width: u32) {
+        let bit = self.filter_bit(v, width);
+        self.filter[bit / 64] |= 1 << (bit % 64);
+    }
 }
 
 /// Key values → position in `entries`. Keys whose fields fit in 128 bits together are packed
@@ -347,6 +380,7 @@ impl Index {
             [] if others_exact => Index::Exact(KeyMap::new(widths)),
             [field] if others_exact => Index::Lpm {
                 field: *field,
+                width: table.keys[*field].width,
                 lengths: Vec::new(),
             },
             _ => Index::Scan,
@@ -385,6 +419,7 @@ impl TableState {
                 action: d.action,
                 args: d.args.clone(),
             }),
+            default_counter: CounterValue::default(),
             immutable: !table.const_entries.is_empty(),
         }
     }
@@ -395,20 +430,30 @@ impl TableState {
     pub fn lookup(&self, table: &Table, values: &mut [u128]) -> Option<usize> {
         match &self.index {
             Index::Exact(map) => map.get(values),
-            Index::Lpm { field, lengths } => {
+            Index::Lpm {
+                field,
+                width,
+                lengths,
+            } => {
                 let first = lengths.first()?;
+                let original = values[*field];
                 if let KeyMapInner::Packed(_) = first.map.map {
                     let full = pack(&first.map.widths, values);
-                    return lengths.iter().find_map(|l| match &l.map.map {
-                        KeyMapInner::Packed(m) => m.get(&(full & l.packed_mask)).copied(),
-                        KeyMapInner::Wide(_) => None,
-                    });
+                    return lengths
+                        .iter()
+                        .filter(|l| l.may_hold(original, *width))
+                        .find_map(|l| match &l.map.map {
+                            KeyMapInner::Packed(m) => m.get(&(full & l.packed_mask)).copied(),
+                            KeyMapInner::Wide(_) => None,
+                        });
                 }
-                let original = values[*field];
-                let hit = lengths.iter().find_map(|l| {
-                    values[*field] = original & l.value_mask;
-                    l.map.get(values)
-                });
+                let hit = lengths
+                    .iter()
+                    .filter(|l| l.may_hold(original, *width))
+                    .find_map(|l| {
+                        values[*field] = original & l.value_mask;
+                        l.map.get(values)
+                    });
                 values[*field] = original;
                 hit
             }
@@ -475,7 +520,15 @@ impl TableState {
                 expected: "exact or lpm",
             });
         };
-        if let (Index::Lpm { field, lengths }, Some(len)) = (&mut self.index, prefix) {
+        if let (
+            Index::Lpm {
+                field,
+                width,
+                lengths,
+            },
+            Some(len),
+        ) = (&mut self.index, prefix)
+        {
             if !lengths.iter().any(|l| l.prefix_len == len) {
                 let at = lengths.partition_point(|l| l.prefix_len > len);
                 let masks: Vec<u128> = table
@@ -498,8 +551,14 @@ impl TableState {
                         value_mask: masks[*field],
                         packed_mask: pack(&widths, &masks),
                         map: KeyMap::new(widths),
+                        filter: vec![0; (1usize << len.min(FILTER_BITS).min(*width)).div_ceil(64)],
+                        filter_bits: len.min(FILTER_BITS).min(*width),
                     },
                 );
+            }
+            let lpm_value = values[*field];
+            if let Some(l) = lengths.iter_mut().find(|l| l.prefix_len == len) {
+                l.note(lpm_value, *width);
             }
         }
         let position = self.entries.len();
@@ -517,6 +576,33 @@ impl TableState {
         Ok(())
     }
 
+    /// Rebuilds the lookup filter of prefix length `prefix` (lpm tables) from the entries left:
+    /// a removal may have taken the last entry behind one of its bits.
+    fn refilter(&mut self, prefix: Option<u32>) {
+        let (
+            Index::Lpm {
+                field,
+                width,
+                lengths,
+            },
+            Some(len),
+        ) = (&mut self.index, prefix)
+        else {
+            return;
+        };
+        let Some(l) = lengths.iter_mut().find(|l| l.prefix_len == len) else {
+            return;
+        };
+        l.filter.fill(0);
+        for e in &self.entries {
+            if let Some(MatchValue::Lpm { value, prefix_len }) = e.entry.key.get(*field) {
+                if *prefix_len == len {
+                    l.note(*value, *width);
+                }
+            }
+        }
+    }
+
     pub fn remove(&mut self, at: usize) -> StoredEntry {
         if let Index::Scan = self.index {
             return self.entries.remove(at);
@@ -529,6 +615,7 @@ impl TableState {
             if let (Index::Lpm { lengths, .. }, Some(len)) = (&mut self.index, prefix) {
                 lengths.retain(|l| l.prefix_len != len || !l.map.is_empty());
             }
+            self.refilter(prefix);
         }
         if let Some(moved) = self.entries.get(at) {
             if let Some((values, prefix)) = indexed_key(&moved.entry.key) {

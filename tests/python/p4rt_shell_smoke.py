@@ -2,7 +2,7 @@
 
 Pushes ref2_ternary_counters' pipeline, inserts ref2's STF entries by name, prints READY and waits
 for one line on stdin (the Rust side sends frames through the UDP ports meanwhile), then reads the
-direct counters of those entries and the indexed counter `Ing.per_port[0]`, and prints them as one
+direct counters of those entries and of both tables' default entries, and the indexed counter `Ing.per_port[0]`, and prints them as one
 JSON object. Exit 2 when p4runtime-shell is not installed.
 """
 
@@ -81,6 +81,11 @@ def main():
         "e20": direct_count("Ing.acl_hits", entries["e20"]),
         "e5": direct_count("Ing.acl_hits", entries["e5"]),
         "f1": direct_count("Ing.flow_bytes", entries["f1"]),
+        # The default entries' counters: the frames each table missed.
+        "acl_default": direct_count("Ing.acl_hits", sh.TableEntry("Ing.acl")(is_default=True)),
+        "flows_default": direct_count(
+            "Ing.flow_bytes", sh.TableEntry("Ing.flows")(is_default=True)
+        ),
     }
     per_port = sh.CounterEntry("Ing.per_port")
     per_port.index = 0

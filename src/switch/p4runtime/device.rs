@@ -183,8 +183,10 @@ impl Device {
                     self.drops.no_pipeline.fetch_add(count, Ordering::Relaxed);
                     return;
                 };
+                // One clock reading for the batch (a batch takes microseconds; idle timeouts, milliseconds).
+                let now = active.switch.now_ns();
                 for frame in frames {
-                    active.switch.process(port, frame, &mut outputs);
+                    active.switch.process_at(port, frame, now, &mut outputs);
                 }
                 let to_cpu = outputs.iter().any(|(p, _)| Some(p) == self.cpu_port);
                 if to_cpu {

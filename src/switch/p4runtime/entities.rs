@@ -958,7 +958,7 @@ impl P4rtState {
         }
         let counter = e.counter_data.as_ref().map(counter_value).transpose()?;
         if e.is_default_action {
-            return write_default_entry(t, switch, kind, e);
+            return write_default_entry(t, switch, kind, e, counter);
         }
         if t.fields.is_empty() {
             return Err(invalid(format!(
@@ -1052,7 +1052,11 @@ impl P4rtState {
             return Err(invalid(format!("table `{}` has no direct counter", t.name)));
         }
         if e.is_default_action {
-            return Err(unsupported("direct counters of default entries"));
+            check_default_key(&e.r#match, e.priority)?;
+            if let Some(data) = &d.data {
+                switch.write_default_counter(t.table, counter_value(data)?)?;
+            }
+            return Ok(());
         }
         let key = t.key(&e.r#match, e.priority)?;
         match &d.data {
@@ -1132,18 +1136,18 @@ impl P4rtState {
                     self.clone_sessions.remove(&id);
                     return Ok(switch.remove_clone_session(id)?);
                 }
-                if s.packet_length_bytes < 0 {
-                    return Err(invalid("packet_length_bytes cannot be negative"));
-                }
-                if s.packet_length_bytes > 0 {
-                    return Err(unsupported("truncating clones (packet_length_bytes > 0)"));
-                }
+                // 0: copies are not cut.
+                let max_length = match usize::try_from(s.packet_length_bytes) {
+                    Ok(0) => None,
+                    Ok(n) => Some(n),
+                    Err(_) => return Err(invalid("packet_length_bytes cannot be negative")),
+                };
                 let replicas = s
                     .replicas
                     .iter()
                     .map(replica)
                     .collect::<Result<Vec<_>, _>>()?;
-                switch.set_clone_session(id, replicas)?;
+                switch.set_clone_session(id, replicas, max_length)?;
                 self.clone_sessions.insert(id, s.clone());
                 Ok(())
             }
@@ -1231,11 +1235,16 @@ impl P4rtState {
             Some(_) => return Err(invalid("reads can only filter on a direct action id")),
             None => None,
         };
+        if q.is_default_action {
+            check_default_key(&q.r#match, q.priority)?;
+        }
         for t in self.tables_of(q.table_id)? {
             if q.is_default_action {
-                out.push(entity(entity::Entity::TableEntry(default_entry(
-                    t, switch,
-                )?)));
+                let mut e = default_entry(t, switch)?;
+                if q.counter_data.is_some() && t.direct_counter {
+                    e.counter_data = Some(counter_data(switch.read_default_counter(t.table)?));
+                }
+                out.push(entity(entity::Entity::TableEntry(e)));
                 continue;
             }
             let now = switch.now_ns();
@@ -1315,7 +1324,7 @@ impl P4rtState {
     ) -> Result<(), EntityError> {
         let query = q.table_entry.clone().unwrap_or_default();
         if query.is_default_action {
-            return Err(unsupported("direct counters of default entries"));
+            check_default_key(&query.r#match, query.priority)?;
         }
         if query.table_id == 0 && !query.r#match.is_empty() {
             return Err(invalid("a match filter needs a table_id"));
@@ -1328,6 +1337,19 @@ impl P4rtState {
             )));
         }
         for t in tables.into_iter().filter(|t| t.direct_counter) {
+            if query.is_default_action {
+                out.push(entity(entity::Entity::DirectCounterEntry(
+                    DirectCounterEntry {
+                        table_entry: Some(TableEntry {
+                            table_id: t.id,
+                            is_default_action: true,
+                            ..TableEntry::default()
+                        }),
+                        data: Some(counter_data(switch.read_default_counter(t.table)?)),
+                    },
+                )));
+                continue;
+            }
             let mut emit = |stored: &StoredEntry| {
                 let key = EntryKey {
                     key: stored.entry.key.clone(),
@@ -1474,25 +1496,24 @@ impl P4rtState {
     }
 }
 
+/// A MODIFY of a table's default entry: its action (none resets the entry to the program's,
+/// direct counter included, as the spec's reset of direct resources asks) and then its direct
+/// counter, if given.
 fn write_default_entry(
     t: &TableMap,
     switch: &mut Switch,
     kind: update::Type,
     e: &TableEntry,
+    counter: Option<CounterValue>,
 ) -> Result<(), EntityError> {
     if kind != update::Type::Modify {
         return Err(invalid(
             "the default entry always exists: it can only be modified, not inserted or deleted",
         ));
     }
-    if !e.r#match.is_empty() || e.priority != 0 {
-        return Err(invalid("the default entry has no match and priority 0"));
-    }
+    check_default_key(&e.r#match, e.priority)?;
     if e.idle_timeout_ns != 0 {
         return Err(invalid("default entries have no idle timeout"));
-    }
-    if e.counter_data.is_some() {
-        return Err(unsupported("direct counters of default entries"));
     }
     if t.const_default {
         return Err(EntityError::new(
@@ -1501,11 +1522,27 @@ fn write_default_entry(
         ));
     }
     match &e.action {
-        None => switch.reset_default_action(t.table)?,
+        None => {
+            switch.reset_default_action(t.table)?;
+            if t.direct_counter {
+                switch.write_default_counter(t.table, CounterValue::default())?;
+            }
+        }
         Some(action) => {
             let call = t.action_call(action, true)?;
             switch.set_default_action(t.table, call)?;
         }
+    }
+    if let Some(value) = counter {
+        switch.write_default_counter(t.table, value)?;
+    }
+    Ok(())
+}
+
+/// The default entry is named by `is_default_action` alone: no match, priority 0.
+fn check_default_key(matches: &[FieldMatch], priority: i32) -> Result<(), EntityError> {
+    if !matches.is_empty() || priority != 0 {
+        return Err(invalid("the default entry has no match and priority 0"));
     }
     Ok(())
 }

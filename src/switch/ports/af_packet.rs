@@ -8,11 +8,20 @@
 //! Offloads are the interface's business: on a veth with GRO a frame may arrive larger than
 //! the MTU, and the switch handles it as it comes.
 //!
-//! The `unsafe` blocks are the libc calls; each one is commented with what makes it sound.
+//! Frames move in batches of up to [`BATCH`] per syscall (`recvmmsg`/`sendmmsg`), as on the UDP
+//! wires. The `unsafe` blocks are the libc calls and the zero-initialisation of their C structs;
+//! each one is commented with what makes it sound.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Frames per syscall.
+pub const BATCH: usize = 64;
+
+/// Room per received frame: larger than any frame, jumbo and GRO-merged ones included (a longer
+/// one is cut to this).
+pub const SLOT: usize = 64 * 1024;
 
 /// `ETH_P_ALL` in network byte order, as AF_PACKET's protocol fields want it.
 fn eth_p_all() -> u16 {
@@ -66,14 +75,14 @@ impl PacketSocket {
 
         // Best effort: kernels from 4.20 drop outgoing frames before they reach this socket;
         // `receive` checks the packet type anyway, for older ones.
-        let _ = socket.set_option(libc::PACKET_IGNORE_OUTGOING, &1i32);
+        let _ = socket.set_option(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
         let membership = libc::packet_mreq {
             mr_ifindex: ifindex,
             mr_type: libc::PACKET_MR_PROMISC as u16,
             mr_alen: 0,
             mr_address: [0; 8],
         };
-        socket.set_option(libc::PACKET_ADD_MEMBERSHIP, &membership)?;
+        socket.set_option(libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &membership)?;
 
         let mut addr = empty_sockaddr_ll();
         addr.sll_protocol = eth_p_all();
@@ -97,14 +106,14 @@ impl PacketSocket {
         self.ifindex
     }
 
-    fn set_option<T>(&self, option: libc::c_int, value: &T) -> io::Result<()> {
+    fn set_option<T>(&self, level: libc::c_int, option: libc::c_int, value: &T) -> io::Result<()> {
         let len = libc::socklen_t::try_from(std::mem::size_of::<T>())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option too large"))?;
         // SAFETY: `value` points to a live `T` of `len` bytes for the duration of the call.
         let rc = unsafe {
             libc::setsockopt(
                 self.fd.as_raw_fd(),
-                libc::SOL_PACKET,
+                level,
                 option,
                 (value as *const T).cast::<libc::c_void>(),
                 len,
@@ -143,22 +152,127 @@ impl PacketSocket {
         Ok(Received::Frame(n.unsigned_abs()))
     }
 
-    /// Sends one whole Ethernet frame out of the interface without blocking.
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: `frame` is readable for `frame.len()` bytes during the call. The socket is
-        // bound, so the kernel sends on its interface.
+    /// Receives up to [`BATCH`] queued frames into `batch` without blocking; how many messages
+    /// came (`WouldBlock` when none was queued). [`ReceiveBatch::frames`] leaves out the ones
+    /// the host sent.
+    pub fn receive_batch(&self, batch: &mut ReceiveBatch) -> io::Result<usize> {
+        batch.count = 0;
+        let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+            iov_base: batch.storage[i * SLOT..].as_mut_ptr().cast(),
+            iov_len: SLOT,
+        });
+        let mut from = [empty_sockaddr_ll(); BATCH];
+        // SAFETY: mmsghdr is a C struct of integers and pointers, for which all-zero bytes are
+        // a valid value (null pointers, zero lengths).
+        let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for ((header, iovec), from) in headers.iter_mut().zip(&mut iovecs).zip(&mut from) {
+            header.msg_hdr.msg_iov = iovec;
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_name = (from as *mut libc::sockaddr_ll).cast();
+            header.msg_hdr.msg_namelen = sockaddr_ll_len();
+        }
+        // SAFETY: each header points to one iovec describing SLOT writable bytes of the batch's
+        // storage and to its own sockaddr_ll of the length given; headers, iovecs, addresses and
+        // storage all outlive the call, and BATCH is their length.
         let n = unsafe {
-            libc::send(
+            libc::recvmmsg(
                 self.fd.as_raw_fd(),
-                frame.as_ptr().cast::<libc::c_void>(),
-                frame.len(),
+                headers.as_mut_ptr(),
+                BATCH as libc::c_uint,
                 libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
             )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        let n = n.unsigned_abs() as usize;
+        for ((message, header), from) in batch.messages.iter_mut().zip(&headers).zip(&from).take(n)
+        {
+            // Without MSG_TRUNC the length is what was stored, at most SLOT.
+            let len = (header.msg_len as usize).min(SLOT);
+            *message = (len, from.sll_pkttype == libc::PACKET_OUTGOING);
+        }
+        batch.count = n;
+        Ok(n)
+    }
+
+    /// Sends whole Ethernet frames out of the interface, in order, without blocking; how many
+    /// the kernel took (it stops at the first error, which is returned when nothing was sent).
+    pub fn send_batch(&self, frames: &[&[u8]]) -> io::Result<usize> {
+        let mut sent = 0;
+        while sent < frames.len() {
+            let chunk = &frames[sent..frames.len().min(sent + BATCH)];
+            let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+                iov_base: chunk
+                    .get(i)
+                    .map_or(std::ptr::null_mut(), |f| f.as_ptr().cast_mut().cast()),
+                iov_len: chunk.get(i).map_or(0, |f| f.len()),
+            });
+            // SAFETY: as in receive_batch, all-zero is a valid mmsghdr.
+            let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            for (header, iovec) in headers.iter_mut().zip(&mut iovecs) {
+                header.msg_hdr.msg_iov = iovec;
+                header.msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: the first chunk.len() headers each point to one iovec describing a frame
+            // borrowed for the whole call; the kernel only reads them (iovec is *mut for
+            // readv's sake). No address: the socket is bound, so the kernel sends on its
+            // interface.
+            let n = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    headers.as_mut_ptr(),
+                    chunk.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                return if sent == 0 { Err(err) } else { Ok(sent) };
+            }
+            let n = n.unsigned_abs() as usize;
+            sent += n;
+            if n < chunk.len() {
+                // The kernel stopped early (a full queue): the rest would fail the same way now.
+                break;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// Buffers for one [`PacketSocket::receive_batch`], reused from call to call.
+pub struct ReceiveBatch {
+    /// BATCH slots of SLOT bytes (allocated zeroed, so pages are only touched when used).
+    storage: Vec<u8>,
+    /// Each message's length and whether the host sent it, from the last call.
+    messages: [(usize, bool); BATCH],
+    count: usize,
+}
+
+impl Default for ReceiveBatch {
+    fn default() -> Self {
+        ReceiveBatch::new()
+    }
+}
+
+impl ReceiveBatch {
+    pub fn new() -> ReceiveBatch {
+        ReceiveBatch {
+            storage: vec![0; BATCH * SLOT],
+            messages: [(0, false); BATCH],
+            count: 0,
+        }
+    }
+
+    /// The frames the interface received in the last call, in order (the host's own left out).
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.messages[..self.count]
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, outgoing))| !outgoing)
+            .map(|(i, &(len, _))| &self.storage[i * SLOT..i * SLOT + len])
     }
 }
 
