@@ -341,11 +341,13 @@ async fn run_in_lab(
         })
     };
     let measured = measure(options, &lab, &controller, workload, &mut progress).await;
+    // What the report counts ends with the last window: sFlow that keeps arriving while the
+    // API lingers is not in it.
+    let graph = controller.graph().snapshot();
+    let collector = controller.collector_stats();
     if let Some(api) = api {
         api.linger_and_stop(options.linger).await;
     }
-    let graph = controller.graph().snapshot();
-    let collector = controller.collector_stats();
     let stopped = controller.shutdown().await.map_err(Box::new);
     if let Err(err) = switches.stop().await {
         tracing::warn!("{err}");
