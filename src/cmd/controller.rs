@@ -220,6 +220,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         http.addr,
         args.out_dir.display()
     );
+    eprintln!("vmdep controller: dependency map on http://{}/", http.addr);
     if let Some(path) = &history_path {
         eprintln!("vmdep controller: history in {}", path.display());
     }

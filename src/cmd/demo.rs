@@ -211,7 +211,9 @@ async fn run_netns(
 
 fn print_progress(p: &Progress) {
     if let (1, Some(addr)) = (p.window, p.http_addr) {
-        println!("  HTTP API on http://{addr}/api (graph: /api/graph, metrics: /metrics)");
+        println!(
+            "  dependency map on http://{addr}/ (API: /api/graph and more under /api; metrics: /metrics)"
+        );
     }
     println!(
         "  window {:>2}/{}: {:>6} frames sent, {:>4} samples, {:>2} pairs selected, {:>2} released, {:>2} measured",
