@@ -437,27 +437,29 @@ pub fn vmdep_pipeline() -> Result<PipelineBundle, DemoError> {
     })
 }
 
+/// None when every switch has its pipeline and routes in; else the ones still waiting, each
+/// with its session's last error.
+pub(super) fn switches_waiting(switches: &[service::SwitchReport]) -> Option<String> {
+    let waiting: Vec<String> = switches
+        .iter()
+        .filter(|s| !(s.ready && s.routes > 0))
+        .map(|s| {
+            let why = s.last_error.as_deref().unwrap_or("no answer");
+            format!("{} ({why})", s.name)
+        })
+        .collect();
+    (!waiting.is_empty()).then(|| waiting.join(", "))
+}
+
 pub(super) async fn wait_ready(controller: &service::RunningController) -> Result<(), DemoError> {
     let limit = Duration::from_secs(20);
     let deadline = Instant::now() + limit;
     loop {
-        let switches = controller.switches().await;
-        if switches.iter().all(|s| s.ready && s.routes > 0) {
+        let Some(waiting) = switches_waiting(&controller.switches().await) else {
             return Ok(());
-        }
+        };
         if Instant::now() > deadline {
-            let waiting: Vec<String> = switches
-                .iter()
-                .filter(|s| !(s.ready && s.routes > 0))
-                .map(|s| {
-                    format!(
-                        "{} ({})",
-                        s.name,
-                        s.last_error.as_deref().unwrap_or("no answer")
-                    )
-                })
-                .collect();
-            return Err(DemoError::NotReady(limit, waiting.join(", ")));
+            return Err(DemoError::NotReady(limit, waiting));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -649,7 +651,7 @@ pub(super) struct ReportContext {
 }
 
 impl ReportContext {
-    fn of(options: &DemoOptions) -> Self {
+    pub(super) fn of(options: &DemoOptions) -> Self {
         ReportContext {
             seed: options.workload.seed,
             workload: options.workload.duration,

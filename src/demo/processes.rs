@@ -45,8 +45,8 @@ use crate::host::{UdpWire, DPI_TICK, FLUSH_INTERVAL};
 use crate::switch::ports::{PortBackend, PortSpec};
 
 use super::emulated::{
-    build_report, entries_of, write_report, DemoError, DemoOptions, DemoReport, Progress,
-    ReportContext, SwitchEntries, TrafficTruth, REFERENCE_TOPOLOGY,
+    build_report, entries_of, switches_waiting, write_report, DemoError, DemoOptions, DemoReport,
+    Progress, ReportContext, SwitchEntries, TrafficTruth, REFERENCE_TOPOLOGY,
 };
 use super::fabric::{self, FabricError};
 use super::workload::{self, Workload};
@@ -285,14 +285,8 @@ pub async fn run(
             // stops, then the switches.
             children.stop().await?;
             let truth = TrafficTruth::from_workload(&topology, &workload, demo.window);
-            let context = ReportContext {
-                seed: demo.workload.seed,
-                workload: demo.workload.duration,
-                threshold_bytes: demo.threshold_bytes,
-                sampling_rate: demo.sampling_rate,
-            };
             let mut report = build_report(
-                &context,
+                &ReportContext::of(demo),
                 &topology,
                 &truth,
                 &workload.truth,
@@ -504,22 +498,13 @@ async fn wait_switches_ready(
     loop {
         children.ensure_running()?;
         let switches: Vec<SwitchReport> = api.get("/api/switches").await?;
-        if !switches.is_empty() && switches.iter().all(|s| s.ready && s.routes > 0) {
+        let waiting = switches_waiting(&switches);
+        if !switches.is_empty() && waiting.is_none() {
             return Ok(());
         }
         if Instant::now() > deadline {
-            let waiting: Vec<String> = switches
-                .iter()
-                .filter(|s| !(s.ready && s.routes > 0))
-                .map(|s| {
-                    format!(
-                        "{} ({})",
-                        s.name,
-                        s.last_error.as_deref().unwrap_or("no answer")
-                    )
-                })
-                .collect();
-            return Err(ProcessesError::NotReady(START_LIMIT, waiting.join(", ")));
+            let waiting = waiting.unwrap_or_else(|| "every switch (none reported)".into());
+            return Err(ProcessesError::NotReady(START_LIMIT, waiting));
         }
         tokio::time::sleep(POLL * 2).await;
     }
