@@ -15,6 +15,9 @@
 //! port: the ceiling of the ports themselves, whatever the data plane costs. Both run twice:
 //! with frames all of one size (runs the ports move as one GSO/GRO message) and with sizes
 //! alternating (every frame its own datagram, the worst case for the ports).
+//!
+//! Like criterion, a non-flag argument keeps only the runs whose name contains it
+//! (`cargo bench --bench switch_udp -- wire_only`), e.g. to profile one of them.
 
 use std::net::UdpSocket;
 use std::os::fd::AsFd;
@@ -182,18 +185,19 @@ fn main() {
     let wire_only = vmdep::compiler::compile(WIRE_ONLY_P4, "wire_only.p4")
         .unwrap_or_else(|d| panic!("wire_only.p4 does not compile: {d}"))
         .bmv2_json;
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
     for (sizes, alternate) in [("64-byte frames", false), ("64/65-byte frames", true)] {
         let work = workload(alternate);
-        run(
-            &format!("vmdep_1000_routes_10000_pairs, {sizes}"),
-            &json,
-            2,
-            |sw| install(sw, &work),
-            &work.frames,
-            window,
-        );
+        let name = format!("vmdep_1000_routes_10000_pairs, {sizes}");
+        if wanted(&name) {
+            let install = |sw: &mut Switch| install(sw, &work);
+            run(&name, &json, 2, install, &work.frames, window);
+        }
         let name = format!("wire_only, {sizes}");
-        run(&name, &wire_only, 1, |_| {}, &work.frames, window);
+        if wanted(&name) {
+            run(&name, &wire_only, 1, |_| {}, &work.frames, window);
+        }
     }
 }
 

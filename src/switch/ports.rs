@@ -156,7 +156,7 @@ impl FromStr for PortSpec {
 #[derive(Debug, Clone)]
 pub enum PortSender {
     /// A UDP socket connected to the wire's peer.
-    Udp(Arc<UdpSocket>),
+    Udp(Arc<AsyncFd<std::net::UdpSocket>>),
     Interface(Arc<AsyncFd<PacketSocket>>),
     Channel(mpsc::Sender<Vec<u8>>),
 }
@@ -166,11 +166,12 @@ impl PortSender {
     /// are the caller's to count as dropped).
     pub fn send_batch(&self, frames: &[&[u8]]) -> usize {
         match self {
-            PortSender::Udp(socket) => match mmsg::send_batch(socket.as_fd(), frames) {
+            PortSender::Udp(socket) => match mmsg::send_batch(socket.get_ref().as_fd(), frames) {
                 Ok(sent) => sent,
                 Err(err) => {
                     // ICMP port-unreachable from an absent peer shows up here, once.
-                    tracing::debug!(peer = ?socket.peer_addr().ok(), %err, "UDP wire send failed");
+                    let peer = socket.get_ref().peer_addr().ok();
+                    tracing::debug!(?peer, %err, "UDP wire send failed");
                     0
                 }
             },
@@ -203,20 +204,24 @@ const UDP_BURST_BATCHES: usize = 16;
 pub struct UdpWire {
     pub sender: PortSender,
     pub local: SocketAddr,
-    socket: Arc<UdpSocket>,
+    socket: Arc<AsyncFd<std::net::UdpSocket>>,
 }
 
 impl UdpWire {
     pub async fn open(local: SocketAddr, peer: SocketAddr) -> std::io::Result<UdpWire> {
-        let socket = UdpSocket::bind(local).await?;
-        socket.connect(peer).await?;
+        let socket = std::net::UdpSocket::bind(local)?;
+        socket.connect(peer)?;
+        socket.set_nonblocking(true)?;
         mmsg::set_buffer_sizes(socket.as_fd(), UDP_BUFFER_BYTES)?;
         // Kernels before 5.0 lack UDP_GRO: the wire then receives datagram by datagram.
         if let Err(err) = mmsg::enable_gro(socket.as_fd()) {
             tracing::debug!(%local, %err, "UDP GRO unavailable");
         }
-        let socket = Arc::new(socket);
         let local = socket.local_addr()?;
+        // Registered for reading only: sends never wait (a full buffer drops), and a socket
+        // also watched for writing would have the kernel call into epoll each time one of its
+        // sent datagrams is freed.
+        let socket = Arc::new(AsyncFd::with_interest(socket, Interest::READABLE)?);
         Ok(UdpWire {
             sender: PortSender::Udp(socket.clone()),
             local,
@@ -235,18 +240,29 @@ impl UdpWire {
         loop {
             tokio::select! {
                 ready = self.socket.readable() => {
-                    if let Err(err) = ready {
-                        tracing::error!(port, %err, "UDP wire cannot be polled; port stopped");
-                        return;
-                    }
+                    let mut guard = match ready {
+                        Ok(guard) => guard,
+                        Err(err) => {
+                            tracing::error!(port, %err, "UDP wire cannot be polled; port stopped");
+                            return;
+                        }
+                    };
                     for _ in 0..UDP_BURST_BATCHES {
-                        let received = self
-                            .socket
-                            .try_io(Interest::READABLE, || batch.receive(self.socket.as_fd()));
-                        match received {
-                            Ok(_) => sink.receive_batch(port, &mut batch.frames()),
-                            // Drained: readiness was cleared, wait for the next datagram.
-                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => break,
+                        match batch.receive(self.socket.get_ref().as_fd()) {
+                            Ok(received) => {
+                                sink.receive_batch(port, &mut batch.frames());
+                                // A short batch drained the queue: wait for the next datagram
+                                // now rather than spend a syscall to hear "would block"
+                                // (epoll reports any datagram queued after the drain).
+                                if received < mmsg::BATCH {
+                                    guard.clear_ready();
+                                    break;
+                                }
+                            }
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                                guard.clear_ready();
+                                break;
+                            }
                             // ICMP port-unreachable from an absent peer shows up here; keep going.
                             Err(err) => {
                                 tracing::debug!(port, %err, "UDP wire receive error");
