@@ -340,6 +340,26 @@ impl Lab {
         (packets("rx"), packets("tx"))
     }
 
+    /// Bytes queued in the switch's sockets on `interface`, not yet read (/proc/net/packet's
+    /// Rmem, in the switch's namespace).
+    fn unread_bytes(&self, interface: &str) -> u64 {
+        let link = self
+            .switch_ns
+            .output(&["ip", "-j", "link", "show", interface]);
+        let links: serde_json::Value = serde_json::from_slice(&link.stdout).unwrap();
+        let ifindex = links[0]["ifindex"].as_u64().unwrap().to_string();
+        let table = self.switch_ns.output(&["cat", "/proc/net/packet"]);
+        let table = String::from_utf8(table.stdout).unwrap();
+        // Columns: sk RefCnt Type Proto Iface R Rmem User Inode.
+        table
+            .lines()
+            .skip(1)
+            .map(|row| row.split_whitespace().collect::<Vec<_>>())
+            .filter(|cols| cols.get(4) == Some(&ifindex.as_str()))
+            .map(|cols| cols[6].parse::<u64>().unwrap())
+            .sum()
+    }
+
     /// Stops the switch with SIGTERM, checks that it exits cleanly and returns its log lines
     /// after startup, without terminal colours.
     fn stop(self) -> Vec<String> {
@@ -533,10 +553,11 @@ fn a_stalled_switch_keeps_a_burst_and_counts_what_overflows() {
         "vds1 missed frames"
     );
     lab.signal("-CONT");
-    // Wait until the switch has sent all it read (its count stays still for 300 ms).
+    // Wait until the switch has read everything queued and sent all it read (its count then
+    // stays still).
     let deadline = std::time::Instant::now() + WAIT;
     let mut last = (tx_before, std::time::Instant::now());
-    while last.1.elapsed() < Duration::from_millis(300) {
+    while lab.unread_bytes("vds1") > 0 || last.1.elapsed() < Duration::from_millis(200) {
         assert!(
             std::time::Instant::now() < deadline,
             "the switch never settled"
