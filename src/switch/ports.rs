@@ -11,7 +11,9 @@
 //! - an in-process channel, for tests and for wiring switches inside one process.
 //!
 //! Sending never blocks the data plane: a frame a backend cannot take at once is dropped and
-//! counted by the caller, as a congested wire would.
+//! counted by the caller, as a congested wire would. Frames an interface's kernel buffer had no
+//! room for before the switch could read them are counted too
+//! ([`FrameSink::dropped_before_receive`]) and logged.
 //!
 //! Owns only port I/O; it knows nothing of P4Runtime or the pipeline (frames go to a
 //! [`FrameSink`]).
@@ -45,6 +47,13 @@ pub trait FrameSink: Send + Sync + 'static {
         for frame in frames {
             self.receive(port, frame);
         }
+    }
+
+    /// `count` frames arrived on `port` but the kernel dropped them before the port could read
+    /// them (its receive buffer was full). The port has logged it already; a sink that keeps
+    /// drop counters adds them here.
+    fn dropped_before_receive(&self, port: u32, count: u64) {
+        let _ = (port, count);
     }
 }
 
@@ -289,10 +298,25 @@ pub struct InterfacePort {
 /// Batches taken from an interface per wake-up before other tasks get a turn.
 const INTERFACE_BURST_BATCHES: usize = 16;
 
+/// Least time between two warnings about kernel drops on one interface (counts accumulate).
+const DROP_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl InterfacePort {
     /// Opens `name` (needs CAP_NET_RAW); must run inside a tokio runtime.
     pub fn open(name: &str) -> std::io::Result<InterfacePort> {
         let socket = PacketSocket::open(name)?;
+        // The kernel reports twice what it granted; without CAP_NET_ADMIN it granted at most
+        // net.core.rmem_max.
+        let granted = socket.receive_buffer_bytes()? / 2;
+        if granted < af_packet::SOCKET_BUFFER_BYTES {
+            tracing::warn!(
+                interface = name,
+                granted,
+                wanted = af_packet::SOCKET_BUFFER_BYTES,
+                "interface receive buffer smaller than asked (no CAP_NET_ADMIN and a low \
+                 net.core.rmem_max): bursts will overflow it sooner (dropped frames are counted)"
+            );
+        }
         // SAFETY: a PacketSocket owns its descriptor for its whole life and always returns that
         // same one from as_raw_fd, which is what registering it with the reactor requires.
         let socket = Arc::new(unsafe { AsyncFd::register(socket) }.map_err(std::io::Error::from)?);
@@ -310,6 +334,7 @@ impl InterfacePort {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut batch = ReceiveBatch::new();
+        let mut drops = KernelDrops::new(port);
         loop {
             tokio::select! {
                 ready = self.socket.readable() => {
@@ -332,12 +357,65 @@ impl InterfacePort {
                             Err(_would_block) => break,
                         }
                     }
+                    drops.collect(self.socket.get_ref(), sink.as_ref(), false);
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    drops.collect(self.socket.get_ref(), sink.as_ref(), true);
+                    return;
+                }
             }
             if *shutdown.borrow() {
+                drops.collect(self.socket.get_ref(), sink.as_ref(), true);
                 return;
             }
+        }
+    }
+}
+
+/// The kernel's drops on one interface port: handed to the sink as they are read, and logged
+/// at most once per [`DROP_WARNING_INTERVAL`].
+struct KernelDrops {
+    port: u32,
+    total: u64,
+    unreported: u64,
+    last_warning: Option<std::time::Instant>,
+}
+
+impl KernelDrops {
+    fn new(port: u32) -> KernelDrops {
+        KernelDrops {
+            port,
+            total: 0,
+            unreported: 0,
+            last_warning: None,
+        }
+    }
+
+    /// Reads the socket's drop count; `last` (at shutdown) logs what is still unreported.
+    fn collect(&mut self, socket: &PacketSocket, sink: &dyn FrameSink, last: bool) {
+        let port = self.port;
+        match socket.take_drops() {
+            Ok(0) => {}
+            Ok(count) => {
+                sink.dropped_before_receive(port, count);
+                self.total += count;
+                self.unreported += count;
+            }
+            Err(err) => tracing::debug!(port, %err, "interface drop count unreadable"),
+        }
+        let due = self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL);
+        if self.unreported > 0 && (due || last) {
+            tracing::warn!(
+                port,
+                dropped = self.unreported,
+                total = self.total,
+                "interface port: the kernel dropped frames the receive buffer had no room for \
+                 (the switch did not read them in time)"
+            );
+            self.unreported = 0;
+            self.last_warning = Some(std::time::Instant::now());
         }
     }
 }

@@ -294,14 +294,36 @@ impl RunningSwitch {
         }
         self.server.await??;
         let drops = &self.device.drops;
-        tracing::info!(
-            no_pipeline = drops.no_pipeline.load(Ordering::Relaxed),
-            unknown_port = drops.unknown_port.load(Ordering::Relaxed),
-            port_send_failed = drops.port_send_failed.load(Ordering::Relaxed),
-            packet_in = drops.packet_in.load(Ordering::Relaxed),
-            idle_timeout = drops.idle_timeout.load(Ordering::Relaxed),
-            "switch stopped; frames and notifications dropped"
-        );
+        // A warning when anything was dropped, so the default log level (warn) shows it.
+        macro_rules! summary {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    no_pipeline = drops.no_pipeline.load(Ordering::Relaxed),
+                    unknown_port = drops.unknown_port.load(Ordering::Relaxed),
+                    port_send_failed = drops.port_send_failed.load(Ordering::Relaxed),
+                    port_receive_overflow = drops.port_receive_overflow.load(Ordering::Relaxed),
+                    packet_in = drops.packet_in.load(Ordering::Relaxed),
+                    idle_timeout = drops.idle_timeout.load(Ordering::Relaxed),
+                    "switch stopped; frames and notifications dropped"
+                )
+            };
+        }
+        let dropped = [
+            &drops.no_pipeline,
+            &drops.unknown_port,
+            &drops.port_send_failed,
+            &drops.port_receive_overflow,
+            &drops.packet_in,
+            &drops.idle_timeout,
+        ]
+        .iter()
+        .any(|counter| counter.load(Ordering::Relaxed) > 0);
+        if dropped {
+            summary!(tracing::Level::WARN);
+        } else {
+            summary!(tracing::Level::INFO);
+        }
         Ok(())
     }
 }

@@ -101,6 +101,9 @@ pub struct DropCounters {
     pub unknown_port: AtomicU64,
     /// Frames a port backend could not take (full queue, socket error).
     pub port_send_failed: AtomicU64,
+    /// Frames that reached an interface port but that the kernel dropped before the switch
+    /// read them (the socket's receive buffer was full).
+    pub port_receive_overflow: AtomicU64,
     /// Packet-ins with no primary to take them (or a full stream).
     pub packet_in: AtomicU64,
     /// Idle-timeout notifications with no primary to take them (or a full stream).
@@ -335,5 +338,11 @@ impl FrameSink for Device {
 
     fn receive_batch(&self, port: u32, frames: &mut dyn Iterator<Item = &[u8]>) {
         self.inject_batch(port, frames);
+    }
+
+    fn dropped_before_receive(&self, _port: u32, count: u64) {
+        self.drops
+            .port_receive_overflow
+            .fetch_add(count, Ordering::Relaxed);
     }
 }

@@ -11,6 +11,11 @@
 //! Frames move in batches of up to [`BATCH`] per syscall (`recvmmsg`/`sendmmsg`), as on the UDP
 //! wires. The `unsafe` blocks are the libc calls and the zero-initialisation of their C structs;
 //! each one is commented with what makes it sound.
+//!
+//! Frames that arrive while the switch is not reading wait in the socket's receive buffer; when
+//! it is full the kernel drops them. The buffer is made large ([`SOCKET_BUFFER_BYTES`]) and
+//! the kernel's drop count is readable ([`PacketSocket::take_drops`]) so that a drop is counted,
+//! never silent.
 
 use std::ffi::CString;
 use std::io;
@@ -22,6 +27,13 @@ pub const BATCH: usize = 64;
 /// Room per received frame: larger than any frame, jumbo and GRO-merged ones included (a longer
 /// one is cut to this).
 pub const SLOT: usize = 64 * 1024;
+
+/// Kernel buffer asked for each way. The receive side must hold every frame that arrives while
+/// the switch is not reading: a burst from a fast sender while the switch's thread waits for a
+/// CPU (tens of milliseconds on a busy host). The kernel charges each queued frame its whole
+/// allocation, about 830 bytes for a minimum-size one, so the default 212,992 bytes held 256
+/// and dropped the rest of longer bursts; this holds thousands.
+pub const SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
 /// `ETH_P_ALL` in network byte order, as AF_PACKET's protocol fields want it.
 fn eth_p_all() -> u16 {
@@ -76,6 +88,8 @@ impl PacketSocket {
         // Best effort: kernels from 4.20 drop outgoing frames before they reach this socket;
         // `receive` checks the packet type anyway, for older ones.
         let _ = socket.set_option(libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32);
+        socket.set_buffer_size(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF)?;
+        socket.set_buffer_size(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)?;
         let membership = libc::packet_mreq {
             mr_ifindex: ifindex,
             mr_type: libc::PACKET_MR_PROMISC as u16,
@@ -104,6 +118,63 @@ impl PacketSocket {
     /// The interface's index.
     pub fn ifindex(&self) -> i32 {
         self.ifindex
+    }
+
+    /// Asks for [`SOCKET_BUFFER_BYTES`] with `force` (past `net.core.[rw]mem_max`, which needs
+    /// CAP_NET_ADMIN), else with `plain`, which the kernel caps at that limit.
+    fn set_buffer_size(&self, force: libc::c_int, plain: libc::c_int) -> io::Result<()> {
+        let bytes = libc::c_int::try_from(SOCKET_BUFFER_BYTES)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer size too large"))?;
+        match self.set_option(libc::SOL_SOCKET, force, &bytes) {
+            Err(err) if err.raw_os_error() == Some(libc::EPERM) => {
+                self.set_option(libc::SOL_SOCKET, plain, &bytes)
+            }
+            other => other,
+        }
+    }
+
+    /// The receive buffer the kernel granted, in bytes of its accounting (it doubles what was
+    /// asked, for its bookkeeping).
+    pub fn receive_buffer_bytes(&self) -> io::Result<usize> {
+        let mut value: libc::c_int = 0;
+        self.get_option(libc::SOL_SOCKET, libc::SO_RCVBUF, &mut value)?;
+        Ok(usize::try_from(value).unwrap_or(0))
+    }
+
+    /// Frames the kernel dropped for this socket since the last call (the kernel resets its
+    /// count on each read): its receive buffer was full, or memory ran out.
+    pub fn take_drops(&self) -> io::Result<u64> {
+        let mut stats = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        self.get_option(libc::SOL_PACKET, libc::PACKET_STATISTICS, &mut stats)?;
+        Ok(u64::from(stats.tp_drops))
+    }
+
+    fn get_option<T>(
+        &self,
+        level: libc::c_int,
+        option: libc::c_int,
+        value: &mut T,
+    ) -> io::Result<()> {
+        let mut len = libc::socklen_t::try_from(std::mem::size_of::<T>())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option too large"))?;
+        // SAFETY: `value` is a live, writable `T` of `len` bytes for the duration of the call;
+        // the kernel writes at most `len` bytes and the types read here are plain integers.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                option,
+                (value as *mut T).cast::<libc::c_void>(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn set_option<T>(&self, level: libc::c_int, option: libc::c_int, value: &T) -> io::Result<()> {
