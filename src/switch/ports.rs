@@ -11,8 +11,8 @@
 //! - an in-process channel, for tests and for wiring switches inside one process.
 //!
 //! Sending never blocks the data plane: a frame a backend cannot take at once is dropped and
-//! counted by the caller, as a congested wire would. Frames an interface's kernel buffer had no
-//! room for before the switch could read them are counted too
+//! counted by the caller, as a congested wire would. Frames a port's kernel buffer had no room
+//! for before the switch could read them are counted too
 //! ([`FrameSink::dropped_before_receive`]) and logged.
 //!
 //! Owns only port I/O; it knows nothing of P4Runtime or the pipeline (frames go to a
@@ -29,7 +29,6 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use af_packet::{PacketSocket, ReceiveBatch};
@@ -226,11 +225,26 @@ impl UdpWire {
         if let Err(err) = mmsg::enable_gro(socket.as_fd()) {
             tracing::debug!(%local, %err, "UDP GRO unavailable");
         }
+        mmsg::enable_drop_counts(socket.as_fd())?;
         let local = socket.local_addr()?;
+        // The kernel reports twice what it granted.
+        let granted = mmsg::receive_buffer_bytes(socket.as_fd())? / 2;
+        if granted < UDP_BUFFER_BYTES {
+            tracing::warn!(
+                %local,
+                granted,
+                wanted = UDP_BUFFER_BYTES,
+                "UDP wire receive buffer smaller than asked (no CAP_NET_ADMIN and a low \
+                 net.core.rmem_max): bursts will overflow it sooner (dropped frames are counted)"
+            );
+        }
         // Registered for reading only: sends never wait (a full buffer drops), and a socket
         // also watched for writing would have the kernel call into epoll each time one of its
         // sent datagrams is freed.
-        let socket = Arc::new(AsyncFd::with_interest(socket, Interest::READABLE)?);
+        // SAFETY: a std UdpSocket owns its descriptor for its whole life and always returns
+        // that same one from as_raw_fd, which is what registering it with the reactor requires.
+        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) };
+        let socket = Arc::new(socket.map_err(std::io::Error::from)?);
         Ok(UdpWire {
             sender: PortSender::Udp(socket.clone()),
             local,
@@ -246,6 +260,14 @@ impl UdpWire {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut batch = mmsg::RecvBatch::new();
+        let mut drops = KernelDrops::new(port, "UDP wire");
+        // The socket's wrapping drop counter as last accounted for.
+        let mut counted = 0u32;
+        let mut account = |counter: u32, drops: &mut KernelDrops, last: bool| {
+            drops.add(u64::from(counter.wrapping_sub(counted)), sink.as_ref());
+            counted = counter;
+            drops.warn_if_due(last);
+        };
         loop {
             tokio::select! {
                 ready = self.socket.readable() => {
@@ -279,10 +301,18 @@ impl UdpWire {
                             }
                         }
                     }
+                    if let Some(counter) = batch.drop_counter() {
+                        account(counter, &mut drops, false);
+                    }
                 }
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
+                // Drops after the last datagram received were reported with none.
+                match mmsg::drop_counter_now(self.socket.get_ref().as_fd()) {
+                    Ok(counter) => account(counter, &mut drops, true),
+                    Err(err) => tracing::debug!(port, %err, "UDP wire drop count unreadable"),
+                }
                 return;
             }
         }
@@ -334,7 +364,7 @@ impl InterfacePort {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut batch = ReceiveBatch::new();
-        let mut drops = KernelDrops::new(port);
+        let mut drops = KernelDrops::new(port, "interface");
         loop {
             tokio::select! {
                 ready = self.socket.readable() => {
@@ -372,47 +402,59 @@ impl InterfacePort {
     }
 }
 
-/// The kernel's drops on one interface port: handed to the sink as they are read, and logged
-/// at most once per [`DROP_WARNING_INTERVAL`].
+/// The kernel's drops on one port (interface or UDP wire): handed to the sink as they are
+/// read, and logged at most once per [`DROP_WARNING_INTERVAL`].
 struct KernelDrops {
     port: u32,
+    kind: &'static str,
     total: u64,
     unreported: u64,
     last_warning: Option<std::time::Instant>,
 }
 
 impl KernelDrops {
-    fn new(port: u32) -> KernelDrops {
+    fn new(port: u32, kind: &'static str) -> KernelDrops {
         KernelDrops {
             port,
+            kind,
             total: 0,
             unreported: 0,
             last_warning: None,
         }
     }
 
-    /// Reads the socket's drop count; `last` (at shutdown) logs what is still unreported.
-    fn collect(&mut self, socket: &PacketSocket, sink: &dyn FrameSink, last: bool) {
-        let port = self.port;
-        match socket.take_drops() {
-            Ok(0) => {}
-            Ok(count) => {
-                sink.dropped_before_receive(port, count);
-                self.total += count;
-                self.unreported += count;
-            }
-            Err(err) => tracing::debug!(port, %err, "interface drop count unreadable"),
+    /// `count` more frames dropped.
+    fn add(&mut self, count: u64, sink: &dyn FrameSink) {
+        if count > 0 {
+            sink.dropped_before_receive(self.port, count);
+            self.total += count;
+            self.unreported += count;
         }
+    }
+
+    /// Reads an interface socket's drop count (which reading resets); `last` as in
+    /// [`KernelDrops::warn_if_due`].
+    fn collect(&mut self, socket: &PacketSocket, sink: &dyn FrameSink, last: bool) {
+        match socket.take_drops() {
+            Ok(count) => self.add(count, sink),
+            Err(err) => tracing::debug!(port = self.port, %err, "interface drop count unreadable"),
+        }
+        self.warn_if_due(last);
+    }
+
+    /// Logs the unreported drops if the last warning is old enough, or if `last` (at shutdown).
+    fn warn_if_due(&mut self, last: bool) {
         let due = self
             .last_warning
             .is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL);
         if self.unreported > 0 && (due || last) {
             tracing::warn!(
-                port,
+                port = self.port,
                 dropped = self.unreported,
                 total = self.total,
-                "interface port: the kernel dropped frames the receive buffer had no room for \
-                 (the switch did not read them in time)"
+                "{} port: the kernel dropped frames the receive buffer had no room for \
+                 (the switch did not read them in time)",
+                self.kind
             );
             self.unreported = 0;
             self.last_warning = Some(std::time::Instant::now());
@@ -472,6 +514,7 @@ pub async fn channel_receive_loop(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use tokio::net::UdpSocket;
 
     #[test]
     fn udp_wire_specs() {
@@ -578,5 +621,94 @@ mod tests {
         stop.send(true).unwrap();
         task.await.unwrap();
         assert_eq!(*sink.0.lock().unwrap(), vec![(3, b"frame-in".to_vec())]);
+    }
+
+    #[tokio::test]
+    async fn udp_wire_counts_what_its_full_buffer_dropped() {
+        #[derive(Default)]
+        struct Count {
+            received: std::sync::atomic::AtomicU64,
+            dropped: std::sync::atomic::AtomicU64,
+        }
+        impl FrameSink for Count {
+            fn receive(&self, _port: u32, _frame: &[u8]) {
+                self.received.fetch_add(1, Ordering::Relaxed);
+            }
+            fn dropped_before_receive(&self, port: u32, count: u64) {
+                assert_eq!(port, 4);
+                self.dropped.fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        use std::sync::atomic::Ordering;
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let wire = UdpWire::open("127.0.0.1:0".parse().unwrap(), peer.local_addr().unwrap())
+            .await
+            .unwrap();
+        peer.connect(wire.local).unwrap();
+        // Far more than the wire's 4 MB buffer holds (the kernel charges each small datagram
+        // several hundred bytes), sent while nothing reads.
+        const SENT: u64 = 30_000;
+        for _ in 0..SENT {
+            peer.send(&[0u8; 60]).unwrap();
+        }
+        let sink = Arc::new(Count::default());
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(wire.receive_loop(4, sink.clone(), shutdown));
+        // One more after the drain: it carries the drop count.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut last = u64::MAX;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let now = sink.received.load(Ordering::Relaxed);
+            if now == last || tokio::time::Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        peer.send(&[0u8; 60]).unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sink.received.load(Ordering::Relaxed) + sink.dropped.load(Ordering::Relaxed)
+            < SENT + 1
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let (received, dropped) = (
+            sink.received.load(Ordering::Relaxed),
+            sink.dropped.load(Ordering::Relaxed),
+        );
+        assert!(dropped > 0, "nothing was dropped ({received} received)");
+        assert_eq!(received + dropped, SENT + 1);
+        // Nothing more at shutdown: every drop was already counted.
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        assert_eq!(sink.dropped.load(Ordering::Relaxed), dropped);
+    }
+
+    #[tokio::test]
+    async fn udp_wire_counts_drops_no_later_datagram_reported_when_it_stops() {
+        #[derive(Default)]
+        struct Dropped(std::sync::atomic::AtomicU64);
+        impl FrameSink for Dropped {
+            fn receive(&self, _port: u32, _frame: &[u8]) {}
+            fn dropped_before_receive(&self, _port: u32, count: u64) {
+                self.0
+                    .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let wire = UdpWire::open("127.0.0.1:0".parse().unwrap(), peer.local_addr().unwrap())
+            .await
+            .unwrap();
+        peer.connect(wire.local).unwrap();
+        for _ in 0..30_000 {
+            peer.send(&[0u8; 60]).unwrap();
+        }
+        let sink = Arc::new(Dropped::default());
+        let (stop, shutdown) = watch::channel(false);
+        // Stopped before it ever runs: the count comes from the socket itself.
+        stop.send(true).unwrap();
+        wire.receive_loop(5, sink.clone(), shutdown).await;
+        assert!(sink.0.load(std::sync::atomic::Ordering::Relaxed) > 0);
     }
 }

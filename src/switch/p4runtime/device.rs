@@ -101,8 +101,8 @@ pub struct DropCounters {
     pub unknown_port: AtomicU64,
     /// Frames a port backend could not take (full queue, socket error).
     pub port_send_failed: AtomicU64,
-    /// Frames that reached an interface port but that the kernel dropped before the switch
-    /// read them (the socket's receive buffer was full).
+    /// Frames that reached an interface port or a UDP wire but that the kernel dropped before
+    /// the switch read them (the socket's receive buffer was full).
     pub port_receive_overflow: AtomicU64,
     /// Packet-ins with no primary to take them (or a full stream).
     pub packet_in: AtomicU64,

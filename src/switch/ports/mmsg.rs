@@ -15,8 +15,9 @@ pub const BATCH: usize = 64;
 /// Room per received message: the largest UDP datagram, or a GRO run of datagrams.
 pub const SLOT: usize = 64 * 1024;
 
-/// Control-message room per message: one `UDP_SEGMENT` or `UDP_GRO` value, 8-byte aligned.
-type Control = [u64; 4];
+/// Control-message room per message: a `UDP_SEGMENT` or `UDP_GRO` value and an `SO_RXQ_OVFL`
+/// count, 8-byte aligned.
+type Control = [u64; 8];
 
 /// Buffers for one `recvmmsg` call, reused from call to call.
 pub struct RecvBatch {
@@ -25,6 +26,8 @@ pub struct RecvBatch {
     /// Each message's length and the size of the datagrams it holds (GRO), from the last call.
     messages: [(usize, usize); BATCH],
     count: usize,
+    /// The socket's drop counter as the last message carrying it reported it (`SO_RXQ_OVFL`).
+    drop_counter: Option<u32>,
 }
 
 impl Default for RecvBatch {
@@ -39,6 +42,7 @@ impl RecvBatch {
             storage: vec![0; BATCH * SLOT],
             messages: [(0, 0); BATCH],
             count: 0,
+            drop_counter: None,
         }
     }
 
@@ -50,7 +54,7 @@ impl RecvBatch {
             iov_base: self.storage[i * SLOT..].as_mut_ptr().cast(),
             iov_len: SLOT,
         });
-        let mut controls: [Control; BATCH] = [[0; 4]; BATCH];
+        let mut controls: [Control; BATCH] = [[0; 8]; BATCH];
         // SAFETY: mmsghdr is a C struct of integers and pointers, for which all-zero bytes are
         // a valid value (null pointers, zero lengths).
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
@@ -82,11 +86,21 @@ impl RecvBatch {
         let n = n.unsigned_abs() as usize;
         for (message, header) in self.messages.iter_mut().zip(headers.iter().take(n)) {
             let len = (header.msg_len as usize).min(SLOT);
-            let segment = gro_segment_size(&header.msg_hdr).unwrap_or(len);
-            *message = (len, segment);
+            let received = control_values(&header.msg_hdr);
+            *message = (len, received.gro_segment.unwrap_or(len));
+            if let Some(counter) = received.drop_counter {
+                self.drop_counter = Some(counter);
+            }
         }
         self.count = n;
         Ok(n)
+    }
+
+    /// The socket's count of datagrams the kernel dropped (its receive buffer full), as of the
+    /// latest message that reported one: a wrapping 32-bit counter, `None` until the first drop
+    /// (the kernel reports it only when non-zero, and only with [`enable_drop_counts`]).
+    pub fn drop_counter(&self) -> Option<u32> {
+        self.drop_counter
     }
 
     /// The datagrams of the last receive, in order (GRO runs split back into datagrams).
@@ -104,22 +118,44 @@ impl RecvBatch {
     }
 }
 
-/// The datagram size of a GRO run, from a received message's `UDP_GRO` control message.
-fn gro_segment_size(header: &libc::msghdr) -> Option<usize> {
+/// What a received message's control messages said.
+#[derive(Default)]
+struct ControlValues {
+    /// The datagram size of a GRO run (`UDP_GRO`).
+    gro_segment: Option<usize>,
+    /// The socket's drop counter (`SO_RXQ_OVFL`).
+    drop_counter: Option<u32>,
+}
+
+fn control_values(header: &libc::msghdr) -> ControlValues {
+    let mut values = ControlValues::default();
     // SAFETY: the kernel filled msg_control/msg_controllen (within the buffer we gave it);
-    // CMSG_FIRSTHDR returns null when no header fits, and CMSG_DATA of a UDP_GRO header points
-    // at its int, read unaligned.
+    // CMSG_FIRSTHDR/CMSG_NXTHDR return null past the last header that fits, and CMSG_DATA of a
+    // UDP_GRO or SO_RXQ_OVFL header points at its 4-byte value, read unaligned.
     unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(header);
-        if cmsg.is_null()
-            || (*cmsg).cmsg_level != libc::SOL_UDP
-            || (*cmsg).cmsg_type != libc::UDP_GRO
-        {
-            return None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_UDP, libc::UDP_GRO) => {
+                    let size = data.cast::<libc::c_int>().read_unaligned();
+                    values.gro_segment = usize::try_from(size).ok().filter(|s| *s > 0);
+                }
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                    values.drop_counter = Some(data.cast::<u32>().read_unaligned());
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
         }
-        let size = libc::CMSG_DATA(cmsg).cast::<libc::c_int>().read_unaligned();
-        usize::try_from(size).ok().filter(|s| *s > 0)
     }
+    values
+}
+
+/// Asks the kernel to tell, with each datagram received after a drop, how many datagrams the
+/// socket has dropped so far (`SO_RXQ_OVFL`; see [`RecvBatch::drop_counter`]).
+pub fn enable_drop_counts(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_int_option(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
 }
 
 /// Asks the kernel to hand over runs of same-sized datagrams from one sender as one message
@@ -174,7 +210,7 @@ pub fn send_batch(fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<usize> {
         });
         // SAFETY: as in RecvBatch::receive, all-zero is a valid mmsghdr.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        let mut controls: [Control; BATCH] = [[0; 4]; BATCH];
+        let mut controls: [Control; BATCH] = [[0; 8]; BATCH];
         let mut frames_in = [0usize; BATCH];
         let mut messages = 0;
         let mut first = 0;
@@ -248,13 +284,71 @@ fn set_segment_size(header: &mut libc::msghdr, control: &mut Control, size: usiz
     }
 }
 
-/// Asks for `bytes` of kernel buffer in each direction (the kernel may grant less, up to its
-/// `net.core.{r,w}mem_max`): bursts then queue instead of being dropped.
+/// Asks for `bytes` of kernel buffer in each direction: bursts then queue instead of being
+/// dropped. With CAP_NET_ADMIN the kernel grants them whatever its `net.core.{r,w}mem_max`;
+/// without, at most those limits (212,992 bytes on a stock kernel).
 pub fn set_buffer_sizes(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
     let value = libc::c_int::try_from(bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "buffer size too large"))?;
-    set_int_option(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, value)?;
-    set_int_option(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, value)
+    for (forced, capped) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if set_int_option(fd, libc::SOL_SOCKET, forced, value).is_err() {
+            set_int_option(fd, libc::SOL_SOCKET, capped, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// `SO_MEMINFO` (include/uapi/asm-generic/socket.h; the libc crate lacks it).
+const SO_MEMINFO: libc::c_int = 55;
+
+/// The socket's drop counter now (the same wrapping count [`RecvBatch::drop_counter`] reports
+/// with datagrams): for the drops no later datagram has reported yet.
+pub fn drop_counter_now(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info = [0u32; libc::SK_MEMINFO_DROPS as usize + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live array of `len` bytes; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < std::mem::size_of_val(&info) {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO without a drop count",
+        ));
+    }
+    Ok(info[libc::SK_MEMINFO_DROPS as usize])
+}
+
+/// The receive buffer the kernel granted, in bytes it charges (twice what was asked).
+pub fn receive_buffer_bytes(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a live c_int and `len` its size, both outliving the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(value).unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -319,6 +413,36 @@ mod tests {
     #[test]
     fn gro_runs_are_split_back_into_the_frames_sent() {
         round_trip(true);
+    }
+
+    #[test]
+    fn kernel_drops_are_reported_with_the_next_datagram_and_on_demand() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        a.connect(b.local_addr().unwrap()).unwrap();
+        b.connect(a.local_addr().unwrap()).unwrap();
+        b.set_nonblocking(true).unwrap();
+        enable_drop_counts(b.as_fd()).unwrap();
+        // The smallest buffer the kernel allows holds a few datagrams; 200 overflow it.
+        set_int_option(b.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 1).unwrap();
+        let frame = [7u8; 100];
+        for _ in 0..200 {
+            a.send(&frame).unwrap();
+        }
+        let dropped = drop_counter_now(b.as_fd()).unwrap();
+        let mut batch = RecvBatch::new();
+        let mut received = 0;
+        while let Ok(n) = batch.receive(b.as_fd()) {
+            assert!(n > 0);
+            received += batch.frames().count() as u32;
+        }
+        assert!(dropped > 0, "nothing was dropped");
+        assert_eq!(received + dropped, 200);
+        // The datagrams queued before the drops carry no count; the next one does.
+        a.send(&frame).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(batch.receive(b.as_fd()).unwrap(), 1);
+        assert_eq!(batch.drop_counter(), Some(dropped));
     }
 
     #[test]
