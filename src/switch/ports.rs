@@ -229,8 +229,10 @@ impl UdpWire {
         let local = socket.local_addr()?;
         // The kernel reports twice what it granted.
         let granted = mmsg::receive_buffer_bytes(socket.as_fd())? / 2;
+        // Info, not a warning: the usual case for a user without CAP_NET_ADMIN, and drops, if
+        // any come of it, are warned about when they happen.
         if granted < UDP_BUFFER_BYTES {
-            tracing::warn!(
+            tracing::info!(
                 %local,
                 granted,
                 wanted = UDP_BUFFER_BYTES,
