@@ -1,7 +1,7 @@
 //! One P4Runtime session per switch: the controller's only way to a switch.
 //!
 //! A [`SwitchSession`] is a cloneable handle to one background tokio task that owns the
-//! connection (see [`worker`]): it connects, opens the StreamChannel, arbitrates with its
+//! connection (see `worker`): it connects, opens the StreamChannel, arbitrates with its
 //! election id, pushes the pipeline, and makes the switch hold the desired state — the routes and
 //! `vm_pair` entries the controller asked it to keep — again after every reconnection. The handle
 //! only sends commands and reads the status; every answer comes back through a oneshot.

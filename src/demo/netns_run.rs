@@ -2,9 +2,9 @@
 //! network namespaces behind Open vSwitch bridges ([`super::netns`]); the five `vmdep switch`es
 //! run in this process on the lab's veths (AF_PACKET); the controller runs in this process too;
 //! each bridge exports sFlow to it and mirrors the pairs it selects to the server's DPI module
-//! through an OVS mirror; an agent per server ([`agent`]) speaks the host link for its bridge;
-//! the workload's conversations run over the VMs' own kernel sockets ([`replay`]); and the
-//! ground truth is what the VMs' interfaces received ([`capture`]).
+//! through an OVS mirror; an agent per server (`agent`) speaks the host link for its bridge;
+//! the workload's conversations run over the VMs' own kernel sockets (`replay`); and the
+//! ground truth is what the VMs' interfaces received (`capture`).
 //!
 //! Windows are stepped as in [`super::emulated`]: the workload's clock stops at each window's
 //! end, the run waits until every conversation is waiting for a later window and the VMs'

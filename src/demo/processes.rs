@@ -11,7 +11,7 @@
 //! `/api/collector` stop growing), then sends the controller SIGUSR2 and waits until
 //! `/api/windows/last` shows the window. A counting entry installed at the end of window `w`
 //! therefore counts exactly the pair's frames of windows `w+1` onwards, and the report
-//! ([`super::emulated::build_report`]) checks exactly that, from the controller's own window
+//! (`emulated::build_report`) checks exactly that, from the controller's own window
 //! reports and graph read over its HTTP API.
 //!
 //! Every child's output is in `OUT/logs/NAME.log`; every wait is bounded and names the child
