@@ -315,7 +315,7 @@ fn print_report(r: &DemoReport) {
     for l in &r.labels {
         let dpi = match (&l.dpi_protocol, l.mirrored) {
             (Some(p), _) => p.as_str(),
-            (None, false) => "-  (pair not measured, so not mirrored)",
+            (None, false) => "-  (not mirrored while it spoke)",
             (None, true) => "(not labeled)",
         };
         let rt = match (l.truth_mean_response_ms, l.dpi_mean_response_ms) {

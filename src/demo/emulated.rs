@@ -167,8 +167,9 @@ pub struct LabelResult {
     pub server: String,
     pub server_port: u16,
     pub truth_protocol: String,
-    /// Whether the pair's frames reached a DPI module: it was measured at some point (the
-    /// controller mirrors measured pairs) or it stays on one server.
+    /// Whether the pair's frames reached a DPI module: it sent frames (either way) in a window
+    /// while it was measured (the controller mirrors measured pairs), or it stays on one
+    /// server.
     pub mirrored: bool,
     /// What DPI said, if it labeled this conversation.
     pub dpi_protocol: Option<String>,
@@ -820,9 +821,19 @@ pub(super) fn build_report(
         .filter(|e| !truth_pairs.contains(&e.pair))
         .map(|e| format!("{} → {}", name(e.pair.src), name(e.pair.dst)))
         .collect();
+    // DPI sees a conversation only while its pair is measured (the controller mirrors measured
+    // pairs) or when it stays on one server: a pair first measured after its last exchange was
+    // mirrored but never heard.
     let mirrored: BTreeSet<VmPair> = covered
-        .keys()
-        .copied()
+        .iter()
+        .filter(|(pair, windows)| {
+            per_window.get(pair).is_some_and(|traffic| {
+                windows
+                    .iter()
+                    .any(|w| traffic.get(w).is_some_and(|&(frames, _)| frames > 0))
+            })
+        })
+        .map(|(pair, _)| *pair)
         .chain(
             truth
                 .pairs
