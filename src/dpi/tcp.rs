@@ -111,6 +111,10 @@ impl Stream {
     }
 }
 
+/// Fresh starts of recognition for a connection joined past its opening: enough for the tail
+/// of a message a few segments long; an unknown protocol is labeled by its port after them.
+const JOINED_RESYNCS: u8 = 8;
+
 /// A TCP connection between a client and a server.
 pub(super) struct TcpFlow {
     pub(super) client: (Ipv4Addr, u16),
@@ -120,6 +124,9 @@ pub(super) struct TcpFlow {
     /// Whether the connection was first seen past its opening (no SYN): its client's first
     /// bytes may be a message in the middle of a conversation.
     joined: bool,
+    /// How many more times a joined connection whose bytes frame as nothing known starts
+    /// recognition again from its next bytes (it may have been joined inside a message).
+    resyncs_left: u8,
     handshake: [bool; 2],
     /// Whether the client sent any payload.
     client_spoke: bool,
@@ -172,6 +179,7 @@ impl TcpFlow {
             server,
             client_isn: None,
             joined,
+            resyncs_left: if joined { JOINED_RESYNCS } else { 0 },
             handshake: [false; 2],
             client_spoke: false,
             fin: [false; 2],
@@ -300,6 +308,15 @@ impl TcpFlow {
                 let (protocol, mid_stream) = match recognition {
                     Recognition::Known(protocol) => (protocol, false),
                     Recognition::MidStream(protocol) => (protocol, true),
+                    Recognition::Unknown if self.resyncs_left > 0 => {
+                        // Joined inside a message, whose tail frames as nothing: try again
+                        // from the next bytes, where a new message usually begins a segment.
+                        self.resyncs_left -= 1;
+                        for s in &mut self.streams {
+                            s.buf.clear();
+                        }
+                        return;
+                    }
                     Recognition::Unknown => (Protocol::OtherTcp, false),
                     Recognition::NeedMore => {
                         if self.streams[dir as usize].buf.len() > cx.max_stream_bytes {

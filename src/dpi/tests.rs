@@ -824,6 +824,43 @@ fn joined_connections_are_read_only_from_a_message_boundary() {
 }
 
 #[test]
+fn a_connection_joined_inside_a_message_is_recognized_from_the_next_one() {
+    // The mirror starts in the middle of a long COM_QUERY that spans three segments: its
+    // tail frames as nothing, nor does the result set; the next query does.
+    let mut long_query = vec![0x03];
+    long_query.extend(b"SELECT * FROM orders WHERE note = '");
+    long_query.extend([b'x'; 3000]);
+    long_query.extend(b"'");
+    let long_query = mysql_packet(0, &long_query);
+    let mut insert = vec![0x03];
+    insert.extend(b"insert into t values (1)");
+    let mut conn = Conn::new((CLIENT, 40_030), (SERVER, 3306));
+    conn.send(true, ms(1), &long_query[1400..]);
+    conn.send(false, ms(3), &mysql_packet(1, &[0, 0, 0, 2, 0, 0, 0]));
+    conn.send(true, ms(10), &mysql_packet(0, &insert));
+    conn.send(false, ms(14), &mysql_packet(1, &[0, 0, 0, 2, 0, 0, 0]));
+    let labels = run(&conn.close(ms(15))).labels();
+    assert_label(
+        &labels[0],
+        "mysql",
+        3306,
+        &["query INSERT"],
+        (1, 1),
+        Some(4.0),
+    );
+
+    // An unknown protocol joined mid-stream is still labeled by its port, once the fresh
+    // starts are spent.
+    let mut conn = Conn::new((CLIENT, 40_031), (SERVER, 9102));
+    for i in 0..12 {
+        conn.send(true, ms(i), &[0x5a; 200]);
+        conn.send(false, ms(i), &[0xa5; 100]);
+    }
+    let labels = run(&conn.close(ms(13))).labels();
+    assert_label(&labels[0], "tcp/9102", 9102, &[], (0, 0), None);
+}
+
+#[test]
 fn a_gap_stops_parsing_that_direction_only() {
     let config = DpiConfig {
         max_stream_bytes: 2000,
