@@ -6,5 +6,6 @@
 #![allow(dead_code)]
 
 pub mod env;
+pub mod fabric;
 pub mod netns;
 pub mod process;
