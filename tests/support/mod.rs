@@ -7,5 +7,7 @@
 
 pub mod env;
 pub mod fabric;
+pub mod frames;
 pub mod netns;
+pub mod p4rt;
 pub mod process;
