@@ -11,3 +11,4 @@ pub mod frames;
 pub mod netns;
 pub mod p4rt;
 pub mod process;
+pub mod tshark;
