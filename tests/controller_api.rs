@@ -19,6 +19,7 @@ use vmdep::controller::api::{self, RunningApi, OPENAPI_JSON};
 use vmdep::controller::history::{HistoryRecorder, HistoryStore};
 use vmdep::controller::service::{self, RunningController};
 use vmdep::controller::topology::Topology;
+use vmdep::demo::emulated::REFERENCE_TOPOLOGY;
 use vmdep::sflow::{
     Address, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr, IfCounters,
     SampleRepr,
@@ -27,11 +28,11 @@ use vmdep::sflow::{
 mod support;
 
 use support::fabric::{
-    compiled_pipeline, flow_samples as samples, packets_policy, send_frames, send_sflow,
-    start_reference_fabric, test_controller_options, wait_until_switches_ready, REFERENCE,
-    VMDEP_P4,
+    flow_samples as samples, packets_policy, send_frames, send_sflow, start_reference_fabric,
+    test_controller_options, wait_until_switches_ready,
 };
-use support::process::assert_stops_on_sigterm;
+use support::process::{assert_stops_on_sigterm, vmdep_command};
+use support::programs::{compiled_pipeline, VMDEP_P4};
 
 /// One sFlow datagram from `server`'s agent with the generic counters of its interface 1.
 fn counters(topology: &Topology, server: &str) -> Vec<u8> {
@@ -308,10 +309,6 @@ fn the_openapi_check_catches_undocumented_and_missing_fields() {
     wrong["status"] = "fine".into();
     assert!(!openapi.errors("/api/health", 200, &wrong).is_empty());
     assert!(!openapi.errors("/api/health", 418, &health).is_empty());
-}
-
-fn vmdep_bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vmdep"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -738,7 +735,7 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
 async fn check_graph_command(addr: SocketAddr) {
     let url = format!("http://{addr}");
     let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || vmdep_bin().args(args).output().unwrap())
+        tokio::task::spawn_blocking(move || vmdep_command().args(args).output().unwrap())
     };
     let table = run(vec!["graph".into(), "--controller".into(), url.clone()])
         .await
@@ -890,7 +887,7 @@ fn topology_without_switches() -> String {
         .iter()
         .map(|l| l.local_addr().unwrap())
         .collect();
-    let mut text = REFERENCE.to_string();
+    let mut text = REFERENCE_TOPOLOGY.to_string();
     for (i, addr) in closed.iter().enumerate() {
         text = text.replace(&format!("127.0.0.1:5011{i}"), &addr.to_string());
     }
@@ -945,7 +942,7 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     let text = topology_without_switches();
     let topology = dir.path().join("topology.toml");
     std::fs::write(&topology, text).unwrap();
-    let mut child = vmdep_bin()
+    let mut child = vmdep_command()
         .args(["controller", "--topology"])
         .arg(&topology)
         .args([

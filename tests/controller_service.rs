@@ -16,10 +16,10 @@ use vmdep::demo::fabric::Fabric;
 mod support;
 
 use support::fabric::{
-    compiled_pipeline, flow_samples as samples, packets_policy as policy, send_frames, send_sflow,
-    start_reference_fabric, test_controller_options, vmdep_p4_with_pair_table_size,
-    wait_until_switches_ready, VMDEP_P4,
+    flow_samples as samples, packets_policy as policy, send_frames, send_sflow,
+    start_reference_fabric, test_controller_options, wait_until_switches_ready,
 };
+use support::programs::{compiled_pipeline, vmdep_p4_with_pair_table_size, VMDEP_P4};
 
 fn ip(name: &str, topology: &Topology) -> Ipv4Addr {
     topology

@@ -22,8 +22,8 @@ use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
 mod support;
 
-use support::fabric::{compiled_pipeline, vmdep_p4_with_pair_table_size, VMDEP_P4};
 use support::process::venv_python;
+use support::programs::{compiled_pipeline, vmdep_p4_with_pair_table_size, VMDEP_P4};
 
 const DEVICE: u64 = 7;
 const WAIT: Duration = Duration::from_secs(10);

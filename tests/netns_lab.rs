@@ -10,12 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vmdep::controller::paths::{Paths, RouteTables};
+use vmdep::controller::session::PipelineBundle;
 use vmdep::controller::topology::{SwitchId, Topology};
 use vmdep::controller::VmPair;
+use vmdep::demo::emulated::REFERENCE_TOPOLOGY;
 use vmdep::demo::netns::{cleanup_leftovers, LabError, LabOptions, NetnsLab};
 use vmdep::p4rt::v1::p4_runtime_client::P4RuntimeClient;
 use vmdep::p4rt::v1::*;
@@ -29,22 +30,17 @@ mod support;
 use support::env::{root_or_skip, FOR_NETNS_LAB};
 use support::netns::{lab_names_left, processes_using};
 use support::p4rt::{set_pipeline_request, uint128, Controller};
+use support::programs::{compiled_pipeline, VMDEP_P4};
 
 const WAIT: Duration = Duration::from_secs(10);
 const ELECTION: u64 = 1;
-
-fn reference() -> Topology {
-    Topology::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/reference.toml"))
-        .unwrap()
-}
 
 /// Becomes primary of `device_id`, loads vmdep.p4 and installs the switch's routes; the
 /// switch keeps this primary while the returned stream lives.
 async fn program_switch(
     running: &RunningSwitch,
     device_id: u64,
-    p4info: &vmdep::p4rt::config::P4Info,
-    json: &str,
+    pipeline: &PipelineBundle,
     routes: &[vmdep::controller::paths::Route],
 ) -> Controller {
     let mut client = P4RuntimeClient::connect(format!("http://{}", running.grpc_addr))
@@ -59,15 +55,15 @@ async fn program_switch(
             ELECTION,
             set_forwarding_pipeline_config_request::Action::VerifyAndCommit,
             Some(ForwardingPipelineConfig {
-                p4info: Some(p4info.clone()),
-                p4_device_config: json.as_bytes().to_vec(),
+                p4info: Some(pipeline.p4info.clone()),
+                p4_device_config: pipeline.device_config.clone(),
                 cookie: None,
             }),
         ))
         .await
         .unwrap();
 
-    let index = P4InfoIndex::new(p4info.clone()).unwrap();
+    let index = P4InfoIndex::new(pipeline.p4info.clone()).unwrap();
     let table = index.table("MyIngress.ipv4_lpm").unwrap();
     let table_id = table.preamble.as_ref().unwrap().id;
     let dst = index
@@ -303,7 +299,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     if !root_or_skip("netns_lab", FOR_NETNS_LAB) {
         return;
     }
-    let topology = reference();
+    let topology = Topology::from_toml(REFERENCE_TOPOLOGY).unwrap();
     let started = Instant::now();
     let lab = NetnsLab::create(
         &topology,
@@ -345,12 +341,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     assert!(!inside.contains("inet6"), "{inside}");
 
     // Switches on the lab's interfaces, programmed like the controller would.
-    let compiled = vmdep::compiler::compile(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("p4/vmdep.p4"))
-            .unwrap(),
-        "vmdep.p4",
-    )
-    .unwrap_or_else(|d| panic!("vmdep.p4 does not compile: {d}"));
+    let pipeline = compiled_pipeline(VMDEP_P4);
     let routes = RouteTables::compute(&topology, &Paths::compute(&topology));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -373,8 +364,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
         primaries.push(runtime.block_on(program_switch(
             &running,
             u64::from(switch.device_id),
-            &compiled.p4info,
-            &compiled.bmv2_json,
+            &pipeline,
             routes.table(SwitchId(index)),
         )));
         switches.push(running);

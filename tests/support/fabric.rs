@@ -12,6 +12,7 @@ use vmdep::controller::estimate::{Metric, SelectionPolicy};
 use vmdep::controller::service::{ControllerOptions, RunningController};
 use vmdep::controller::session::PipelineBundle;
 use vmdep::controller::topology::Topology;
+use vmdep::demo::emulated::REFERENCE_TOPOLOGY;
 use vmdep::demo::fabric::{self, Fabric};
 use vmdep::sflow::{
     header_protocol, Address, DataSource, DatagramRepr, FlowRecordRepr, FlowSampleRepr, Interface,
@@ -19,32 +20,10 @@ use vmdep::sflow::{
 };
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
-pub const REFERENCE: &str = include_str!("../../topologies/reference.toml");
-pub const VMDEP_P4: &str = include_str!("../../p4/vmdep.p4");
-
-/// `source` (vmdep.p4 or a variant of it) compiled into what the controller pushes.
-pub fn compiled_pipeline(source: &str) -> PipelineBundle {
-    let out = vmdep::compiler::compile(source, "vmdep.p4").expect("vmdep.p4 compiles");
-    PipelineBundle {
-        p4info: out.p4info,
-        device_config: out.bmv2_json.into_bytes(),
-    }
-}
-
-/// vmdep.p4 with its `vm_pair` table holding `size` entries.
-pub fn vmdep_p4_with_pair_table_size(size: u32) -> String {
-    let default = "const bit<32> VM_PAIR_SIZE = 16384;";
-    assert!(
-        VMDEP_P4.contains(default),
-        "vmdep.p4 changed its table size line"
-    );
-    VMDEP_P4.replace(default, &format!("const bit<32> VM_PAIR_SIZE = {size};"))
-}
-
 /// The reference topology's switches started in process, and the topology with their
 /// addresses.
 pub async fn start_reference_fabric() -> (Fabric, Arc<Topology>) {
-    let topology = Topology::from_toml(REFERENCE).unwrap();
+    let topology = Topology::from_toml(REFERENCE_TOPOLOGY).unwrap();
     let fabric = fabric::start_fabric(&topology)
         .await
         .expect("fabric starts");

@@ -11,4 +11,5 @@ pub mod frames;
 pub mod netns;
 pub mod p4rt;
 pub mod process;
+pub mod programs;
 pub mod tshark;

@@ -65,3 +65,8 @@ pub fn venv_python() -> String {
     );
     path.to_string()
 }
+
+/// The `vmdep` binary of this build, as a command to run.
+pub fn vmdep_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vmdep"))
+}
