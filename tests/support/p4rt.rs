@@ -38,6 +38,7 @@ pub fn p4c_pipeline(program: &str) -> (P4Info, Vec<u8>) {
     (p4info, json)
 }
 
+/// An election id (P4Runtime's 128-bit integer) below 2^64.
 pub fn uint128(low: u64) -> Uint128 {
     Uint128 { high: 0, low }
 }
@@ -55,6 +56,7 @@ pub fn arbitration(device_id: u64, election_id: u64) -> StreamMessageRequest {
     }
 }
 
+/// A SetForwardingPipelineConfig request from `election_id` on `device_id`.
 pub fn set_pipeline_request(
     device_id: u64,
     election_id: u64,
