@@ -9,6 +9,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod support;
+
+use support::env::root_or_skip;
+
 const VMDEP: &str = env!("CARGO_BIN_EXE_vmdep");
 
 fn script(env: &[(&str, &str)], args: &[&str]) -> Output {
@@ -63,22 +67,9 @@ fn the_script_refuses_clearly_without_bmv2_or_p4c() {
     assert!(!out.path().join("run").exists());
 }
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root (network namespaces, Open vSwitch) and CI must run it as root"
-    );
-    eprintln!("{test}: skipped, needs root (network namespaces, veths, Open vSwitch)");
-    false
-}
-
 #[test]
 fn the_script_runs_the_netns_demo_with_the_switches_as_an_external_command() {
-    if !root_or_skip("bmv2_script") {
+    if !root_or_skip("bmv2_script", "network namespaces, veths, Open vSwitch") {
         return;
     }
     let out = tempfile::tempdir().unwrap();

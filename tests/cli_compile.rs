@@ -1,19 +1,18 @@
 //! `vmdep compile` as a user runs it: the files it writes, and what a bad program prints.
 
 use std::path::Path;
-use std::process::Command;
 
 use prost::Message as _;
 
-fn vmdep() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vmdep"))
-}
+mod support;
+
+use support::process::vmdep_command;
 
 #[test]
 fn compile_writes_json_and_p4info_text_and_binary() {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = vmdep()
+    let status = vmdep_command()
         .arg("compile")
         .arg(root.join("p4/vmdep.p4"))
         .arg("-o")
@@ -44,7 +43,7 @@ fn bad_program_prints_location_source_line_and_caret_and_exits_1() {
         "#include <core.p4>\n#include <v1model.p4>\nconst bit<8> X = 0x1ff;\nconst bit<8> Y = Z;\n",
     )
     .unwrap();
-    let out = vmdep()
+    let out = vmdep_command()
         .arg("compile")
         .arg(&file)
         .arg("-o")
@@ -65,7 +64,7 @@ fn bad_program_prints_location_source_line_and_caret_and_exits_1() {
 
 #[test]
 fn missing_file_is_an_error_with_context() {
-    let out = vmdep()
+    let out = vmdep_command()
         .args(["compile", "/nonexistent/x.p4", "-o", "/tmp"])
         .output()
         .unwrap();

@@ -4,12 +4,16 @@
 
 use proptest::prelude::*;
 
+mod support;
+
+use support::programs::{REFERENCE_P4, VMDEP_P4};
+
 const SOURCES: &[&str] = &[
-    include_str!("fixtures/p4c-reference/ref1_lpm_checksum.p4"),
-    include_str!("fixtures/p4c-reference/ref2_ternary_counters.p4"),
-    include_str!("fixtures/p4c-reference/ref3_register_clone_hash.p4"),
-    include_str!("fixtures/p4c-reference/ref4_parser_range.p4"),
-    include_str!("../p4/vmdep.p4"),
+    REFERENCE_P4[0],
+    REFERENCE_P4[1],
+    REFERENCE_P4[2],
+    REFERENCE_P4[3],
+    VMDEP_P4,
 ];
 
 /// Replacement tokens that keep programs parseable but stress the checker.

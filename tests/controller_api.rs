@@ -14,91 +14,25 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::UdpSocket;
 
 use vmdep::controller::api::{self, RunningApi, OPENAPI_JSON};
-use vmdep::controller::estimate::{Metric, SelectionPolicy};
 use vmdep::controller::history::{HistoryRecorder, HistoryStore};
-use vmdep::controller::service::{self, ControllerOptions, RunningController};
-use vmdep::controller::session::PipelineBundle;
+use vmdep::controller::service::{self, RunningController};
 use vmdep::controller::topology::Topology;
-use vmdep::demo::fabric::{self, Fabric};
+use vmdep::demo::emulated::REFERENCE_TOPOLOGY;
 use vmdep::sflow::{
-    header_protocol, Address, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr,
-    FlowRecordRepr, FlowSampleRepr, IfCounters, Interface, SampleRepr, SampledHeaderRepr,
+    Address, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr, IfCounters,
+    SampleRepr,
 };
-use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
-const REFERENCE: &str = include_str!("../topologies/reference.toml");
-const VMDEP_P4: &str = include_str!("../p4/vmdep.p4");
+mod support;
 
-fn pipeline() -> PipelineBundle {
-    let out = vmdep::compiler::compile(VMDEP_P4, "vmdep.p4").expect("vmdep.p4 compiles");
-    PipelineBundle {
-        p4info: out.p4info,
-        device_config: out.bmv2_json.into_bytes(),
-    }
-}
-
-/// A UDP frame from one VM to another with `payload_len` bytes of payload.
-fn frame(topology: &Topology, src: &str, dst: &str, payload_len: usize) -> Vec<u8> {
-    let vm = |n: &str| topology.vm(topology.vm_id(n).unwrap()).clone();
-    let (s, d) = (vm(src), vm(dst));
-    FrameRepr::new(
-        EthernetAddress(s.mac.octets()),
-        EthernetAddress(d.mac.octets()),
-        None,
-        s.ipv4,
-        d.ipv4,
-        TransportRepr::Udp(UdpRepr {
-            src_port: 40000,
-            dst_port: 9000,
-        }),
-        &vec![0x5a; payload_len],
-    )
-    .unwrap()
-    .to_vec()
-    .unwrap()
-}
-
-/// One sFlow datagram from `server`'s agent with `count` samples of `src → dst`, 1 in 64.
-fn samples(topology: &Topology, server: &str, src: &str, dst: &str, count: u32) -> Vec<u8> {
-    let IpAddr::V4(agent) = topology
-        .server(topology.server_id(server).unwrap())
-        .sflow_agent
-    else {
-        panic!("IPv4 agents only")
-    };
-    let header = frame(topology, src, dst, 100);
-    DatagramRepr {
-        agent: Address::Ipv4(agent),
-        sub_agent_id: 0,
-        sequence_number: 1,
-        uptime_ms: 1000,
-        samples: (0..count)
-            .map(|i| {
-                SampleRepr::Flow(FlowSampleRepr {
-                    expanded: false,
-                    sequence_number: i + 1,
-                    source: DataSource { kind: 0, index: 1 },
-                    sampling_rate: 64,
-                    sample_pool: 64 * (i + 1),
-                    drops: 0,
-                    input: Interface::if_index(1),
-                    output: Interface::if_index(2),
-                    records: vec![FlowRecordRepr::SampledHeader(SampledHeaderRepr {
-                        protocol: header_protocol::ETHERNET,
-                        frame_length: header.len() as u32 + 4,
-                        stripped: 4,
-                        header: header.clone(),
-                    })],
-                })
-            })
-            .collect(),
-    }
-    .to_bytes()
-    .unwrap()
-}
+use support::fabric::{
+    flow_samples as samples, packets_policy, send_frames, send_sflow, start_reference_fabric,
+    test_controller_options, wait_until_switches_ready,
+};
+use support::process::{assert_stops_on_sigterm, vmdep_command};
+use support::programs::{compiled_pipeline, VMDEP_P4};
 
 /// One sFlow datagram from `server`'s agent with the generic counters of its interface 1.
 fn counters(topology: &Topology, server: &str) -> Vec<u8> {
@@ -143,18 +77,11 @@ struct Served {
 }
 
 async fn serve(topology: Arc<Topology>, history: &Path) -> Served {
-    let mut options = ControllerOptions::new(topology, Arc::new(pipeline()));
-    options.sflow_listen = "127.0.0.1:0".parse().unwrap();
-    options.hostlink_listen = "127.0.0.1:0".parse().unwrap();
-    options.window = None;
-    options.policy = SelectionPolicy {
-        metric: Metric::Packets,
-        threshold: 100,
-        top_k: 0,
-        entry_budget: 100,
-        idle_windows: 10,
-    };
-    options.idle_timeout = Some(Duration::from_secs(600));
+    let options = test_controller_options(
+        topology,
+        compiled_pipeline(VMDEP_P4),
+        packets_policy(100, 10),
+    );
     let controller = service::start(options).await.expect("controller starts");
     let store = Arc::new(HistoryStore::open(history, None).expect("history opens"));
     let recorder = HistoryRecorder::start(store.clone(), &controller);
@@ -173,59 +100,10 @@ async fn serve(topology: Arc<Topology>, history: &Path) -> Served {
 }
 
 impl Served {
-    async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let switches = self.controller.switches().await;
-            if switches.iter().all(|s| s.ready && s.routes > 0) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "switches not ready: {switches:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn send_sflow(&self, datagrams: &[Vec<u8>]) {
-        let before = self.controller.collector_stats().datagrams;
-        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        for d in datagrams {
-            socket.send_to(d, self.controller.sflow_addr).await.unwrap();
-        }
-        let want = before + datagrams.len() as u64;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.controller.collector_stats().datagrams < want {
-            assert!(tokio::time::Instant::now() < deadline, "sFlow not received");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-
     async fn stop(self) {
         self.api.shutdown().await;
         self.controller.shutdown().await.unwrap();
         self.recorder.shutdown().await;
-    }
-}
-
-/// Sends frames from `src`'s server uplink and waits until `dst`'s server received them.
-async fn send_frames(fabric: &Fabric, t: &Topology, src: &str, dst: &str, sizes: &[usize]) {
-    let server_of = |vm: &str| t.vm(t.vm_id(vm).unwrap()).server;
-    let uplink = |vm: &str| fabric.uplinks[server_of(vm).0];
-    let (up, down) = (uplink(src), uplink(dst));
-    let tx = UdpSocket::bind(up.host).await.unwrap();
-    let rx = UdpSocket::bind(down.host).await.unwrap();
-    let mut buf = vec![0; 2048];
-    for &size in sizes {
-        tx.send_to(&frame(t, src, dst, size), up.switch)
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(5), rx.recv_from(&mut buf))
-            .await
-            .expect("frame crosses the fabric")
-            .unwrap();
     }
 }
 
@@ -433,17 +311,9 @@ fn the_openapi_check_catches_undocumented_and_missing_fields() {
     assert!(!openapi.errors("/api/health", 418, &health).is_empty());
 }
 
-fn vmdep_bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_vmdep"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_answers_as_described() {
-    let topology = Topology::from_toml(REFERENCE).unwrap();
-    let fabric = fabric::start_fabric(&topology)
-        .await
-        .expect("fabric starts");
-    let t = Arc::new(fabric.topology.clone());
+    let (fabric, t) = start_reference_fabric().await;
     let dir = tempfile::tempdir().unwrap();
     let served = serve(t.clone(), &dir.path().join("history.sqlite")).await;
     let addr = served.api.addr;
@@ -454,15 +324,17 @@ async fn every_endpoint_answers_as_described() {
     assert_eq!(status, 404);
     openapi.check("/api/windows/last", status, &last);
 
-    served.wait_ready().await;
-    served
-        .send_sflow(&[
+    wait_until_switches_ready(&served.controller).await;
+    send_sflow(
+        &served.controller,
+        &[
             samples(&t, "h120", "web1", "app1", 10),
             samples(&t, "h121", "client2", "web1", 5),
             samples(&t, "h121", "batch1", "db2", 1),
             counters(&t, "h122"),
-        ])
-        .await;
+        ],
+    )
+    .await;
     served.controller.step_window().await;
     send_frames(&fabric, &t, "web1", "app1", &[10, 200, 1000]).await;
     send_frames(&fabric, &t, "client2", "web1", &[300]).await;
@@ -863,7 +735,7 @@ async fn check_metrics(addr: SocketAddr, served: &Served) {
 async fn check_graph_command(addr: SocketAddr) {
     let url = format!("http://{addr}");
     let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || vmdep_bin().args(args).output().unwrap())
+        tokio::task::spawn_blocking(move || vmdep_command().args(args).output().unwrap())
     };
     let table = run(vec!["graph".into(), "--controller".into(), url.clone()])
         .await
@@ -956,19 +828,17 @@ async fn check_graph_command(addr: SocketAddr) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_survives_a_restart() {
-    let topology = Topology::from_toml(REFERENCE).unwrap();
-    let fabric = fabric::start_fabric(&topology)
-        .await
-        .expect("fabric starts");
-    let t = Arc::new(fabric.topology.clone());
+    let (fabric, t) = start_reference_fabric().await;
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history.sqlite");
 
     let first = serve(t.clone(), &history).await;
-    first.wait_ready().await;
-    first
-        .send_sflow(&[samples(&t, "h120", "web1", "app1", 10)])
-        .await;
+    wait_until_switches_ready(&first.controller).await;
+    send_sflow(
+        &first.controller,
+        &[samples(&t, "h120", "web1", "app1", 10)],
+    )
+    .await;
     first.controller.step_window().await;
     send_frames(&fabric, &t, "web1", "app1", &[100, 100]).await;
     first.controller.step_window().await;
@@ -1017,7 +887,7 @@ fn topology_without_switches() -> String {
         .iter()
         .map(|l| l.local_addr().unwrap())
         .collect();
-    let mut text = REFERENCE.to_string();
+    let mut text = REFERENCE_TOPOLOGY.to_string();
     for (i, addr) in closed.iter().enumerate() {
         text = text.replace(&format!("127.0.0.1:5011{i}"), &addr.to_string());
     }
@@ -1072,7 +942,7 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     let text = topology_without_switches();
     let topology = dir.path().join("topology.toml");
     std::fs::write(&topology, text).unwrap();
-    let mut child = vmdep_bin()
+    let mut child = vmdep_command()
         .args(["controller", "--topology"])
         .arg(&topology)
         .args([
@@ -1105,13 +975,7 @@ fn the_controller_command_serves_the_api_and_stops_on_sigterm() {
     let (status, health) = runtime.block_on(get_json(addr, "/api/health"));
     assert_eq!(status, 503, "{health}");
     assert_eq!(health["sessions"].as_array().unwrap().len(), 5);
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill(2) takes plain integers; `pid` is this test's own child, not yet waited for,
-    // so it names no other process.
-    let killed = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(killed, 0, "{}", std::io::Error::last_os_error());
-    let status = child.wait().unwrap();
-    assert!(status.success(), "{status}");
+    assert_stops_on_sigterm(&mut child, "vmdep controller", Duration::from_secs(20));
     drain.join().unwrap();
     assert!(dir.path().join("vmdep-history.sqlite").exists());
     assert!(dir.path().join("graph.json").exists());

@@ -20,27 +20,22 @@ use vmdep::controller::VmPair;
 use vmdep::switch::runner::{start, RunningSwitch, SwitchOptions};
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
+mod support;
+
+use support::process::venv_python;
+use support::programs::{compiled_pipeline, vmdep_p4_with_pair_table_size, VMDEP_P4};
+
 const DEVICE: u64 = 7;
 const WAIT: Duration = Duration::from_secs(10);
 const SWITCH: &str = "s1";
 
 /// vmdep.p4 compiled, with `vm_pair` holding `vm_pair_size` entries when given.
 fn pipeline(vm_pair_size: Option<u32>) -> Arc<PipelineBundle> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/p4/vmdep.p4");
-    let mut source = std::fs::read_to_string(path).unwrap();
-    if let Some(size) = vm_pair_size {
-        let default = "const bit<32> VM_PAIR_SIZE = 16384;";
-        assert!(
-            source.contains(default),
-            "vmdep.p4 changed its table size line"
-        );
-        source = source.replace(default, &format!("const bit<32> VM_PAIR_SIZE = {size};"));
-    }
-    let out = vmdep::compiler::compile(&source, "vmdep.p4").unwrap();
-    Arc::new(PipelineBundle {
-        p4info: out.p4info,
-        device_config: out.bmv2_json.into_bytes(),
-    })
+    let source = match vm_pair_size {
+        Some(size) => vmdep_p4_with_pair_table_size(size),
+        None => VMDEP_P4.to_string(),
+    };
+    Arc::new(compiled_pipeline(&source))
 }
 
 /// A switch with in-process ports 1 and 2.
@@ -578,20 +573,6 @@ async fn ten_thousand_pairs_in_batches() {
     switch.shutdown().await.unwrap();
 }
 
-fn python() -> String {
-    if let Ok(path) = std::env::var("VMDEP_PYTHON") {
-        return path;
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python");
-    assert!(
-        std::path::Path::new(path).exists(),
-        "{path} is missing: create it with\n  python3 -m venv target/py-venv && \
-         target/py-venv/bin/pip install -r tests/python/requirements.txt\n\
-         (tests/run-all.sh does this)"
-    );
-    path.to_string()
-}
-
 /// The official client's view of what the session wrote: names from the P4Info the session
 /// pushed, values decoded by p4runtime-shell, counters through its DirectCounterEntry.
 #[tokio::test]
@@ -611,7 +592,7 @@ async fn p4runtime_shell_reads_back_what_the_session_wrote() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/python/p4rt_shell_read_back.py"
     );
-    let run = tokio::process::Command::new(python())
+    let run = tokio::process::Command::new(venv_python())
         .arg(script)
         .args(["--grpc-addr", &switch.grpc_addr.to_string()])
         .args(["--device-id", &DEVICE.to_string()])

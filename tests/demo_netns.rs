@@ -18,56 +18,15 @@ use vmdep::demo::emulated::REFERENCE_TOPOLOGY;
 use vmdep::demo::netns_run::{run, NetnsDemoOptions};
 use vmdep::demo::workload::{three_tier, Transport, WorkloadSpec};
 
-fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .unwrap()
-        .to_string();
-    if euid == "0" {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root (network namespaces, Open vSwitch) and CI must run it as root"
-    );
-    eprintln!("{test}: skipped, needs root (network namespaces, veths, Open vSwitch)");
-    false
-}
+mod support;
+
+use support::env::{root_or_skip, FOR_NETNS_LAB};
+use support::netns::{lab_names_left, processes_mentioning};
 
 /// Interfaces, namespaces and processes that still carry the lab's prefix.
 fn leftovers(prefix: &str) -> Vec<String> {
-    let mut left = Vec::new();
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&links.stdout).lines() {
-        if let Some(name) = line.split(": ").nth(1) {
-            if name.starts_with(&format!("{prefix}-")) {
-                left.push(name.to_string());
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{prefix}-")) {
-                left.push(name);
-            }
-        }
-    }
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(&format!("{prefix}-ovs")) {
-            left.push(cmdline);
-        }
-    }
+    let mut left = lab_names_left(prefix);
+    left.extend(processes_mentioning(&format!("{prefix}-ovs")));
     left
 }
 
@@ -99,7 +58,7 @@ static ONE_LAB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_netns_demo_measures_what_the_vms_sent() {
-    if !root_or_skip("demo_netns") {
+    if !root_or_skip("demo_netns", FOR_NETNS_LAB) {
         return;
     }
     let _one = ONE_LAB.lock().await;
@@ -309,7 +268,7 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_removes_its_lab() {
-    if !root_or_skip("demo_netns") {
+    if !root_or_skip("demo_netns", FOR_NETNS_LAB) {
         return;
     }
     let _one = ONE_LAB.lock().await;

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,10 @@ use vmdep::sflow::{
     SampleRepr,
 };
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
+
+mod support;
+
+use support::tshark::{sflow_pcap, tshark_fields};
 
 /// One switch; server h1 (agent 127.0.0.120) with VMs a, b, c; server h2 with VM d.
 const TOPOLOGY: &str = r#"
@@ -784,7 +787,7 @@ async fn tshark_decodes_the_hosts_datagrams() {
     };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("host.pcap");
-    std::fs::write(&path, pcap(*from.ip(), from.port(), &bytes)).unwrap();
+    std::fs::write(&path, sflow_pcap(from, &[bytes])).unwrap();
     let fields = [
         "ip.src",
         "sflow_245.agent",
@@ -798,7 +801,8 @@ async fn tshark_decodes_the_hosts_datagrams() {
         "sflow_245.header.sampled_header_length",
         "udp.dstport",
     ];
-    let out = tshark(&path, &fields);
+    let packets = tshark_fields(&path, &fields);
+    assert_eq!(packets.len(), 1, "tshark output: {packets:?}");
     let want = [
         // The outer packet from the agent, then the sampled frame's addresses.
         "127.0.0.120,10.0.1.1",
@@ -813,72 +817,10 @@ async fn tshark_decodes_the_hosts_datagrams() {
         "128",
         "6343,8080",
     ];
-    assert_eq!(out, want.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-}
-
-/// One pcap file holding `datagram` as a UDP packet from `src:sport` to 127.0.0.1:6343.
-fn pcap(src: Ipv4Addr, sport: u16, datagram: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend(0xa1b2_c3d4u32.to_le_bytes());
-    out.extend(2u16.to_le_bytes());
-    out.extend(4u16.to_le_bytes());
-    out.extend(0i32.to_le_bytes());
-    out.extend(0u32.to_le_bytes());
-    out.extend(65_535u32.to_le_bytes());
-    out.extend(1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-    let udp = UdpRepr {
-        src_port: sport,
-        dst_port: vmdep::sflow::DEFAULT_PORT,
-    };
-    let packet = FrameRepr::new(
-        EthernetAddress([2, 0, 0, 0, 0, 1]),
-        EthernetAddress([2, 0, 0, 0, 0, 2]),
-        None,
-        src,
-        Ipv4Addr::LOCALHOST,
-        TransportRepr::Udp(udp),
-        datagram,
-    )
-    .unwrap()
-    .to_vec()
-    .unwrap();
-    out.extend(1_700_000_000u32.to_le_bytes());
-    out.extend(0u32.to_le_bytes());
-    out.extend((packet.len() as u32).to_le_bytes());
-    out.extend((packet.len() as u32).to_le_bytes());
-    out.extend(packet);
-    out
-}
-
-/// The fields of the file's one packet, each with all its occurrences joined by commas.
-fn tshark(file: &std::path::Path, fields: &[&str]) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-n").arg("-r").arg(file);
-    cmd.args([
-        "-T",
-        "fields",
-        "-E",
-        "separator=\t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!("cannot run tshark ({e}); install the Debian package: apt-get install tshark")
-    });
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        packets[0],
+        want.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "tshark output: {text}");
-    lines[0].split('\t').map(str::to_string).collect()
 }
 
 #[tokio::test]

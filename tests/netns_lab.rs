@@ -10,15 +10,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-
 use vmdep::controller::paths::{Paths, RouteTables};
+use vmdep::controller::session::PipelineBundle;
 use vmdep::controller::topology::{SwitchId, Topology};
 use vmdep::controller::VmPair;
+use vmdep::demo::emulated::REFERENCE_TOPOLOGY;
 use vmdep::demo::netns::{cleanup_leftovers, LabError, LabOptions, NetnsLab};
 use vmdep::p4rt::v1::p4_runtime_client::P4RuntimeClient;
 use vmdep::p4rt::v1::*;
@@ -27,97 +25,45 @@ use vmdep::sflow::{header_protocol, Address, Datagram, FlowRecord, Sample};
 use vmdep::switch::ports::af_packet::{PacketSocket, Received};
 use vmdep::switch::runner::{start, RunningSwitch, SwitchOptions};
 
+mod support;
+
+use support::env::{root_or_skip, FOR_NETNS_LAB};
+use support::netns::{lab_names_left, processes_using};
+use support::p4rt::{set_pipeline_request, uint128, Controller};
+use support::programs::{compiled_pipeline, VMDEP_P4};
+
 const WAIT: Duration = Duration::from_secs(10);
 const ELECTION: u64 = 1;
 
-/// True when the test can run; false (skip) when not root outside CI; panics when not root in CI.
-fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        .unwrap()
-        .to_string();
-    if euid == "0" {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root (network namespaces, Open vSwitch) and CI must run it as root"
-    );
-    eprintln!("{test}: skipped, needs root (network namespaces, veths, Open vSwitch)");
-    false
-}
-
-fn reference() -> Topology {
-    Topology::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("topologies/reference.toml"))
-        .unwrap()
-}
-
-/// A switch primary: the arbitration stream stays open as long as this lives.
-struct Primary {
-    _stream: mpsc::Sender<StreamMessageRequest>,
-    _responses: tonic::Streaming<StreamMessageResponse>,
-}
-
-fn uint128(low: u64) -> Uint128 {
-    Uint128 { high: 0, low }
-}
-
-/// Becomes primary of `device_id`, loads vmdep.p4 and installs the switch's routes.
+/// Becomes primary of `device_id`, loads vmdep.p4 and installs the switch's routes; the
+/// switch keeps this primary while the returned stream lives.
 async fn program_switch(
     running: &RunningSwitch,
     device_id: u64,
-    p4info: &vmdep::p4rt::config::P4Info,
-    json: &str,
+    pipeline: &PipelineBundle,
     routes: &[vmdep::controller::paths::Route],
-) -> Primary {
+) -> Controller {
     let mut client = P4RuntimeClient::connect(format!("http://{}", running.grpc_addr))
         .await
         .unwrap();
-    let (tx, rx) = mpsc::channel(4);
-    let mut responses = client
-        .stream_channel(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(StreamMessageRequest {
-        update: Some(stream_message_request::Update::Arbitration(
-            MasterArbitrationUpdate {
-                device_id,
-                election_id: Some(uint128(ELECTION)),
-                ..Default::default()
-            },
-        )),
-    })
-    .await
-    .unwrap();
-    let answer = tokio::time::timeout(WAIT, responses.message())
-        .await
-        .expect("arbitration answer in time")
-        .unwrap()
-        .unwrap();
-    assert!(matches!(
-        answer.update,
-        Some(stream_message_response::Update::Arbitration(_))
-    ));
+    // The answer must be an arbitration update; whether this controller is primary shows
+    // in the writes below.
+    let (primary, _) = Controller::join(&mut client, device_id, ELECTION).await;
     client
-        .set_forwarding_pipeline_config(SetForwardingPipelineConfigRequest {
+        .set_forwarding_pipeline_config(set_pipeline_request(
             device_id,
-            election_id: Some(uint128(ELECTION)),
-            action: set_forwarding_pipeline_config_request::Action::VerifyAndCommit as i32,
-            config: Some(ForwardingPipelineConfig {
-                p4info: Some(p4info.clone()),
-                p4_device_config: json.as_bytes().to_vec(),
+            ELECTION,
+            set_forwarding_pipeline_config_request::Action::VerifyAndCommit,
+            Some(ForwardingPipelineConfig {
+                p4info: Some(pipeline.p4info.clone()),
+                p4_device_config: pipeline.device_config.clone(),
                 cookie: None,
             }),
-            ..Default::default()
-        })
+        ))
         .await
         .unwrap();
 
-    let index = P4InfoIndex::new(p4info.clone()).unwrap();
+    let index = P4InfoIndex::new(pipeline.p4info.clone()).unwrap();
     let table = index.table("MyIngress.ipv4_lpm").unwrap();
     let table_id = table.preamble.as_ref().unwrap().id;
     let dst = index
@@ -179,10 +125,7 @@ async fn program_switch(
         })
         .await
         .unwrap();
-    Primary {
-        _stream: tx,
-        _responses: responses,
-    }
+    primary
 }
 
 fn vm_ip(topology: &Topology, vm: &str) -> Ipv4Addr {
@@ -351,55 +294,12 @@ fn drain_mirror(socket: &PacketSocket) -> Vec<(Ipv4Addr, Ipv4Addr)> {
     pairs
 }
 
-fn lab_names_left(prefix: &str) -> Vec<String> {
-    let mut left = Vec::new();
-    let links = std::process::Command::new("ip")
-        .args(["-o", "link", "show"])
-        .output()
-        .unwrap();
-    for line in String::from_utf8_lossy(&links.stdout).lines() {
-        if let Some(name) = line.split(": ").nth(1) {
-            if name.starts_with(&format!("{prefix}-")) {
-                left.push(name.to_string());
-            }
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir("/run/netns") {
-        for e in entries {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("{prefix}-")) {
-                left.push(name);
-            }
-        }
-    }
-    left
-}
-
-/// Processes whose command line mentions `dir`.
-fn processes_using(dir: &Path) -> Vec<String> {
-    let needle = dir.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&needle) {
-                found.push(format!("{name}: {cmdline}"));
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
-    if !root_or_skip("netns_lab") {
+    if !root_or_skip("netns_lab", FOR_NETNS_LAB) {
         return;
     }
-    let topology = reference();
+    let topology = Topology::from_toml(REFERENCE_TOPOLOGY).unwrap();
     let started = Instant::now();
     let lab = NetnsLab::create(
         &topology,
@@ -441,12 +341,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     assert!(!inside.contains("inet6"), "{inside}");
 
     // Switches on the lab's interfaces, programmed like the controller would.
-    let compiled = vmdep::compiler::compile(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("p4/vmdep.p4"))
-            .unwrap(),
-        "vmdep.p4",
-    )
-    .unwrap_or_else(|d| panic!("vmdep.p4 does not compile: {d}"));
+    let pipeline = compiled_pipeline(VMDEP_P4);
     let routes = RouteTables::compute(&topology, &Paths::compute(&topology));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -469,8 +364,7 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
         primaries.push(runtime.block_on(program_switch(
             &running,
             u64::from(switch.device_id),
-            &compiled.p4info,
-            &compiled.bmv2_json,
+            &pipeline,
             routes.table(SwitchId(index)),
         )));
         switches.push(running);
@@ -625,7 +519,7 @@ fn small_topology() -> Topology {
 /// A lab whose owner vanished without removing it (as after a crash) is swept by its prefix.
 #[test]
 fn leftovers_of_a_vanished_lab_are_removed_by_prefix() {
-    if !root_or_skip("netns_lab") {
+    if !root_or_skip("netns_lab", FOR_NETNS_LAB) {
         return;
     }
     let small = small_topology();
@@ -667,7 +561,7 @@ fn leftovers_of_a_vanished_lab_are_removed_by_prefix() {
 /// The Ctrl-C path: a handle sweeps a lab in use; destroying the lab afterwards still succeeds.
 #[test]
 fn a_cleanup_handle_removes_a_live_lab() {
-    if !root_or_skip("netns_lab") {
+    if !root_or_skip("netns_lab", FOR_NETNS_LAB) {
         return;
     }
     let lab = NetnsLab::create(&small_topology(), LabOptions::default()).unwrap();
@@ -692,7 +586,7 @@ fn a_cleanup_handle_removes_a_live_lab() {
 /// Leftovers under the default prefix of a process that is gone are swept; a live run's are not.
 #[test]
 fn leftovers_of_dead_processes_are_found_by_their_prefix() {
-    if !root_or_skip("netns_lab") {
+    if !root_or_skip("netns_lab", FOR_NETNS_LAB) {
         return;
     }
     let mut child = std::process::Command::new("true").spawn().unwrap();

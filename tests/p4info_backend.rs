@@ -9,18 +9,9 @@ use vmdep::compiler::control_plane::{
 use vmdep::compiler::p4info::{build_p4info, p4info_binary, p4info_text, P4InfoError};
 use vmdep::p4rt::config::P4Info;
 
-const REFERENCE_OUT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/p4c-reference/p4c-out"
-);
+mod support;
 
-/// p4c's P4Info text for `program`, and the message it holds.
-fn reference(program: &str) -> (String, P4Info) {
-    let path = format!("{REFERENCE_OUT}/{program}.p4info.txtpb");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let message = vmdep::p4rt::p4info_from_text(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-    (text, message)
-}
+use support::p4rt::p4c_p4info;
 
 fn preamble(name: &str) -> CpPreamble {
     CpPreamble {
@@ -211,7 +202,7 @@ pub fn ref4_model() -> ControlPlane {
 
 fn assert_matches_p4c(program: &str, model: ControlPlane) {
     let ours = build_p4info(&model).expect("the model is valid");
-    let (their_text, theirs) = reference(program);
+    let (their_text, theirs) = p4c_p4info(program);
     assert_eq!(ours, theirs, "{program}: our P4Info differs from p4c's");
     // The text is p4c's byte for byte, and the binary holds the same message.
     assert_eq!(p4info_text(&ours), their_text, "{program}: text");

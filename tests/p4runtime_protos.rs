@@ -4,12 +4,9 @@
 
 use std::process::Command;
 
-/// The test venv's interpreter (tests/run-all.sh creates target/py-venv), or $VMDEP_PYTHON.
-fn python() -> String {
-    std::env::var("VMDEP_PYTHON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python").to_string()
-    })
-}
+mod support;
+
+use support::process::venv_python;
 
 #[test]
 fn protos_match_the_official_p4runtime_package() {
@@ -21,7 +18,7 @@ fn protos_match_the_official_p4runtime_package() {
         "/tests/python/compare_protos.py"
     );
 
-    let output = match Command::new(python())
+    let output = match Command::new(venv_python())
         .arg(script)
         .arg(&descriptor_path)
         .output()
@@ -31,7 +28,7 @@ fn protos_match_the_official_p4runtime_package() {
             "cannot run {} ({err}); this test needs the venv with the official P4Runtime \
              definitions: `python3 -m venv target/py-venv && target/py-venv/bin/pip install \
              -r tests/python/requirements.txt` (tests/run-all.sh does this)",
-            python()
+            venv_python()
         ),
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -41,7 +38,7 @@ fn protos_match_the_official_p4runtime_package() {
         Some(2) => panic!(
             "the official P4Runtime definitions are missing from {}: install \
              tests/python/requirements.txt into it (tests/run-all.sh does this)\n{stderr}",
-            python()
+            venv_python()
         ),
         _ => panic!("our protos differ from the official P4Runtime definitions:\n{stdout}{stderr}"),
     }

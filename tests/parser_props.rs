@@ -5,12 +5,9 @@
 use proptest::prelude::*;
 use vmdep::compiler::{parse, Diagnostics};
 
-const REFERENCE: [&str; 4] = [
-    include_str!("fixtures/p4c-reference/ref1_lpm_checksum.p4"),
-    include_str!("fixtures/p4c-reference/ref2_ternary_counters.p4"),
-    include_str!("fixtures/p4c-reference/ref3_register_clone_hash.p4"),
-    include_str!("fixtures/p4c-reference/ref4_parser_range.p4"),
-];
+mod support;
+
+use support::programs::REFERENCE_P4 as REFERENCE;
 
 /// Keywords, names, literals and punctuation of P4_16, including the tricky ones.
 const TOKENS: &[&str] = &[

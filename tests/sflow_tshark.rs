@@ -6,14 +6,18 @@
 //! Needs the Debian package `tshark`; the test fails (does not skip) without it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-use std::process::Command;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
 use vmdep::sflow::{
     header_protocol, Address, CounterRecordRepr, CountersSampleRepr, DataSource, DatagramRepr,
     ExtendedSwitch, FlowRecordRepr, FlowSampleRepr, IfCounters, Interface, SampleRepr,
-    SampledHeaderRepr, SampledIpv4, DEFAULT_PORT,
+    SampledHeaderRepr, SampledIpv4,
 };
-use vmdep::wire::{EthernetAddress, FrameRepr, TcpFlags, TcpRepr, TransportRepr, UdpRepr, VlanTag};
+use vmdep::wire::{EthernetAddress, FrameRepr, TcpFlags, TcpRepr, TransportRepr, VlanTag};
+
+mod support;
+
+use support::tshark::{sflow_pcap, tshark_fields};
 
 fn mac(last: u8) -> EthernetAddress {
     EthernetAddress([0x02, 0, 0, 0, 0, last])
@@ -203,91 +207,6 @@ fn datagrams() -> Vec<DatagramRepr> {
     ]
 }
 
-/// A pcap file (the classic format: microsecond timestamps, Ethernet link type) of the
-/// datagrams, each in an Ethernet/IPv4/UDP frame from 127.0.0.1:40000 to 127.0.0.1:6343.
-fn pcap(datagrams: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend(0xa1b2_c3d4u32.to_le_bytes());
-    out.extend(2u16.to_le_bytes());
-    out.extend(4u16.to_le_bytes());
-    out.extend(0i32.to_le_bytes()); // thiszone
-    out.extend(0u32.to_le_bytes()); // sigfigs
-    out.extend(65_535u32.to_le_bytes()); // snaplen
-    out.extend(1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-    for (i, dg) in datagrams.iter().enumerate() {
-        let udp = UdpRepr {
-            src_port: 40000,
-            dst_port: DEFAULT_PORT,
-        };
-        let lo = Ipv4Addr::LOCALHOST;
-        let frame = FrameRepr::new(
-            mac(0xa),
-            mac(0xb),
-            None,
-            lo,
-            lo,
-            TransportRepr::Udp(udp),
-            dg,
-        )
-        .unwrap()
-        .to_vec()
-        .unwrap();
-        out.extend((1_700_000_000 + i as u32).to_le_bytes());
-        out.extend(0u32.to_le_bytes());
-        out.extend((frame.len() as u32).to_le_bytes());
-        out.extend((frame.len() as u32).to_le_bytes());
-        out.extend(frame);
-    }
-    out
-}
-
-fn tshark(file: &std::path::Path, fields: &[&str]) -> Vec<BTreeMap<String, String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.arg("-n").arg("-r").arg(file);
-    // Have tshark verify the checksums `wire` computed, inner (sampled) headers included.
-    for proto in ["ip", "tcp", "udp"] {
-        cmd.args(["-o", &format!("{proto}.check_checksum:TRUE")]);
-    }
-    cmd.args([
-        "-T",
-        "fields",
-        "-E",
-        "separator=\t",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = match cmd.output() {
-        Ok(out) => out,
-        Err(e) => panic!(
-            "cannot run tshark ({e}): this test needs it; install the Debian package with \
-             `apt-get install tshark`"
-        ),
-    };
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let values: Vec<&str> = line.split('\t').collect();
-            assert_eq!(values.len(), fields.len(), "tshark line: {line}");
-            fields
-                .iter()
-                .map(|f| f.to_string())
-                .zip(values.iter().map(|v| v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 /// What tshark must report for each packet, field by field; a field a packet does not list must
 /// be absent from it. Values of repeated fields are in order, comma-separated; the first `ip.*`
 /// value is the 127.0.0.1 wrapper, the others are the sampled headers'.
@@ -415,13 +334,17 @@ fn tshark_decodes_what_the_encoder_writes() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("sflow.pcap");
-    std::fs::write(&file, pcap(&encoded)).unwrap();
+    let from = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 40000);
+    std::fs::write(&file, sflow_pcap(from, &encoded)).unwrap();
 
     let expected = expected();
     let mut fields: Vec<&str> = expected.iter().flatten().map(|(f, _)| *f).collect();
     fields.sort_unstable();
     fields.dedup();
-    let decoded = tshark(&file, &fields);
+    let decoded: Vec<BTreeMap<&str, String>> = tshark_fields(&file, &fields)
+        .into_iter()
+        .map(|values| fields.iter().copied().zip(values).collect())
+        .collect();
     assert_eq!(
         decoded.len(),
         expected.len(),

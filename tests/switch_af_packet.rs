@@ -17,9 +17,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+mod support;
+
+use support::env::root_or_skip;
+use support::process::{assert_stops_on_sigterm, lines, Reaper};
 
 /// Sends EtherType 0x88b5 across (1 → 2, anything else → 1) and marks it with a source MAC
 /// naming the egress port.
@@ -81,20 +86,6 @@ fn run(program: &str, args: &[&str]) -> Output {
     output
 }
 
-/// True when the test can run; false (skip) when not root outside CI; panics when not root in CI.
-fn root_or_skip() -> bool {
-    let uid = run("id", &["-u"]);
-    if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "switch_af_packet needs root (network namespaces, AF_PACKET) and CI must run it as root"
-    );
-    eprintln!("switch_af_packet: skipped, needs root (network namespaces, AF_PACKET sockets)");
-    false
-}
-
 /// A network namespace, deleted (with its interfaces) on drop.
 struct Netns(String);
 
@@ -124,16 +115,6 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-/// Kills a child when the test ends, however it ends.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -246,16 +227,7 @@ impl Lab {
                 .spawn()
                 .expect("start vmdep switch in its namespace"),
         );
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        let stderr = switch.0.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if lines_tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = lines(switch.0.stderr.take().unwrap());
         let mut ports = Vec::new();
         loop {
             let line = lines.recv_timeout(WAIT).unwrap_or_else(|e| {
@@ -364,19 +336,7 @@ impl Lab {
     /// after startup, without terminal colours.
     fn stop(self) -> Vec<String> {
         let mut switch = self.switch;
-        run("kill", &["-TERM", &switch.0.id().to_string()]);
-        let deadline = std::time::Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = switch.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "vmdep switch ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "vmdep switch exited with {status}");
+        assert_stops_on_sigterm(&mut switch.0, "vmdep switch", WAIT);
         // The reader thread ends with the switch's stderr.
         self.log.iter().map(|line| strip_colours(&line)).collect()
     }
@@ -452,7 +412,7 @@ fn hexes(frames: &[Vec<u8>], egress: u8) -> Vec<String> {
 
 #[test]
 fn switch_forwards_bursts_between_veths_in_namespaces() {
-    if !root_or_skip() {
+    if !root_or_skip("switch_af_packet", "network namespaces, AF_PACKET sockets") {
         return;
     }
     let lab = Lab::start();
@@ -514,7 +474,7 @@ fn switch_forwards_bursts_between_veths_in_namespaces() {
 
 #[test]
 fn a_stalled_switch_keeps_a_burst_and_counts_what_overflows() {
-    if !root_or_skip() {
+    if !root_or_skip("switch_af_packet", "network namespaces, AF_PACKET sockets") {
         return;
     }
     let lab = Lab::start();
@@ -602,7 +562,7 @@ fn a_stalled_switch_keeps_a_burst_and_counts_what_overflows() {
 
 #[test]
 fn a_missing_interface_is_a_clear_startup_error() {
-    if !root_or_skip() {
+    if !root_or_skip("switch_af_packet", "network namespaces, AF_PACKET sockets") {
         return;
     }
     let ns = Netns::add(unique_name("lone"));

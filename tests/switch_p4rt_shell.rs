@@ -12,59 +12,20 @@
 //! p4runtime-shell lives in the test venv, target/py-venv, which tests/run-all.sh creates from
 //! tests/python/requirements.txt (VMDEP_PYTHON overrides the interpreter).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+mod support;
+
+use support::frames::{from_hex, REF2_STF_FRAMES};
+use support::p4rt::P4C_OUT;
+use support::process::{assert_stops_on_sigterm, lines, venv_python, Reaper};
+
 const WAIT: Duration = Duration::from_secs(20);
-
-fn python() -> String {
-    if let Ok(path) = std::env::var("VMDEP_PYTHON") {
-        return path;
-    }
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/py-venv/bin/python");
-    assert!(
-        std::path::Path::new(path).exists(),
-        "{path} is missing: create it with\n  python3 -m venv target/py-venv && \
-         target/py-venv/bin/pip install -r tests/python/requirements.txt\n\
-         (tests/run-all.sh does this)"
-    );
-    path.to_string()
-}
-
-/// Lines of a child's pipe, read on a thread so the test can wait with a timeout.
-fn lines(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// Kills a child when the test ends, however it ends.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn frame(hex: &str) -> Vec<u8> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 /// `vmdep switch` started with `ports` UDP wires, each to its own peer socket here.
 struct SwitchProcess {
@@ -150,24 +111,7 @@ impl SwitchProcess {
 
     /// SIGTERM stops the switch gracefully.
     fn stop(mut self) {
-        let pid = self.child.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = std::time::Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "vmdep switch ignored SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(status.success(), "vmdep switch exited with {status}");
+        assert_stops_on_sigterm(&mut self.child.0, "vmdep switch", WAIT);
     }
 }
 
@@ -180,7 +124,7 @@ struct Shell {
 impl Shell {
     fn start(script: &str, args: &[String]) -> Shell {
         let mut child = Reaper(
-            Command::new(python())
+            Command::new(venv_python())
                 .arg(
                     Path::new(env!("CARGO_MANIFEST_DIR"))
                         .join("tests/python")
@@ -228,10 +172,6 @@ impl Shell {
 
 #[test]
 fn p4runtime_shell_programs_the_switch_and_reads_exact_counters() {
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/p4c-reference/p4c-out"
-    );
     let switch = SwitchProcess::start(3);
     let mut shell = Shell::start(
         "p4rt_shell_smoke.py",
@@ -241,30 +181,22 @@ fn p4runtime_shell_programs_the_switch_and_reads_exact_counters() {
             "--device-id".into(),
             "1".into(),
             "--p4info".into(),
-            format!("{fixtures}/ref2_ternary_counters.p4info.txtpb"),
+            format!("{P4C_OUT}/ref2_ternary_counters.p4info.txtpb"),
             "--json".into(),
-            format!("{fixtures}/ref2_ternary_counters.json"),
+            format!("{P4C_OUT}/ref2_ternary_counters.json"),
         ],
     );
     shell.expect_ready();
 
-    // ref2's STF frames, all into port 0, with the port each one must leave on.
-    let frames = [
-        ("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101", Some(1)),
-        ("00000000000100000000000208004500002200010000401100000a0000420808080804d20035000e0000010101010101", None),
-        ("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101", Some(2)),
-        ("00000000000100000000000208004500002200010000401100000a000001c000020704d20035000e0000010101010101", Some(1)),
-        ("0000000000010000000000020800450000220001000040110000ac1000010808040404d20035000e0000010101010101", None),
-        ("00000000000100000000000208004500002200010000401100000a000042c000020704d20050000e0000010101010101", None),
-    ];
-    for (hex, _) in &frames {
+    // ref2's STF frames, all into port 0.
+    for (hex, _) in &REF2_STF_FRAMES {
         switch.peers[0]
-            .send_to(&frame(hex), switch.ports[0])
+            .send_to(&from_hex(hex), switch.ports[0])
             .unwrap();
     }
-    for out_port in [1usize, 2] {
-        for (hex, _) in frames.iter().filter(|(_, p)| *p == Some(out_port)) {
-            assert_eq!(switch.receive(out_port), frame(hex));
+    for out_port in [1u32, 2] {
+        for (hex, _) in REF2_STF_FRAMES.iter().filter(|(_, p)| *p == Some(out_port)) {
+            assert_eq!(switch.receive(out_port as usize), from_hex(hex));
         }
     }
     // The dropped frames leave no trace on the wire: give them time to pass the counters.

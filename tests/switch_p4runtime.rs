@@ -5,29 +5,22 @@
 use std::time::Duration;
 
 use prost::Message;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
-use tonic::{Code, Streaming};
+use tonic::Code;
 
 use vmdep::p4rt::config::P4Info;
 use vmdep::p4rt::v1::p4_runtime_client::P4RuntimeClient;
 use vmdep::p4rt::v1::*;
-use vmdep::p4rt::{p4info_from_text, rpc, P4InfoIndex};
+use vmdep::p4rt::{rpc, P4InfoIndex};
 use vmdep::switch::runner::{start, RunningSwitch, SwitchOptions};
+
+mod support;
+
+use support::frames::{from_hex, REF2_STF_FRAMES};
+use support::p4rt::{arbitration, p4c_pipeline, set_pipeline_request, uint128, Controller};
 
 const DEVICE: u64 = 1;
 const WAIT: Duration = Duration::from_secs(5);
-
-fn fixture(name: &str) -> (P4Info, Vec<u8>) {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/p4c-reference/p4c-out"
-    );
-    let text = std::fs::read_to_string(format!("{dir}/{name}.p4info.txtpb")).unwrap();
-    let json = std::fs::read(format!("{dir}/{name}.json")).unwrap();
-    (p4info_from_text(&text).unwrap(), json)
-}
 
 async fn switch_with_ports(ports: &[u32]) -> (RunningSwitch, P4RuntimeClient<Channel>) {
     let mut options = SwitchOptions::new(DEVICE, "127.0.0.1:0".parse().unwrap());
@@ -40,65 +33,6 @@ async fn switch_with_ports(ports: &[u32]) -> (RunningSwitch, P4RuntimeClient<Cha
     (running, client)
 }
 
-/// A controller's stream: send arbitration and packets, receive responses.
-struct Controller {
-    tx: mpsc::Sender<StreamMessageRequest>,
-    rx: Streaming<StreamMessageResponse>,
-}
-
-fn uint128(id: u64) -> Uint128 {
-    Uint128 { high: 0, low: id }
-}
-
-fn arbitration(device_id: u64, election_id: u64) -> StreamMessageRequest {
-    StreamMessageRequest {
-        update: Some(stream_message_request::Update::Arbitration(
-            MasterArbitrationUpdate {
-                device_id,
-                election_id: Some(uint128(election_id)),
-                ..Default::default()
-            },
-        )),
-    }
-}
-
-impl Controller {
-    async fn open(client: &mut P4RuntimeClient<Channel>) -> Controller {
-        let (tx, rx) = mpsc::channel(16);
-        let rx = client
-            .stream_channel(ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        Controller { tx, rx }
-    }
-
-    async fn next(&mut self) -> Result<StreamMessageResponse, tonic::Status> {
-        match tokio::time::timeout(WAIT, self.rx.message()).await {
-            Ok(Ok(Some(m))) => Ok(m),
-            Ok(Ok(None)) => panic!("stream ended"),
-            Ok(Err(status)) => Err(status),
-            Err(_) => panic!("no stream message within {WAIT:?}"),
-        }
-    }
-
-    /// The next arbitration update's status code.
-    async fn arbitration_code(&mut self) -> i32 {
-        match self.next().await.unwrap().update {
-            Some(stream_message_response::Update::Arbitration(a)) => a.status.unwrap().code,
-            other => panic!("expected an arbitration update, got {other:?}"),
-        }
-    }
-
-    /// Joins with `election_id` and returns the status code of the answer.
-    async fn join(client: &mut P4RuntimeClient<Channel>, election_id: u64) -> (Controller, i32) {
-        let mut c = Controller::open(client).await;
-        c.tx.send(arbitration(DEVICE, election_id)).await.unwrap();
-        let code = c.arbitration_code().await;
-        (c, code)
-    }
-}
-
 const OK: i32 = Code::Ok as i32;
 
 fn config(p4info: P4Info, json: Vec<u8>, cookie: u64) -> ForwardingPipelineConfig {
@@ -106,20 +40,6 @@ fn config(p4info: P4Info, json: Vec<u8>, cookie: u64) -> ForwardingPipelineConfi
         p4info: Some(p4info),
         p4_device_config: json,
         cookie: Some(forwarding_pipeline_config::Cookie { cookie }),
-    }
-}
-
-fn set_request(
-    election_id: u64,
-    action: set_forwarding_pipeline_config_request::Action,
-    config: Option<ForwardingPipelineConfig>,
-) -> SetForwardingPipelineConfigRequest {
-    SetForwardingPipelineConfigRequest {
-        device_id: DEVICE,
-        election_id: Some(uint128(election_id)),
-        action: action as i32,
-        config,
-        ..Default::default()
     }
 }
 
@@ -135,11 +55,12 @@ async fn ref2_switch(
     P4InfoIndex,
 ) {
     let (running, mut client) = switch_with_ports(ports).await;
-    let (primary, code) = Controller::join(&mut client, 10).await;
+    let (primary, code) = Controller::join(&mut client, DEVICE, 10).await;
     assert_eq!(code, OK);
-    let (p4info, json) = fixture("ref2_ternary_counters");
+    let (p4info, json) = p4c_pipeline("ref2_ternary_counters");
     client
-        .set_forwarding_pipeline_config(set_request(
+        .set_forwarding_pipeline_config(set_pipeline_request(
+            DEVICE,
             10,
             SetAction::VerifyAndCommit,
             Some(config(p4info.clone(), json, 7)),
@@ -277,13 +198,13 @@ async fn read(
 #[tokio::test]
 async fn arbitration_primary_backups_and_changes() {
     let (running, mut client) = switch_with_ports(&[]).await;
-    let (mut c1, code) = Controller::join(&mut client, 5).await;
+    let (mut c1, code) = Controller::join(&mut client, DEVICE, 5).await;
     assert_eq!(code, OK);
-    let (mut c2, code) = Controller::join(&mut client, 3).await;
+    let (mut c2, code) = Controller::join(&mut client, DEVICE, 3).await;
     assert_eq!(code, Code::AlreadyExists as i32);
 
     // A higher id takes over: both hear of it.
-    let (c3, code) = Controller::join(&mut client, 9).await;
+    let (c3, code) = Controller::join(&mut client, DEVICE, 9).await;
     assert_eq!(code, OK);
     assert_eq!(c1.arbitration_code().await, Code::AlreadyExists as i32);
     assert_eq!(c2.arbitration_code().await, Code::AlreadyExists as i32);
@@ -315,9 +236,10 @@ async fn arbitration_primary_backups_and_changes() {
     );
 
     // Only the primary may write or set the pipeline.
-    let (p4info, json) = fixture("ref2_ternary_counters");
+    let (p4info, json) = p4c_pipeline("ref2_ternary_counters");
     let denied = client
-        .set_forwarding_pipeline_config(set_request(
+        .set_forwarding_pipeline_config(set_pipeline_request(
+            DEVICE,
             5,
             SetAction::VerifyAndCommit,
             Some(config(p4info, json, 1)),
@@ -358,7 +280,7 @@ async fn arbitration_primary_backups_and_changes() {
 #[tokio::test]
 async fn pipeline_config_actions_and_validation() {
     let (running, mut client) = switch_with_ports(&[]).await;
-    let (_primary, _) = Controller::join(&mut client, 1).await;
+    let (_primary, _) = Controller::join(&mut client, DEVICE, 1).await;
     let get = |t: get_forwarding_pipeline_config_request::ResponseType| {
         GetForwardingPipelineConfigRequest {
             device_id: DEVICE,
@@ -373,9 +295,9 @@ async fn pipeline_config_actions_and_validation() {
         .into_inner();
     assert_eq!(none.config, None);
 
-    let (p4info2, json2) = fixture("ref2_ternary_counters");
-    let (p4info1, json1) = fixture("ref1_lpm_checksum");
-    let set = |action, cfg| set_request(1, action, cfg);
+    let (p4info2, json2) = p4c_pipeline("ref2_ternary_counters");
+    let (p4info1, json1) = p4c_pipeline("ref1_lpm_checksum");
+    let set = |action, cfg| set_pipeline_request(DEVICE, 1, action, cfg);
     // Configs that cannot be realized.
     for (bad, needle) in [
         (config(p4info1.clone(), json2.clone(), 1), "does not match"),
@@ -887,13 +809,6 @@ async fn write_and_read_entries_with_per_update_errors() {
     running.shutdown().await.unwrap();
 }
 
-fn frame(hex: &str) -> Vec<u8> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// ref2's STF test over P4Runtime: its entries, its six frames through port 0, its counters.
 #[tokio::test]
 async fn frames_through_ports_and_counters() {
@@ -941,23 +856,15 @@ async fn frames_through_ports_and_counters() {
     .await
     .unwrap();
 
-    let frames = [
-        ("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101", Some(1)),
-        ("00000000000100000000000208004500002200010000401100000a0000420808080804d20035000e0000010101010101", None),
-        ("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101", Some(2)),
-        ("00000000000100000000000208004500002200010000401100000a000001c000020704d20035000e0000010101010101", Some(1)),
-        ("0000000000010000000000020800450000220001000040110000ac1000010808040404d20035000e0000010101010101", None),
-        ("00000000000100000000000208004500002200010000401100000a000042c000020704d20050000e0000010101010101", None),
-    ];
     let port0 = running.channel_ports.get(&0).unwrap().to_switch.clone();
-    for (hex, _) in &frames {
-        port0.send(frame(hex)).await.unwrap();
+    for (hex, _) in &REF2_STF_FRAMES {
+        port0.send(from_hex(hex)).await.unwrap();
     }
     for want in [1u32, 2] {
-        let expected: Vec<Vec<u8>> = frames
+        let expected: Vec<Vec<u8>> = REF2_STF_FRAMES
             .iter()
             .filter(|(_, out)| *out == Some(want))
-            .map(|(h, _)| frame(h))
+            .map(|(h, _)| from_hex(h))
             .collect();
         let port = running.channel_ports.get_mut(&want).unwrap();
         for e in expected {
@@ -1128,9 +1035,9 @@ async fn default_entries_count_misses_in_their_direct_counter() {
     .await
     .unwrap();
     // To port 1 by e10 (a flows miss); denied by acl's default but counted by f1; both miss.
-    let to_port_1 = frame("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101");
-    let by_f1 = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
-    let neither = frame("0000000000010000000000020800450000220001000040110000ac1000010808040404d20035000e0000010101010101");
+    let to_port_1 = from_hex("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101");
+    let by_f1 = from_hex("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
+    let neither = from_hex("0000000000010000000000020800450000220001000040110000ac1000010808040404d20035000e0000010101010101");
     let port0 = running.channel_ports.get(&0).unwrap().to_switch.clone();
     for f in [&to_port_1, &by_f1, &neither] {
         port0.send(f.clone()).await.unwrap();
@@ -1355,11 +1262,12 @@ async fn default_entries_count_misses_in_their_direct_counter() {
 #[tokio::test]
 async fn clone_sessions_cut_their_copies_to_packet_length_bytes() {
     let (mut running, mut client) = switch_with_ports(&[0, 1, 4]).await;
-    let (_primary, code) = Controller::join(&mut client, 10).await;
+    let (_primary, code) = Controller::join(&mut client, DEVICE, 10).await;
     assert_eq!(code, OK);
-    let (p4info, json) = fixture("ref3_register_clone_hash");
+    let (p4info, json) = p4c_pipeline("ref3_register_clone_hash");
     client
-        .set_forwarding_pipeline_config(set_request(
+        .set_forwarding_pipeline_config(set_pipeline_request(
+            DEVICE,
             10,
             SetAction::VerifyAndCommit,
             Some(config(p4info, json, 1)),
@@ -1390,7 +1298,7 @@ async fn clone_sessions_cut_their_copies_to_packet_length_bytes() {
         vec![session(20)]
     );
     // UDP to port 9: ref3 clones it to session 5 and sends the original to port 1.
-    let sent = frame("00000000000100000000000208004500002200010000401100000a0000010808080804d20009000e0000010101010101");
+    let sent = from_hex("00000000000100000000000208004500002200010000401100000a0000010808080804d20009000e0000010101010101");
     let port0 = running.channel_ports.get(&0).unwrap().to_switch.clone();
     port0.send(sent.clone()).await.unwrap();
     assert_eq!(receive(&mut running, 1).await.len(), sent.len());
@@ -1477,7 +1385,7 @@ async fn idle_timeout_notifies_once_per_idle_period_never_while_hit_and_keeps_th
     }
 
     // Hit every TTL/6 for 3 TTLs: no notification. Then idle again: notified after a TTL.
-    let hit = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
+    let hit = from_hex("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
     let port = running.channel_ports.get(&0).unwrap();
     let hitting = std::time::Instant::now();
     let mut hits = 0;
@@ -1527,14 +1435,15 @@ async fn packet_out_enters_on_the_cpu_port_and_packet_in_reaches_the_primary() {
     let mut client = P4RuntimeClient::connect(format!("http://{}", running.grpc_addr))
         .await
         .unwrap();
-    let (mut primary, code) = Controller::join(&mut client, 10).await;
+    let (mut primary, code) = Controller::join(&mut client, DEVICE, 10).await;
     assert_eq!(code, OK);
-    let (mut backup, code) = Controller::join(&mut client, 2).await;
+    let (mut backup, code) = Controller::join(&mut client, DEVICE, 2).await;
     assert_eq!(code, Code::AlreadyExists as i32);
-    let (p4info, json) = fixture("ref2_ternary_counters");
+    let (p4info, json) = p4c_pipeline("ref2_ternary_counters");
     let ids = ids(&P4InfoIndex::new(p4info.clone()).unwrap());
     client
-        .set_forwarding_pipeline_config(set_request(
+        .set_forwarding_pipeline_config(set_pipeline_request(
+            DEVICE,
             10,
             SetAction::VerifyAndCommit,
             Some(config(p4info, json, 1)),
@@ -1565,7 +1474,7 @@ async fn packet_out_enters_on_the_cpu_port_and_packet_in_reaches_the_primary() {
     .await
     .unwrap();
 
-    let dns = frame("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101");
+    let dns = from_hex("00000000000100000000000208004500002200010000401100000a0000010808080804d20035000e0000010101010101");
     let packet_out = |payload: Vec<u8>| StreamMessageRequest {
         update: Some(stream_message_request::Update::Packet(PacketOut {
             payload,
@@ -1594,7 +1503,7 @@ async fn packet_out_enters_on_the_cpu_port_and_packet_in_reaches_the_primary() {
     assert_eq!(out, dns);
 
     // A frame the program sends to the CPU port becomes a PacketIn for the primary only.
-    let to_doc = frame("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
+    let to_doc = from_hex("00000000000100000000000208004500002200010000401100000a000001c000020704d20050000e0000010101010101");
     running.channel_ports[&0]
         .to_switch
         .send(to_doc.clone())

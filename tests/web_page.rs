@@ -9,30 +9,15 @@
 //! (CI=true), where it must run.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vmdep::demo::emulated::{self, DemoOptions};
 use vmdep::demo::workload::WorkloadSpec;
 
-/// The browser, or None (skip) outside CI when it is missing; panics when missing in CI.
-fn chromium_or_skip(test: &str) -> Option<PathBuf> {
-    let path =
-        PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs Chromium at {} (Debian: apt-get install chromium) and CI must run it",
-        path.display()
-    );
-    eprintln!(
-        "{test}: skipped, no Chromium at {} (Debian: apt-get install chromium)",
-        path.display()
-    );
-    None
-}
+mod support;
+
+use support::env::chromium_or_skip;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_the_live_demo_in_chromium() {
