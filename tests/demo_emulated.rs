@@ -76,6 +76,20 @@ async fn the_demo_measures_the_workload_exactly() {
             recognized.insert(l.truth_protocol.clone());
         }
     }
+    // Response times: DPI's (seen on the servers, so with the fabric's latency in them) near
+    // the workload's. Generous for a loaded machine, yet a response paired with the request
+    // before it (a client's think time, tens of ms) fails it.
+    for l in &report.labels {
+        if let (Some(truth), Some(dpi)) = (l.truth_mean_response_ms, l.dpi_mean_response_ms) {
+            assert!(
+                dpi <= 2.0 * truth + 20.0,
+                "{} → {}:{}: DPI's mean response {dpi:.2} ms, the workload's {truth:.2} ms",
+                l.client,
+                l.server,
+                l.server_port
+            );
+        }
+    }
     // Which conversations get mirrored depends on sampling; across the run DPI must have named
     // most of the workload's application protocols.
     let named: Vec<&str> = ["http", "tls", "postgresql", "redis", "mysql", "dns"]

@@ -108,6 +108,14 @@ fn check_report(out: &Path, min_switch_pairs: usize) -> Value {
             assert_eq!(l["matches"], true, "{l:#?}");
             recognized.insert(l["truth_protocol"].as_str().unwrap().to_string());
         }
+        // DPI's response times near the workload's (generous for a loaded machine; a response
+        // paired with the request before it, a client's think time away, fails it).
+        if let (Some(truth), Some(dpi)) = (
+            l["truth_mean_response_ms"].as_f64(),
+            l["dpi_mean_response_ms"].as_f64(),
+        ) {
+            assert!(dpi <= 2.0 * truth + 20.0, "{l:#?}");
+        }
     }
     let named: Vec<&str> = ["http", "tls", "postgresql", "redis", "mysql", "dns"]
         .into_iter()

@@ -291,6 +291,7 @@ pub async fn run(
         .as_nanos()
         .div_ceil(options.window.as_nanos().max(1)) as u64;
     let mut replay = Replay {
+        in_flight_to: vec![0; ports.len()],
         ports,
         port_of_vm,
         expected: 0,
@@ -318,7 +319,9 @@ pub async fn run(
                     tokio::time::sleep(due - now).await;
                 }
             }
-            replay.send(frame.src_vm.0, &frame.frame).await?;
+            replay
+                .send(frame.src_vm.0, frame.dst_vm.0, &frame.frame)
+                .await?;
             frames_sent += 1;
             next += 1;
         }
@@ -470,6 +473,8 @@ pub(super) async fn wait_ready(controller: &service::RunningController) -> Resul
 struct Replay {
     ports: Vec<VmPort>,
     port_of_vm: Vec<Option<usize>>,
+    /// Per port, frames sent to its VM that it has not received yet.
+    in_flight_to: Vec<u64>,
     /// Frames forwarded to a VM or the uplink, which some VM port must eventually receive.
     expected: u64,
     delivered: u64,
@@ -479,14 +484,38 @@ struct Replay {
 
 impl Replay {
     fn drain(&mut self) {
-        for port in &mut self.ports {
+        for (port, in_flight) in self.ports.iter_mut().zip(&mut self.in_flight_to) {
             while port.try_recv().is_some() {
                 self.delivered += 1;
+                *in_flight = in_flight.saturating_sub(1);
             }
         }
     }
 
-    async fn send(&mut self, vm: usize, frame: &[u8]) -> Result<(), DemoError> {
+    /// Waits until VM port `port` has received every frame sent to it. The workload's times
+    /// assume a 60 µs network, the emulated fabric takes longer: without this a VM could
+    /// answer what has not reached it yet (a TLS client its Finished before the server's
+    /// handshake flight), which no tap on a real network sees.
+    async fn wait_for_arrivals(&mut self, port: usize) -> Result<(), DemoError> {
+        let deadline = Instant::now() + ARRIVAL_LIMIT;
+        loop {
+            self.drain();
+            if self.in_flight_to[port] == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DemoError::FramesLost {
+                    lost: self.in_flight_to[port],
+                    waited: ARRIVAL_LIMIT,
+                });
+            }
+            // The fabric runs on this runtime's other tasks: let them move the frames.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Sends a frame of VM `vm` to VM `to`, once `vm` has received what was sent to it.
+    async fn send(&mut self, vm: usize, to: usize, frame: &[u8]) -> Result<(), DemoError> {
         // Bounded in flight: socket buffers on loopback hold a few hundred frames.
         let mut waited = 0;
         while self.expected - self.delivered >= self.max_in_flight {
@@ -507,8 +536,14 @@ impl Replay {
             self.discarded += 1;
             return Ok(());
         };
+        self.wait_for_arrivals(port).await?;
         match self.ports[port].send(frame) {
-            Forwarding::Vm { .. } | Forwarding::Uplink => self.expected += 1,
+            Forwarding::Vm { .. } | Forwarding::Uplink => {
+                self.expected += 1;
+                if let Some(to) = self.port_of_vm.get(to).copied().flatten() {
+                    self.in_flight_to[to] += 1;
+                }
+            }
             Forwarding::Discarded(_) => self.discarded += 1,
         }
         Ok(())
@@ -532,6 +567,9 @@ impl Replay {
         }
     }
 }
+
+/// The longest a VM waits for the frames sent to it before it sends (a lost frame otherwise).
+const ARRIVAL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Waits until the collector has every datagram the hosts sent (they flush every 100 ms).
 async fn settle_sflow(controller: &service::RunningController, hosts: &[RunningHost]) {

@@ -592,7 +592,9 @@ async fn replay_windows(
                     tokio::time::sleep(due - now).await;
                 }
             }
-            replay.send(frame.src_vm.0, &frame.frame).await?;
+            replay
+                .send(frame.src_vm.0, frame.dst_vm.0, &frame.frame)
+                .await?;
             next += 1;
         }
         replay.settle(SETTLE_LIMIT).await?;

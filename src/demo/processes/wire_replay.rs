@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::{ProcessesError, SETTLE_LIMIT};
@@ -25,6 +26,11 @@ pub(super) struct WireReplay {
     /// By VM id.
     vms: Vec<VmEnd>,
     pub sent: u64,
+    /// Per VM, frames sent to it and frames it received.
+    sent_to: Vec<u64>,
+    arrived_at: Vec<Arc<AtomicU64>>,
+    /// Told whenever a frame arrives at a VM.
+    arrival: Arc<Notify>,
     delivered: Arc<AtomicU64>,
     misdelivered: Arc<AtomicU64>,
     receivers: Vec<JoinHandle<()>>,
@@ -37,11 +43,16 @@ impl WireReplay {
     pub fn start(vms: Vec<VmEnd>, max_in_flight: u64, log_dir: PathBuf) -> Self {
         let delivered = Arc::new(AtomicU64::new(0));
         let misdelivered = Arc::new(AtomicU64::new(0));
+        let arrived_at: Vec<Arc<AtomicU64>> =
+            vms.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let arrival = Arc::new(Notify::new());
         let receivers = vms
             .iter()
-            .map(|vm| {
+            .zip(&arrived_at)
+            .map(|(vm, arrived_here)| {
                 let (socket, ipv4) = (Arc::clone(&vm.socket), vm.ipv4);
                 let (delivered, misdelivered) = (Arc::clone(&delivered), Arc::clone(&misdelivered));
+                let (arrived_here, arrival) = (Arc::clone(arrived_here), Arc::clone(&arrival));
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 64 * 1024];
                     loop {
@@ -52,6 +63,10 @@ impl WireReplay {
                                 let for_me = buf[..len].get(30..34) == Some(&ipv4.octets()[..]);
                                 let counter = if for_me { &delivered } else { &misdelivered };
                                 counter.fetch_add(1, Ordering::Relaxed);
+                                if for_me {
+                                    arrived_here.fetch_add(1, Ordering::Relaxed);
+                                    arrival.notify_waiters();
+                                }
                             }
                             // ICMP errors of earlier sends (a host not listening yet).
                             Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
@@ -61,8 +76,11 @@ impl WireReplay {
             })
             .collect();
         WireReplay {
+            sent_to: vec![0; vms.len()],
             vms,
             sent: 0,
+            arrived_at,
+            arrival,
             delivered,
             misdelivered,
             receivers,
@@ -84,9 +102,24 @@ impl WireReplay {
         }
     }
 
-    pub async fn send(&mut self, vm: usize, frame: &[u8]) -> Result<(), ProcessesError> {
-        // Bounded in flight: the hosts' and switches' socket buffers hold a few thousand.
+    /// Sends a frame of VM `vm` to VM `to`, once `vm` has received what was sent to it: the
+    /// workload's times assume a 60 µs network and the switches take longer, so without this
+    /// a VM could answer what has not reached it yet (a TLS client its Finished before the
+    /// server's handshake flight), which no tap on a real network sees.
+    pub async fn send(&mut self, vm: usize, to: usize, frame: &[u8]) -> Result<(), ProcessesError> {
         let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            // Created before the check, so an arrival in between still wakes it.
+            let arrived = self.arrival.notified();
+            if self.arrived_at[vm].load(Ordering::Relaxed) >= self.sent_to[vm] {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(self.lost(SETTLE_LIMIT));
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(5), arrived).await;
+        }
+        // Bounded in flight: the hosts' and switches' socket buffers hold a few thousand.
         while self.sent - self.arrived().min(self.sent) >= self.max_in_flight {
             if Instant::now() > deadline {
                 return Err(self.lost(SETTLE_LIMIT));
@@ -101,6 +134,9 @@ impl WireReplay {
             });
         }
         self.sent += 1;
+        if let Some(sent_to) = self.sent_to.get_mut(to) {
+            *sent_to += 1;
+        }
         Ok(())
     }
 
