@@ -122,6 +122,28 @@ pub struct HeaderLayout {
     pub bits: u32,
     /// Packet headers whose every field is one 64-bit load away: the loads, by field.
     pub windows: Option<Vec<Window>>,
+    /// The header's slots as bits of 64-bit words: `slot_words(first_slot, fields.len())`.
+    pub slot_words: Vec<(usize, u64)>,
+}
+
+/// The bits of slots `start..start + n` in a set of 64-bit words, one bit per slot: (word
+/// index, mask of those bits in that word), for each word holding some of them.
+pub fn slot_words(start: usize, n: usize) -> Vec<(usize, u64)> {
+    let end = start + n;
+    // Each word of the range holds at least one of its bits (none when n is 0).
+    let words = if n == 0 {
+        0..0
+    } else {
+        start / 64..end.div_ceil(64)
+    };
+    words
+        .map(|w| {
+            let low = start.saturating_sub(w * 64);
+            let high = (end - w * 64).min(64);
+            let mask = (u64::MAX >> (64 - (high - low))) << low;
+            (w, mask)
+        })
+        .collect()
 }
 
 impl HeaderLayout {
@@ -151,6 +173,7 @@ impl HeaderLayout {
             name,
             metadata,
             first_slot,
+            slot_words: slot_words(first_slot as usize, laid.len()),
             fields: laid,
             bits,
             windows,
@@ -225,6 +248,8 @@ pub struct Calculation {
     pub csum_fields: Vec<(u32, u32)>,
     /// The constant inputs' contribution to that sum (each folded to 34 bits and shifted).
     pub csum_constants: u64,
+    /// Every field input is at most 32 bits wide, so its value is its own fold (IPv4's).
+    pub csum_narrow: bool,
 }
 
 /// A value's 16-bit words summed in 34 bits (32-bit halves added): congruent to it modulo
@@ -272,6 +297,10 @@ impl Calculation {
                 }
             }
         }
+        let csum_narrow = inputs.iter().all(|i| match i {
+            CalcInput::Field(f) => f.width <= 32,
+            CalcInput::Const { .. } => true,
+        });
         Calculation {
             name,
             algo,
@@ -280,6 +309,7 @@ impl Calculation {
             csum_shifts,
             csum_fields,
             csum_constants,
+            csum_narrow,
         }
     }
 }
@@ -516,6 +546,8 @@ pub struct ParseState {
     pub op_lookahead: Vec<u32>,
     /// How many bits past the cursor the select key reads.
     pub key_lookahead: u32,
+    /// The select key fits in 64 bits (then it is built with 64-bit shifts).
+    pub narrow_key: bool,
 }
 
 /// Whether an expression's value is always 0 or 1.
@@ -1800,6 +1832,7 @@ impl<'a> Compiler<'a> {
                 transitions,
                 op_lookahead,
                 key_lookahead,
+                narrow_key: key_bits <= 64,
             });
         }
         let start = *index.get(parser.init_state.as_str()).ok_or_else(|| {
