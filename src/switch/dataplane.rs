@@ -163,8 +163,12 @@ impl Phv {
     /// Writes a field (cut to its width) and notes the change for the deparser.
     #[inline]
     fn set(&mut self, f: FieldRef, v: u128) {
-        // Field widths are 1..=128 (checked at load).
-        self.values[f.slot as usize] = v & (u128::MAX >> (128 - f.width.clamp(1, 128)));
+        // Field widths are 1..=128 (checked at load); most are below 64, cut with 64-bit ops.
+        self.values[f.slot as usize] = if f.width < 64 {
+            u128::from(v as u64 & ((1u64 << f.width) - 1))
+        } else {
+            v & (u128::MAX >> (128 - f.width.min(128)))
+        };
         self.changed.insert(f.slot as usize);
         self.header_changed[f.header as usize] = true;
     }
@@ -1161,7 +1165,8 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
             if cursor + need as usize > total_bits {
                 return (cursor, Some(errs.packet_too_short));
             }
-            let ahead = &frame[cursor / 8..];
+            // The packet from the cursor on, for the ops that look ahead.
+            let ahead = || frame.get(cursor / 8..).unwrap_or(&[]);
             match op {
                 ParserOp::Extract(h) => {
                     let layout = &p.headers[*h as usize];
@@ -1179,18 +1184,18 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
                     cursor += layout.bits as usize;
                 }
                 ParserOp::Set { dst, src } => {
-                    let v = eval(src, phv, &[], ahead);
+                    let v = eval(src, phv, &[], ahead());
                     phv.set(*dst, v);
                 }
                 ParserOp::Verify { cond, error } => {
-                    if eval(cond, phv, &[], ahead) == 0 {
-                        let code = u32::try_from(eval(error, phv, &[], ahead) & 0x7fff_ffff)
+                    if eval(cond, phv, &[], ahead()) == 0 {
+                        let code = u32::try_from(eval(error, phv, &[], ahead()) & 0x7fff_ffff)
                             .unwrap_or(errs.parser_invalid_argument);
                         return (cursor, Some(code));
                     }
                 }
                 ParserOp::Advance(e) => {
-                    let bits = eval(e, phv, &[], ahead);
+                    let bits = eval(e, phv, &[], ahead());
                     if !bits.is_multiple_of(8) {
                         return (cursor, Some(errs.parser_invalid_argument));
                     }
@@ -1199,7 +1204,7 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
                         _ => return (cursor, Some(errs.packet_too_short)),
                     }
                 }
-                ParserOp::Primitive(prim) => header_primitive(p, prim, phv, ahead),
+                ParserOp::Primitive(prim) => header_primitive(p, prim, phv, ahead()),
             }
         }
         if cursor + st.key_lookahead as usize > total_bits {
@@ -1265,12 +1270,11 @@ fn extract(layout: &super::pipeline::HeaderLayout, frame: &[u8], cursor: usize, 
     ) {
         for (w, slot) in windows.iter().zip(slots) {
             let at = w.byte as usize;
-            // Always 8 bytes: windows lie inside the header.
-            let word = bytes
-                .get(at..at + 8)
-                .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                .map_or(0, u64::from_be_bytes);
-            *slot = u128::from((word >> w.shift) & w.mask);
+            // Always there: windows lie inside the header.
+            if let Some(word) = bytes.get(at..at + 8) {
+                let word = u64::from_be_bytes(word.try_into().unwrap_or([0; 8]));
+                *slot = u128::from((word >> w.shift) & w.mask);
+            }
         }
         return;
     }

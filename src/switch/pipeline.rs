@@ -572,6 +572,19 @@ fn is_boolean(e: &Expr) -> bool {
     }
 }
 
+/// `e` without an outermost `& mask` that keeps all of the low `width` bits: what p4c wraps
+/// around arithmetic (`ttl - 1` is `(ttl + 0xff) & 0xff`) and what writing a field of that width
+/// does anyway. Leaves a cheaper expression to evaluate, with the same field value.
+fn without_outer_mask(e: Expr, width: u32) -> Expr {
+    let keeps_width =
+        |m: &Expr| matches!(m, Expr::Const(m) if m & width_mask(width) == width_mask(width));
+    match e {
+        Expr::Binary(BinOp::BitAnd, a, m) if keeps_width(&m) => *a,
+        Expr::Binary(BinOp::BitAnd, m, b) if keeps_width(&m) => *b,
+        e => e,
+    }
+}
+
 /// How many bits past the parser cursor an expression reads through lookaheads.
 pub fn lookahead_bits(e: &Expr) -> u32 {
     match e {
@@ -1387,10 +1400,13 @@ impl<'a> Compiler<'a> {
         Ok(Some(match p.op.as_str() {
             "assign" | "modify_field" => match arg(0)? {
                 Operand::Header(_) => assign_header()?,
-                _ => Primitive::Assign {
-                    dst: lvalue(0)?,
-                    src: value(1)?,
-                },
+                _ => {
+                    let dst = lvalue(0)?;
+                    Primitive::Assign {
+                        dst,
+                        src: without_outer_mask(value(1)?, dst.width),
+                    }
+                }
             },
             "assign_header" | "copy_header" => assign_header()?,
             "add_header" => Primitive::SetValid(header_arg(0)?),
