@@ -1991,3 +1991,54 @@ fn check_acyclic(p: &Program) -> Result<(), LoadError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(width: u32) -> Expr {
+        Expr::Field(FieldRef {
+            slot: 0,
+            header: 0,
+            width,
+        })
+    }
+
+    /// `ttl - 1` as p4c emits it.
+    fn decrement(mask: u128, mask_first: bool) -> Expr {
+        let sum = Box::new(Expr::Binary(
+            BinOp::Add,
+            Box::new(field(8)),
+            Box::new(Expr::Const(0xff)),
+        ));
+        let mask = Box::new(Expr::Const(mask));
+        if mask_first {
+            Expr::Binary(BinOp::BitAnd, mask, sum)
+        } else {
+            Expr::Binary(BinOp::BitAnd, sum, mask)
+        }
+    }
+
+    #[test]
+    fn an_outer_mask_goes_only_when_it_keeps_the_whole_width() {
+        let bare = |e: &Expr| matches!(e, Expr::Binary(BinOp::Add, ..));
+        for mask_first in [false, true] {
+            // 0xff and wider masks keep all 8 bits: the write cuts to 8 bits anyway.
+            assert!(bare(&without_outer_mask(decrement(0xff, mask_first), 8)));
+            assert!(bare(&without_outer_mask(decrement(0x1ff, mask_first), 8)));
+            // 0x7f clears bit 7, 0xff is too narrow for 16 bits: the mask stays.
+            assert!(!bare(&without_outer_mask(decrement(0x7f, mask_first), 8)));
+            assert!(!bare(&without_outer_mask(decrement(0xff, mask_first), 16)));
+        }
+        // Other operators stay as they are.
+        let or = Expr::Binary(
+            BinOp::BitOr,
+            Box::new(field(8)),
+            Box::new(Expr::Const(0xff)),
+        );
+        assert!(matches!(
+            without_outer_mask(or, 8),
+            Expr::Binary(BinOp::BitOr, ..)
+        ));
+    }
+}

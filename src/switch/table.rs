@@ -937,10 +937,12 @@ mod tests {
             .map(|e| e.key.clone())
     }
 
-    /// Key layouts: lpm alone, exact + lpm (packed), a 128-bit exact + lpm (too wide to pack).
-    const LAYOUTS: [&[(MatchKind, u32)]; 3] = [
+    /// Key layouts: lpm alone, exact + lpm (packed in 64 bits), a 64-bit exact + lpm (packed in
+    /// 128 bits), a 128-bit exact + lpm (too wide to pack).
+    const LAYOUTS: [&[(MatchKind, u32)]; 4] = [
         &[(MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 2), (MatchKind::Lpm, 8)],
+        &[(MatchKind::Exact, 64), (MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 128), (MatchKind::Lpm, 8)],
     ];
 
