@@ -1270,11 +1270,11 @@ fn extract(layout: &super::pipeline::HeaderLayout, frame: &[u8], cursor: usize, 
     ) {
         for (w, slot) in windows.iter().zip(slots) {
             let at = w.byte as usize;
-            // Always there: windows lie inside the header.
-            if let Some(word) = bytes.get(at..at + 8) {
-                let word = u64::from_be_bytes(word.try_into().unwrap_or([0; 8]));
-                *slot = u128::from((word >> w.shift) & w.mask);
-            }
+            // Always 8 bytes: windows lie inside the header.
+            let word = bytes
+                .get(at..at + 8)
+                .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+            *slot = u128::from((word >> w.shift) & w.mask);
         }
         return;
     }
