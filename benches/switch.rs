@@ -11,6 +11,12 @@
 //!
 //! Each iteration runs a batch of frames, with one reading of the switch clock as `vmdep switch`
 //! does for the frames one receive call took; criterion reports elements (frames) per second.
+//!
+//! Frames per second vary with the machine's load; instructions per frame do not. With
+//! `SWITCH_BENCH_COUNT=NAME:PASSES` in the environment, the benchmark NAME runs exactly PASSES
+//! passes over its batch (and nothing is measured by criterion), so that the difference between
+//! two `perf stat -e instructions` runs with different PASSES, divided by the frames, is the
+//! instructions per frame.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vmdep::switch::{ActionCall, MatchValue, Outputs, Switch, TableEntry};
@@ -107,6 +113,16 @@ fn lpm_entry(action: usize, args: Vec<u128>, (value, len): (u32, u32)) -> TableE
     }
 }
 
+/// `SWITCH_BENCH_COUNT`'s passes, when it names this benchmark or another one (then 0).
+fn counted_passes(name: &str) -> Option<u64> {
+    let spec = std::env::var("SWITCH_BENCH_COUNT").ok()?;
+    let (only, passes) = spec
+        .split_once(':')
+        .expect("SWITCH_BENCH_COUNT is NAME:PASSES");
+    let passes: u64 = passes.parse().expect("SWITCH_BENCH_COUNT passes");
+    Some(if only == name { passes } else { 0 })
+}
+
 fn run_batch(
     c: &mut Criterion,
     name: &str,
@@ -120,6 +136,16 @@ fn run_batch(
         sw.process(0, f, &mut out);
     }
     assert_eq!(out.len(), expect_out, "{name}: frames forwarded");
+    if let Some(passes) = counted_passes(name) {
+        for _ in 0..passes {
+            let now = sw.now_ns();
+            for f in frames {
+                out.clear();
+                sw.process_at(0, f, now, &mut out);
+            }
+        }
+        return;
+    }
     let mut g = c.benchmark_group("switch");
     g.throughput(Throughput::Elements(frames.len() as u64));
     g.bench_function(name, |b| {
@@ -148,6 +174,13 @@ fn ref1_routing(c: &mut Criterion) {
     }
     let frame = ipv4_frame(0xc000_0201, 0x0a01_0909, 17);
     let mut out = Outputs::new();
+    if let Some(passes) = counted_passes("ref1_route_one_frame") {
+        for _ in 0..passes {
+            out.clear();
+            sw.process(0, &frame, &mut out);
+        }
+        return;
+    }
     let mut g = c.benchmark_group("switch");
     g.throughput(Throughput::Elements(1));
     g.bench_function("ref1_route_one_frame", |b| {

@@ -122,6 +122,28 @@ pub struct HeaderLayout {
     pub bits: u32,
     /// Packet headers whose every field is one 64-bit load away: the loads, by field.
     pub windows: Option<Vec<Window>>,
+    /// The header's slots as bits of 64-bit words: `slot_words(first_slot, fields.len())`.
+    pub slot_words: Vec<(usize, u64)>,
+}
+
+/// The bits of slots `start..start + n` in a set of 64-bit words, one bit per slot: (word
+/// index, mask of those bits in that word), for each word holding some of them.
+pub fn slot_words(start: usize, n: usize) -> Vec<(usize, u64)> {
+    let end = start + n;
+    // Each word of the range holds at least one of its bits (none when n is 0).
+    let words = if n == 0 {
+        0..0
+    } else {
+        start / 64..end.div_ceil(64)
+    };
+    words
+        .map(|w| {
+            let low = start.saturating_sub(w * 64);
+            let high = (end - w * 64).min(64);
+            let mask = (u64::MAX >> (64 - (high - low))) << low;
+            (w, mask)
+        })
+        .collect()
 }
 
 impl HeaderLayout {
@@ -151,6 +173,7 @@ impl HeaderLayout {
             name,
             metadata,
             first_slot,
+            slot_words: slot_words(first_slot as usize, laid.len()),
             fields: laid,
             bits,
             windows,
@@ -225,6 +248,8 @@ pub struct Calculation {
     pub csum_fields: Vec<(u32, u32)>,
     /// The constant inputs' contribution to that sum (each folded to 34 bits and shifted).
     pub csum_constants: u64,
+    /// Every field input is at most 32 bits wide, so its value is its own fold (IPv4's).
+    pub csum_narrow: bool,
 }
 
 /// A value's 16-bit words summed in 34 bits (32-bit halves added): congruent to it modulo
@@ -272,6 +297,10 @@ impl Calculation {
                 }
             }
         }
+        let csum_narrow = inputs.iter().all(|i| match i {
+            CalcInput::Field(f) => f.width <= 32,
+            CalcInput::Const { .. } => true,
+        });
         Calculation {
             name,
             algo,
@@ -280,6 +309,7 @@ impl Calculation {
             csum_shifts,
             csum_fields,
             csum_constants,
+            csum_narrow,
         }
     }
 }
@@ -516,6 +546,8 @@ pub struct ParseState {
     pub op_lookahead: Vec<u32>,
     /// How many bits past the cursor the select key reads.
     pub key_lookahead: u32,
+    /// The select key fits in 64 bits (then it is built with 64-bit shifts).
+    pub narrow_key: bool,
 }
 
 /// Whether an expression's value is always 0 or 1.
@@ -537,6 +569,19 @@ fn is_boolean(e: &Expr) -> bool {
         ),
         Expr::Cond(_, a, b) => is_boolean(a) && is_boolean(b),
         Expr::Field(_) | Expr::Param(_) | Expr::Lookahead { .. } => false,
+    }
+}
+
+/// `e` without an outermost `& mask` that keeps all of the low `width` bits: what p4c wraps
+/// around arithmetic (`ttl - 1` is `(ttl + 0xff) & 0xff`) and what writing a field of that width
+/// does anyway. Leaves a cheaper expression to evaluate, with the same field value.
+fn without_outer_mask(e: Expr, width: u32) -> Expr {
+    let keeps_width =
+        |m: &Expr| matches!(m, Expr::Const(m) if m & width_mask(width) == width_mask(width));
+    match e {
+        Expr::Binary(BinOp::BitAnd, a, m) if keeps_width(&m) => *a,
+        Expr::Binary(BinOp::BitAnd, m, b) if keeps_width(&m) => *b,
+        e => e,
     }
 }
 
@@ -1355,10 +1400,13 @@ impl<'a> Compiler<'a> {
         Ok(Some(match p.op.as_str() {
             "assign" | "modify_field" => match arg(0)? {
                 Operand::Header(_) => assign_header()?,
-                _ => Primitive::Assign {
-                    dst: lvalue(0)?,
-                    src: value(1)?,
-                },
+                _ => {
+                    let dst = lvalue(0)?;
+                    Primitive::Assign {
+                        dst,
+                        src: without_outer_mask(value(1)?, dst.width),
+                    }
+                }
             },
             "assign_header" | "copy_header" => assign_header()?,
             "add_header" => Primitive::SetValid(header_arg(0)?),
@@ -1800,6 +1848,7 @@ impl<'a> Compiler<'a> {
                 transitions,
                 op_lookahead,
                 key_lookahead,
+                narrow_key: key_bits <= 64,
             });
         }
         let start = *index.get(parser.init_state.as_str()).ok_or_else(|| {
@@ -1941,4 +1990,55 @@ fn check_acyclic(p: &Program) -> Result<(), LoadError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(width: u32) -> Expr {
+        Expr::Field(FieldRef {
+            slot: 0,
+            header: 0,
+            width,
+        })
+    }
+
+    /// `ttl - 1` as p4c emits it.
+    fn decrement(mask: u128, mask_first: bool) -> Expr {
+        let sum = Box::new(Expr::Binary(
+            BinOp::Add,
+            Box::new(field(8)),
+            Box::new(Expr::Const(0xff)),
+        ));
+        let mask = Box::new(Expr::Const(mask));
+        if mask_first {
+            Expr::Binary(BinOp::BitAnd, mask, sum)
+        } else {
+            Expr::Binary(BinOp::BitAnd, sum, mask)
+        }
+    }
+
+    #[test]
+    fn an_outer_mask_goes_only_when_it_keeps_the_whole_width() {
+        let bare = |e: &Expr| matches!(e, Expr::Binary(BinOp::Add, ..));
+        for mask_first in [false, true] {
+            // 0xff and wider masks keep all 8 bits: the write cuts to 8 bits anyway.
+            assert!(bare(&without_outer_mask(decrement(0xff, mask_first), 8)));
+            assert!(bare(&without_outer_mask(decrement(0x1ff, mask_first), 8)));
+            // 0x7f clears bit 7, 0xff is too narrow for 16 bits: the mask stays.
+            assert!(!bare(&without_outer_mask(decrement(0x7f, mask_first), 8)));
+            assert!(!bare(&without_outer_mask(decrement(0xff, mask_first), 16)));
+        }
+        // Other operators stay as they are.
+        let or = Expr::Binary(
+            BinOp::BitOr,
+            Box::new(field(8)),
+            Box::new(Expr::Const(0xff)),
+        );
+        assert!(matches!(
+            without_outer_mask(or, 8),
+            Expr::Binary(BinOp::BitOr, ..)
+        ));
+    }
 }

@@ -1,8 +1,8 @@
 //! The entries of one match-action table and how a lookup picks one: exact keys through one hash
 //! map over the whole key; exact keys plus one lpm key through one hash map per prefix length in
 //! use, probed from the longest; ternary, range or optional keys through a list kept in priority
-//! order, scanned up to the first match. Keys that fit in 128 bits are hashed as one packed
-//! integer.
+//! order, scanned up to the first match. Keys that fit in 64 (or 128) bits are hashed as one
+//! packed integer.
 //!
 //! Priority convention: **P4Runtime's** — a higher number wins, and priorities are only allowed
 //! (and required, > 0) on tables with a ternary, range or optional key. bmv2's own convention is
@@ -236,35 +236,52 @@ struct PrefixLength {
     /// length starts with them: a lookup whose bit is clear skips this length's map (most
     /// lengths, in a routing table, for most addresses).
     filter: Vec<u64>,
-    filter_bits: u32,
+    /// The filter bit of a value is `(value >> filter_shift) & filter_mask`: its top
+    /// `filter_bits` bits (none, bit 0, when `filter_bits` is 0).
+    filter_shift: u32,
+    filter_mask: usize,
 }
 
 /// How many top bits of the lpm field a length's filter looks at (2^16 bits: 8 kB at most).
 const FILTER_BITS: u32 = 16;
 
 impl PrefixLength {
-    /// The filter bit of lpm value `v` (a `width`-bit value).
-    fn filter_bit(&self, v: u128, width: u32) -> usize {
-        if self.filter_bits == 0 {
-            0
-        } else {
-            (v >> (width - self.filter_bits)) as usize & ((1 << self.filter_bits) - 1)
+    /// A length's lookup state with no entries yet: `len` of the `width`-bit lpm field, whose
+    /// map has keys of `widths` (masked with `masks`, as the entries of this length are).
+    fn new(len: u32, width: u32, widths: Box<[u32]>, masks: &[u128], field: usize) -> PrefixLength {
+        let filter_bits = len.min(FILTER_BITS).min(width);
+        PrefixLength {
+            prefix_len: len,
+            value_mask: masks[field],
+            packed_mask: pack(&widths, masks),
+            map: KeyMap::new(widths),
+            filter: vec![0; (1usize << filter_bits).div_ceil(64)],
+            filter_shift: width - filter_bits,
+            filter_mask: (1usize << filter_bits) - 1,
         }
     }
 
-    fn may_hold(&self, v: u128, width: u32) -> bool {
-        let bit = self.filter_bit(v, width);
+    /// The filter bit of lpm value `v` (a value of the field's width).
+    #[inline]
+    fn filter_bit(&self, v: u128) -> usize {
+        (v >> self.filter_shift) as usize & self.filter_mask
+    }
+
+    #[inline]
+    fn may_hold(&self, v: u128) -> bool {
+        let bit = self.filter_bit(v);
         self.filter[bit / 64] & (1 << (bit % 64)) != 0
     }
 
-    fn note(&mut self, v: u128, width: u32) {
-        let bit = self.filter_bit(v, width);
+    fn note(&mut self, v: u128) {
+        let bit = self.filter_bit(v);
         self.filter[bit / 64] |= 1 << (bit % 64);
     }
 }
 
-/// Key values → position in `entries`. Keys whose fields fit in 128 bits together are packed
-/// into one integer (no allocation, one cheap hash); wider ones are kept as slices.
+/// Key values → position in `entries`. Keys whose fields fit in 64 or 128 bits together are
+/// packed into one integer (no allocation, one cheap hash; 64 bits: half the memory, a cheaper
+/// hash and compare); wider ones are kept as slices.
 #[derive(Debug, Clone)]
 struct KeyMap {
     /// Key field widths, in key order.
@@ -274,6 +291,8 @@ struct KeyMap {
 
 #[derive(Debug, Clone)]
 enum KeyMapInner {
+    /// Keys of at most 64 bits (say two IPv4 addresses).
+    Narrow(HashMap<u64, usize, RandomState>),
     Packed(HashMap<u128, usize, RandomState>),
     Wide(HashMap<Box<[u128]>, usize, RandomState>),
 }
@@ -293,9 +312,11 @@ fn pack(widths: &[u32], values: &[u128]) -> u128 {
 
 impl KeyMap {
     fn new(widths: Box<[u32]>) -> KeyMap {
-        let packed = widths.iter().map(|&w| u64::from(w)).sum::<u64>() <= 128;
+        let bits = widths.iter().map(|&w| u64::from(w)).sum::<u64>();
         KeyMap {
-            map: if packed {
+            map: if bits <= 64 {
+                KeyMapInner::Narrow(HashMap::default())
+            } else if bits <= 128 {
                 KeyMapInner::Packed(HashMap::default())
             } else {
                 KeyMapInner::Wide(HashMap::default())
@@ -306,6 +327,7 @@ impl KeyMap {
 
     fn is_empty(&self) -> bool {
         match &self.map {
+            KeyMapInner::Narrow(m) => m.is_empty(),
             KeyMapInner::Packed(m) => m.is_empty(),
             KeyMapInner::Wide(m) => m.is_empty(),
         }
@@ -313,6 +335,8 @@ impl KeyMap {
 
     fn get(&self, values: &[u128]) -> Option<usize> {
         match &self.map {
+            // The packed key fits in 64 bits: the cast keeps all of it.
+            KeyMapInner::Narrow(m) => m.get(&(pack(&self.widths, values) as u64)).copied(),
             KeyMapInner::Packed(m) => m.get(&pack(&self.widths, values)).copied(),
             KeyMapInner::Wide(m) => m.get(values).copied(),
         }
@@ -320,6 +344,7 @@ impl KeyMap {
 
     fn get_mut(&mut self, values: &[u128]) -> Option<&mut usize> {
         match &mut self.map {
+            KeyMapInner::Narrow(m) => m.get_mut(&(pack(&self.widths, values) as u64)),
             KeyMapInner::Packed(m) => m.get_mut(&pack(&self.widths, values)),
             KeyMapInner::Wide(m) => m.get_mut(values),
         }
@@ -327,6 +352,9 @@ impl KeyMap {
 
     fn insert(&mut self, values: &[u128], at: usize) {
         match &mut self.map {
+            KeyMapInner::Narrow(m) => {
+                m.insert(pack(&self.widths, values) as u64, at);
+            }
             KeyMapInner::Packed(m) => {
                 m.insert(pack(&self.widths, values), at);
             }
@@ -338,6 +366,9 @@ impl KeyMap {
 
     fn remove(&mut self, values: &[u128]) {
         match &mut self.map {
+            KeyMapInner::Narrow(m) => {
+                m.remove(&(pack(&self.widths, values) as u64));
+            }
             KeyMapInner::Packed(m) => {
                 m.remove(&pack(&self.widths, values));
             }
@@ -430,26 +461,36 @@ impl TableState {
     pub fn lookup(&self, table: &Table, values: &mut [u128]) -> Option<usize> {
         match &self.index {
             Index::Exact(map) => map.get(values),
-            Index::Lpm {
-                field,
-                width,
-                lengths,
-            } => {
+            Index::Lpm { field, lengths, .. } => {
                 let first = lengths.first()?;
                 let original = values[*field];
-                if let KeyMapInner::Packed(_) = first.map.map {
-                    let full = pack(&first.map.widths, values);
-                    return lengths
-                        .iter()
-                        .filter(|l| l.may_hold(original, *width))
-                        .find_map(|l| match &l.map.map {
-                            KeyMapInner::Packed(m) => m.get(&(full & l.packed_mask)).copied(),
-                            KeyMapInner::Wide(_) => None,
-                        });
+                // Every length's map has the table's key widths, so the same kind of map.
+                match first.map.map {
+                    KeyMapInner::Narrow(_) => {
+                        let full = pack(&first.map.widths, values) as u64;
+                        return lengths.iter().filter(|l| l.may_hold(original)).find_map(
+                            |l| match &l.map.map {
+                                KeyMapInner::Narrow(m) => {
+                                    m.get(&(full & l.packed_mask as u64)).copied()
+                                }
+                                _ => None,
+                            },
+                        );
+                    }
+                    KeyMapInner::Packed(_) => {
+                        let full = pack(&first.map.widths, values);
+                        return lengths.iter().filter(|l| l.may_hold(original)).find_map(
+                            |l| match &l.map.map {
+                                KeyMapInner::Packed(m) => m.get(&(full & l.packed_mask)).copied(),
+                                _ => None,
+                            },
+                        );
+                    }
+                    KeyMapInner::Wide(_) => {}
                 }
                 let hit = lengths
                     .iter()
-                    .filter(|l| l.may_hold(original, *width))
+                    .filter(|l| l.may_hold(original))
                     .find_map(|l| {
                         values[*field] = original & l.value_mask;
                         l.map.get(values)
@@ -544,21 +585,11 @@ impl TableState {
                     })
                     .collect();
                 let widths: Box<[u32]> = table.keys.iter().map(|k| k.width).collect();
-                lengths.insert(
-                    at,
-                    PrefixLength {
-                        prefix_len: len,
-                        value_mask: masks[*field],
-                        packed_mask: pack(&widths, &masks),
-                        map: KeyMap::new(widths),
-                        filter: vec![0; (1usize << len.min(FILTER_BITS).min(*width)).div_ceil(64)],
-                        filter_bits: len.min(FILTER_BITS).min(*width),
-                    },
-                );
+                lengths.insert(at, PrefixLength::new(len, *width, widths, &masks, *field));
             }
             let lpm_value = values[*field];
             if let Some(l) = lengths.iter_mut().find(|l| l.prefix_len == len) {
-                l.note(lpm_value, *width);
+                l.note(lpm_value);
             }
         }
         let position = self.entries.len();
@@ -579,15 +610,7 @@ impl TableState {
     /// Rebuilds the lookup filter of prefix length `prefix` (lpm tables) from the entries left:
     /// a removal may have taken the last entry behind one of its bits.
     fn refilter(&mut self, prefix: Option<u32>) {
-        let (
-            Index::Lpm {
-                field,
-                width,
-                lengths,
-            },
-            Some(len),
-        ) = (&mut self.index, prefix)
-        else {
+        let (Index::Lpm { field, lengths, .. }, Some(len)) = (&mut self.index, prefix) else {
             return;
         };
         let Some(l) = lengths.iter_mut().find(|l| l.prefix_len == len) else {
@@ -597,7 +620,7 @@ impl TableState {
         for e in &self.entries {
             if let Some(MatchValue::Lpm { value, prefix_len }) = e.entry.key.get(*field) {
                 if *prefix_len == len {
-                    l.note(*value, *width);
+                    l.note(*value);
                 }
             }
         }
@@ -914,10 +937,12 @@ mod tests {
             .map(|e| e.key.clone())
     }
 
-    /// Key layouts: lpm alone, exact + lpm (packed), a 128-bit exact + lpm (too wide to pack).
-    const LAYOUTS: [&[(MatchKind, u32)]; 3] = [
+    /// Key layouts: lpm alone, exact + lpm (packed in 64 bits), a 64-bit exact + lpm (packed in
+    /// 128 bits), a 128-bit exact + lpm (too wide to pack).
+    const LAYOUTS: [&[(MatchKind, u32)]; 4] = [
         &[(MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 2), (MatchKind::Lpm, 8)],
+        &[(MatchKind::Exact, 64), (MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 128), (MatchKind::Lpm, 8)],
     ];
 
@@ -1048,14 +1073,25 @@ mod tests {
 
     #[test]
     fn exact_keys_pack_when_they_fit_and_stay_whole_when_not() {
-        for widths in [vec![32, 32], vec![128, 1], vec![128]] {
+        for widths in [
+            vec![32, 32],
+            vec![9, 48, 7],
+            vec![64, 1],
+            vec![64, 64],
+            vec![128, 1],
+            vec![128],
+        ] {
             let kinds: Vec<(MatchKind, u32)> =
                 widths.iter().map(|&w| (MatchKind::Exact, w)).collect();
             let table = table_with(&kinds);
             let mut state = TableState::new(&table);
-            let packed = widths.iter().sum::<u32>() <= 128;
+            let bits = widths.iter().sum::<u32>();
             match &state.index {
-                Index::Exact(m) => assert_eq!(matches!(m.map, KeyMapInner::Packed(_)), packed),
+                Index::Exact(m) => match m.map {
+                    KeyMapInner::Narrow(_) => assert!(bits <= 64, "{widths:?}"),
+                    KeyMapInner::Packed(_) => assert!(bits > 64 && bits <= 128, "{widths:?}"),
+                    KeyMapInner::Wide(_) => assert!(bits > 128, "{widths:?}"),
+                },
                 other => panic!("{other:?}"),
             }
             // Keys that would collide if packed naively (a value's bits spilling into another
