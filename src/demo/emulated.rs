@@ -193,7 +193,8 @@ pub struct DemoReport {
     pub sampling_rate: u32,
     pub pairs: Vec<PairResult>,
     /// Cross-server pairs never measured although in some window their true traffic was at
-    /// least twice the threshold, in enough packets (4 × the sampling rate) to be sampled.
+    /// least twice the threshold, in enough packets that sampling would show less than the
+    /// threshold under once in a thousand runs.
     pub missed: Vec<String>,
     /// Graph edges between VMs that never exchanged a frame.
     pub phantom: Vec<String>,
@@ -744,7 +745,6 @@ pub(super) fn build_report(
         }
     }
     let mut estimates: BTreeMap<VmPair, (u64, u64, u64)> = BTreeMap::new();
-    let mut peak_truth: BTreeMap<VmPair, u64> = BTreeMap::new();
     for r in reports {
         for e in &r.estimates {
             let t = estimates.entry(e.pair).or_default();
@@ -753,19 +753,24 @@ pub(super) fn build_report(
             t.2 += e.samples.bytes;
         }
     }
-    // A pair is clearly above the threshold in a window when its true bytes are at least
-    // twice the threshold and it sent enough packets to be sampled about four times: below
-    // that, sampling may not see it at all, which is the method's accepted blind spot.
-    let min_packets = 4 * u64::from(context.sampling_rate);
-    for (pair, windows) in per_window {
-        let peak = windows
-            .values()
-            .filter(|(packets, _)| *packets >= min_packets)
-            .map(|(_, b)| *b)
-            .max()
-            .unwrap_or(0);
-        peak_truth.insert(*pair, peak);
-    }
+    // A pair is clearly above the threshold in a window when its true bytes are at least twice
+    // the threshold and sampling would put its estimate below the threshold less than once in
+    // a thousand runs: the rest is the method's accepted blind spot.
+    let clearly_above: BTreeSet<VmPair> = per_window
+        .iter()
+        .filter(|(_, windows)| {
+            windows.values().any(|&(packets, bytes)| {
+                bytes >= 2 * context.threshold_bytes
+                    && chance_sampling_underestimates(
+                        packets,
+                        bytes,
+                        context.sampling_rate,
+                        context.threshold_bytes,
+                    ) < 1e-3
+            })
+        })
+        .map(|(pair, _)| *pair)
+        .collect();
 
     let mut pairs = Vec::new();
     for truth in &truth.pairs {
@@ -843,9 +848,7 @@ pub(super) fn build_report(
         .zip(&truth.pairs)
         .filter(|(p, t)| {
             let pair = VmPair::new(t.src_ipv4, t.dst_ipv4);
-            !p.same_server
-                && peak_truth.get(&pair).copied().unwrap_or(0) >= 2 * context.threshold_bytes
-                && !covered.contains_key(&pair)
+            !p.same_server && clearly_above.contains(&pair) && !covered.contains_key(&pair)
         })
         .map(|(p, _)| format!("{} → {}", p.src, p.dst))
         .collect();
@@ -947,6 +950,27 @@ impl DemoApi {
     }
 }
 
+/// The chance that 1-in-`rate` sampling of a window's `packets` (`bytes` in all) estimates
+/// fewer than `threshold` bytes: samples are Poisson with mean packets / rate, and the estimate
+/// falls below the threshold with fewer than mean × threshold / bytes of them.
+fn chance_sampling_underestimates(packets: u64, bytes: u64, rate: u32, threshold: u64) -> f64 {
+    if bytes == 0 {
+        return 1.0;
+    }
+    let mean = packets as f64 / f64::from(rate.max(1));
+    let fewer_than = mean * threshold as f64 / bytes as f64;
+    // P(X < fewer_than), term by term (exp(-mean) only underflows where the sum is ~0 anyway).
+    let mut term = (-mean).exp();
+    let mut sum = 0.0;
+    let mut k = 0u32;
+    while f64::from(k) < fewer_than {
+        sum += term;
+        k += 1;
+        term *= mean / f64::from(k);
+    }
+    sum.min(1.0)
+}
+
 fn label_results(
     truth: &GroundTruth,
     graph: &EdgeIndex,
@@ -1009,5 +1033,23 @@ fn protocol_name(app: &workload::AppTruth) -> String {
             Transport::Tcp => format!("tcp/{}", app.server_port),
             Transport::Udp => format!("udp/{}", app.server_port),
         },
+    }
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::chance_sampling_underestimates as chance;
+
+    #[test]
+    fn the_chance_that_sampling_shows_a_pair_below_the_threshold() {
+        // 64 packets at 1 in 16: 4 samples expected, an estimate below half the truth needs
+        // fewer than 2: P(X < 2) for a mean of 4 = 5 e^-4.
+        let p = chance(64, 8000, 16, 4000);
+        assert!((p - 5.0 * (-4.0f64).exp()).abs() < 1e-12, "{p}");
+        // Far more samples: practically never.
+        assert!(chance(6400, 800_000, 16, 4000) < 1e-12);
+        // No traffic is no estimate at all; traffic under the threshold mostly looks so.
+        assert_eq!(chance(0, 0, 16, 4000), 1.0);
+        assert!(chance(100, 3000, 16, 4000) > 0.5);
     }
 }
