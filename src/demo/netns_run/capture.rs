@@ -109,7 +109,8 @@ pub struct MirroredFrame {
     pub frame: Vec<u8>,
 }
 
-/// Hands a DPI interface's frames to its agent; frames it has no room for are counted.
+/// Hands a DPI interface's frames to its agent; frames it has no room for are counted, and so
+/// are those the interface's socket buffer had no room for.
 #[derive(Debug)]
 pub struct MirrorSink {
     pub frames: mpsc::Sender<MirroredFrame>,
@@ -131,5 +132,9 @@ impl FrameSink for MirrorSink {
         if self.frames.try_send(mirrored).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn dropped_before_receive(&self, _port: u32, count: u64) {
+        self.dropped.fetch_add(count, Ordering::Relaxed);
     }
 }
