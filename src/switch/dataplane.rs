@@ -1017,23 +1017,8 @@ fn deparse_in_place(
         if !phv.valid[h as usize] {
             continue;
         }
-        let layout = &p.headers[h as usize];
-        let len = layout.bits as usize / 8;
-        let first = layout.first_slot as usize;
-        let values = &phv.values[first..first + layout.fields.len()];
-        if phv.header_changed[h as usize] {
-            let written = &mut out[at..at + len];
-            phv.changed.for_each_of(&layout.slot_words, first, |i| {
-                let f = &layout.fields[i];
-                write_bits(written, f.offset as usize, f.width, values[i]);
-            });
-        }
-        // Debug builds (tests, fuzzing) check the patched copy against the field-by-field form.
-        debug_assert!({
-            let mut serialized = Vec::new();
-            serialize(layout, values, &mut serialized);
-            out[at..at + len] == serialized[..]
-        });
+        let len = p.headers[h as usize].bits as usize / 8;
+        patch_written_fields(p, h, phv, &mut out[at..at + len]);
         at += len;
     }
     true
@@ -1043,29 +1028,36 @@ fn deparse_in_place(
 /// fields written since patched in; any other is serialized field by field.
 fn deparse(p: &Program, h: u32, phv: &Phv, frame: &[u8], out: &mut Vec<u8>) {
     let layout = &p.headers[h as usize];
-    let first = layout.first_slot as usize;
-    let values = &phv.values[first..first + layout.fields.len()];
     let origin = phv.origin[h as usize] as usize;
     let len = layout.bits as usize / 8;
     if let Some(original) = frame.get(origin..origin.saturating_add(len)) {
         let at = out.len();
         out.extend_from_slice(original);
-        if phv.header_changed[h as usize] {
-            let written = &mut out[at..];
-            phv.changed.for_each_of(&layout.slot_words, first, |i| {
-                let f = &layout.fields[i];
-                write_bits(written, f.offset as usize, f.width, values[i]);
-            });
-        }
-        // Debug builds (tests, fuzzing) check the copy against the field-by-field form.
-        debug_assert!({
-            let mut serialized = Vec::new();
-            serialize(layout, values, &mut serialized);
-            out[at..] == serialized[..]
-        });
+        patch_written_fields(p, h, phv, &mut out[at..]);
         return;
     }
-    serialize(layout, values, out);
+    let first = layout.first_slot as usize;
+    serialize(layout, &phv.values[first..first + layout.fields.len()], out);
+}
+
+/// Writes the fields of header `h` changed since extraction into `copy`, the header's bytes as
+/// extracted. Debug builds (tests, fuzzing) check the result against the field-by-field form.
+#[inline]
+fn patch_written_fields(p: &Program, h: u32, phv: &Phv, copy: &mut [u8]) {
+    let layout = &p.headers[h as usize];
+    let first = layout.first_slot as usize;
+    let values = &phv.values[first..first + layout.fields.len()];
+    if phv.header_changed[h as usize] {
+        phv.changed.for_each_of(&layout.slot_words, first, |i| {
+            let f = &layout.fields[i];
+            write_bits(copy, f.offset as usize, f.width, values[i]);
+        });
+    }
+    debug_assert!({
+        let mut serialized = Vec::new();
+        serialize(layout, values, &mut serialized);
+        copy[..] == serialized[..]
+    });
 }
 
 /// Appends a header's field values, bit-packed.

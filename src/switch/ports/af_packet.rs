@@ -274,12 +274,7 @@ impl PacketSocket {
         let mut sent = 0;
         while sent < frames.len() {
             let chunk = &frames[sent..frames.len().min(sent + BATCH)];
-            let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
-                iov_base: chunk
-                    .get(i)
-                    .map_or(std::ptr::null_mut(), |f| f.as_ptr().cast_mut().cast()),
-                iov_len: chunk.get(i).map_or(0, |f| f.len()),
-            });
+            let mut iovecs: [libc::iovec; BATCH] = super::mmsg::send_iovecs(chunk);
             // SAFETY: as in receive_batch, all-zero is a valid mmsghdr.
             let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
             for (header, iovec) in headers.iter_mut().zip(&mut iovecs) {

@@ -202,12 +202,7 @@ pub fn send_batch(fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < frames.len() {
         let chunk = &frames[sent..frames.len().min(sent + BATCH)];
-        let mut iovecs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
-            iov_base: chunk
-                .get(i)
-                .map_or(std::ptr::null_mut(), |f| f.as_ptr().cast_mut().cast()),
-            iov_len: chunk.get(i).map_or(0, |f| f.len()),
-        });
+        let mut iovecs: [libc::iovec; BATCH] = send_iovecs(chunk);
         // SAFETY: as in RecvBatch::receive, all-zero is a valid mmsghdr.
         let mut headers: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         let mut controls: [Control; BATCH] = [[0; 8]; BATCH];
@@ -262,6 +257,17 @@ pub fn send_batch(fd: BorrowedFd<'_>, frames: &[&[u8]]) -> io::Result<usize> {
         }
     }
     Ok(sent)
+}
+
+/// One iovec per frame of `chunk` (at most N), empty ones after: what a sendmmsg call's
+/// messages point to. The kernel only reads them (iovec is *mut for readv's sake).
+pub(super) fn send_iovecs<const N: usize>(chunk: &[&[u8]]) -> [libc::iovec; N] {
+    std::array::from_fn(|i| libc::iovec {
+        iov_base: chunk
+            .get(i)
+            .map_or(std::ptr::null_mut(), |f| f.as_ptr().cast_mut().cast()),
+        iov_len: chunk.get(i).map_or(0, |f| f.len()),
+    })
 }
 
 /// Attaches a `UDP_SEGMENT` control message (segment size `size`) to `header`, in `control`.
