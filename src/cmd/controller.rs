@@ -233,15 +233,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 Err(err) => eprintln!("vmdep controller: {err:#}"),
             },
             Some(_) = async { usr2.as_mut()?.recv().await }, if usr2.is_some() => {
-                let report = running.step_window().await;
-                tracing::info!(
-                    window = report.index,
-                    samples = report.samples,
-                    selected = report.selected.len(),
-                    released = report.released.len(),
-                    measured = report.measured,
-                    "window"
-                );
+                running.step_window().await.log();
             }
         }
     }

@@ -156,6 +156,20 @@ pub struct WindowReport {
     pub measured: usize,
 }
 
+impl WindowReport {
+    /// One info line per closed window, whatever closed it (the timer or SIGUSR2).
+    pub fn log(&self) {
+        tracing::info!(
+            window = self.index,
+            samples = self.samples,
+            selected = self.selected.len(),
+            released = self.released.len(),
+            measured = self.measured,
+            "window"
+        );
+    }
+}
+
 /// A switch as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SwitchReport {
@@ -423,15 +437,7 @@ pub async fn start(options: ControllerOptions) -> Result<RunningController, Cont
             loop {
                 tokio::select! {
                     _ = timer.tick() => {
-                        let report = step(&shared).await;
-                        tracing::info!(
-                            window = report.index,
-                            samples = report.samples,
-                            selected = report.selected.len(),
-                            released = report.released.len(),
-                            measured = report.measured,
-                            "window"
-                        );
+                        step(&shared).await.log();
                     }
                     _ = stop_rx.changed() => break,
                 }
