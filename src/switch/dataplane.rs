@@ -1376,16 +1376,23 @@ fn run_control(
             }
             Node::Table(ti) => {
                 let t = &p.tables[ti];
-                key_buf.clear();
-                for k in &t.keys {
-                    let v = match k.source {
-                        super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
-                        super::pipeline::KeySource::Valid(h) => u128::from(phv.valid[h as usize]),
-                    };
-                    key_buf.push(k.mask.map_or(v, |m| v & m));
-                }
                 let state = &mut tables[ti];
-                let hit = state.lookup(t, key_buf);
+                let hit = match state.lookup_fields(&phv.values) {
+                    Some(hit) => hit,
+                    None => {
+                        key_buf.clear();
+                        for k in &t.keys {
+                            let v = match k.source {
+                                super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
+                                super::pipeline::KeySource::Valid(h) => {
+                                    u128::from(phv.valid[h as usize])
+                                }
+                            };
+                            key_buf.push(k.mask.map_or(v, |m| v & m));
+                        }
+                        state.lookup(t, key_buf)
+                    }
+                };
                 match hit {
                     Some(i) => {
                         let e = &mut state.entries[i];
