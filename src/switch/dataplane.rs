@@ -146,7 +146,7 @@ impl Phv {
         self.values.clear();
         self.values.resize(p.slot_count, 0);
         self.valid.clear();
-        self.valid.extend(p.headers.iter().map(|h| h.metadata));
+        self.valid.extend_from_slice(&p.initially_valid);
         self.origin.clear();
         self.origin.resize(p.headers.len(), NOT_EXTRACTED);
         self.changed.0.resize(p.slot_count.div_ceil(64), 0);

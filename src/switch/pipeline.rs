@@ -317,19 +317,23 @@ impl CsumSpan {
     /// The checksum of the inputs, from `header`, the header's bytes (as long as it is).
     pub fn checksum(&self, header: &[u8]) -> Option<u16> {
         let bytes = header.get(self.start as usize..self.end as usize)?;
-        let (words, odd) = bytes.split_at(bytes.len() & !1);
-        // The same ones' complement sum as the values give (see `csum_fold`): the 16-bit words
-        // added up as integers, the left-out ones taken away again, the odd byte padded.
+        // The same ones' complement sum as the values give (see `csum_fold`): as 2^16 is 1
+        // modulo 0xffff, the big-endian 32-bit words (the last one padded with zeros) added up
+        // as integers, less each left-out 16-bit word with the weight it had in its 32-bit word.
+        let mut words = bytes.chunks_exact(4);
         let mut sum: u64 = words
-            .chunks_exact(2)
-            .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
+            .by_ref()
+            .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
             .sum();
+        let mut last = [0u8; 4];
+        for (to, from) in last.iter_mut().zip(words.remainder()) {
+            *to = *from;
+        }
+        sum += u64::from(u32::from_be_bytes(last));
         for &at in &self.skipped {
             let w = header.get(at as usize..at as usize + 2)?;
-            sum -= u64::from(u16::from_be_bytes([w[0], w[1]]));
-        }
-        if let [b] = odd {
-            sum += u64::from(*b) << 8;
+            let weight = if (at - self.start) % 4 == 0 { 16 } else { 0 };
+            sum -= u64::from(u16::from_be_bytes([w[0], w[1]])) << weight;
         }
         Some(!csum_fold16(sum))
     }
@@ -752,6 +756,8 @@ pub struct Program {
     pub parse_states: Vec<ParseState>,
     pub parser_start: usize,
     pub deparse_order: Vec<u32>,
+    /// Per header: valid before the parser runs (metadata is, packet headers are not).
+    pub initially_valid: Vec<bool>,
     pub actions: Vec<Action>,
     pub tables: Vec<Table>,
     pub conditionals: Vec<Conditional>,
@@ -1178,6 +1184,7 @@ impl<'a> Compiler<'a> {
 
         let program = Program {
             slot_count: self.headers.iter().map(|h| h.fields.len()).sum(),
+            initially_valid: self.headers.iter().map(|h| h.metadata).collect(),
             headers: self.headers,
             errors,
             parser_errors,
