@@ -297,7 +297,11 @@ impl CsumSpan {
             match next {
                 None => start = at.offset,
                 // A gap of whole 16-bit words, or nothing.
-                Some(n) if n <= at.offset && n % 16 == 0 && (at.offset - n) % 16 == 0 => {
+                Some(n)
+                    if n <= at.offset
+                        && n.is_multiple_of(16)
+                        && (at.offset - n).is_multiple_of(16) =>
+                {
                     skipped.extend((n / 8..at.offset / 8).step_by(2))
                 }
                 Some(n) if n == at.offset => {}
@@ -306,7 +310,7 @@ impl CsumSpan {
             next = Some(at.offset + at.width);
         }
         let end = next?;
-        (start % 16 == 0 && end % 8 == 0).then(|| CsumSpan {
+        (start.is_multiple_of(16) && end.is_multiple_of(8)).then_some(CsumSpan {
             header,
             start: start / 8,
             end: end / 8,
@@ -334,7 +338,11 @@ impl CsumSpan {
         sum += halves(u64::from_be_bytes(last));
         for &at in &self.skipped {
             let w = header.get(at as usize..at as usize + 2)?;
-            let weight = if (at - self.start) % 4 == 0 { 16 } else { 0 };
+            let weight = if (at - self.start).is_multiple_of(4) {
+                16
+            } else {
+                0
+            };
             sum -= u64::from(u16::from_be_bytes([w[0], w[1]])) << weight;
         }
         Some(!csum_fold16(sum))
