@@ -324,18 +324,16 @@ impl CsumSpan {
         // The same ones' complement sum as the values give (see `csum_fold`): as 2^16 is 1
         // modulo 0xffff, the big-endian 32-bit words (the last one padded with zeros) added up
         // as integers, less each left-out 16-bit word with the weight it had in its 32-bit word.
-        // Read 64 bits at a time: two 32-bit words per load.
-        let halves = |v: u64| (v >> 32) + (v & 0xffff_ffff);
-        let mut chunks = bytes.chunks_exact(8);
-        let mut sum: u64 = chunks
+        let mut words = bytes.chunks_exact(4);
+        let mut sum: u64 = words
             .by_ref()
-            .map(|c| halves(u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))))
+            .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
             .sum();
-        let mut last = [0u8; 8];
-        for (to, from) in last.iter_mut().zip(chunks.remainder()) {
+        let mut last = [0u8; 4];
+        for (to, from) in last.iter_mut().zip(words.remainder()) {
             *to = *from;
         }
-        sum += halves(u64::from_be_bytes(last));
+        sum += u64::from(u32::from_be_bytes(last));
         for &at in &self.skipped {
             let w = header.get(at as usize..at as usize + 2)?;
             let weight = if (at - self.start).is_multiple_of(4) {
