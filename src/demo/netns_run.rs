@@ -55,7 +55,7 @@ use super::processes::{start_switch_processes, ProcessesError};
 use crate::controller::session::PipelineBundle;
 
 use agent::OvsAgent;
-use capture::{MirrorSink, VmCapture};
+use capture::{DpiInterface, MirrorSink, VmCapture};
 use replay::{Replay, ReplayClock};
 
 /// No frame for this long means nothing is in flight: longer than Linux's longest delayed ACK
@@ -463,10 +463,21 @@ async fn measure(
                 dropped: Default::default(),
             });
             mirror_sinks.push(Arc::clone(&sink));
-            let dpi = lab.server(&server.name)?.dpi.clone();
-            readers
-                .tasks
-                .push(read_interface(lab, None, &dpi, 0, sink, stop_rx.clone())?);
+            let interfaces = lab.server(&server.name)?;
+            for (interface, via) in [
+                (&interfaces.dpi, DpiInterface::Mirror),
+                (&interfaces.local_dpi, DpiInterface::LocalCopy),
+            ] {
+                let sink: Arc<dyn crate::switch::ports::FrameSink> = sink.clone();
+                readers.tasks.push(read_interface(
+                    lab,
+                    None,
+                    interface,
+                    via.port(),
+                    sink,
+                    stop_rx.clone(),
+                )?);
+            }
             agents.push(
                 OvsAgent::start(
                     Arc::clone(lab),

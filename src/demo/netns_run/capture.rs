@@ -3,8 +3,8 @@
 //! direct counter and OVS's rule counters count it). A frame counted here has passed every
 //! switch of its path, so it is what the exact counts must equal.
 //!
-//! Also the frame sink of the servers' DPI interfaces, which hands mirrored frames to the OVS
-//! agents with the time they arrived. Both only count and pass frames on; the sockets are the
+//! Also the frame sink of the servers' DPI interfaces (the mirror's and the same-server
+//! copies'), which hands their frames to the OVS agents with the time they arrived. Both only count and pass frames on; the sockets are the
 //! switch module's interface ports, opened by the run.
 
 use std::collections::BTreeMap;
@@ -100,17 +100,34 @@ impl FrameSink for VmCapture {
     }
 }
 
-/// A frame a server's mirror delivered to its DPI interface.
+/// Which of a server's two DPI interfaces a frame arrived on (the port number its receive loop
+/// passes to [`MirrorSink`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpiInterface {
+    /// The OVS mirror's output: every frame of the mirrored VMs' ports.
+    Mirror = 0,
+    /// The same-server counting rules' copies: every frame between two VMs of the server.
+    LocalCopy = 1,
+}
+
+impl DpiInterface {
+    pub fn port(self) -> u32 {
+        self as u32
+    }
+}
+
+/// A frame a server's bridge delivered to one of its DPI interfaces.
 #[derive(Debug)]
 pub struct MirroredFrame {
     /// Since the run's DPI epoch (one monotonic clock for all frames).
     pub at: Duration,
+    pub via: DpiInterface,
     pub pair: Option<(Ipv4Addr, Ipv4Addr)>,
     pub frame: Vec<u8>,
 }
 
-/// Hands a DPI interface's frames to its agent; frames it has no room for are counted, and so
-/// are those the interface's socket buffer had no room for.
+/// Hands a server's DPI interfaces' frames to its agent; frames it has no room for are counted,
+/// and so are those the interfaces' socket buffers had no room for.
 #[derive(Debug)]
 pub struct MirrorSink {
     pub frames: mpsc::Sender<MirroredFrame>,
@@ -119,13 +136,19 @@ pub struct MirrorSink {
 }
 
 impl FrameSink for MirrorSink {
-    fn receive(&self, _port: u32, frame: &[u8]) {
+    fn receive(&self, port: u32, frame: &[u8]) {
         let pair = HeaderSummary::parse(frame)
             .ok()
             .and_then(|s| s.ipv4)
             .map(|ip| (ip.src_addr, ip.dst_addr));
+        let via = if port == DpiInterface::LocalCopy.port() {
+            DpiInterface::LocalCopy
+        } else {
+            DpiInterface::Mirror
+        };
         let mirrored = MirroredFrame {
             at: self.epoch.elapsed(),
+            via,
             pair,
             frame: frame.to_vec(),
         };
