@@ -246,6 +246,12 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
     for l in report.labels.iter().filter(|l| l.mirrored) {
         assert!(!l.roles_swapped, "{l:#?}");
     }
+    // Every same-server conversation is labeled (DNS lookups and the backup stream included),
+    // and most of the mirrored cross-server ones.
+    support::labels::assert_mirrored_conversations_labeled(
+        &serde_json::to_value(&report).unwrap(),
+        3,
+    );
     // Which conversations get mirrored depends on sampling; across the run DPI must have named
     // most of the workload's application protocols.
     let recognized: BTreeSet<&str> = report
