@@ -86,6 +86,9 @@ pub struct NetnsStats {
     pub non_ipv4_frames: u64,
     /// Mirrored frames the DPI modules had no room for.
     pub mirror_drops: u64,
+    /// Frames the VMs' interfaces received that the capture (the truth) lost: the kernel
+    /// dropped them before the capture's sockets could read them.
+    pub capture_drops: u64,
     /// sFlow datagrams the bridges sent to the collector.
     pub sflow_datagrams: u64,
 }
@@ -512,6 +515,7 @@ async fn measure(
         return Err(e);
     }
     stats.non_ipv4_frames = capture.non_ipv4_frames();
+    stats.capture_drops = capture.kernel_drops();
     stats.mirror_drops = mirror_sinks
         .iter()
         .map(|s| s.dropped.load(std::sync::atomic::Ordering::Relaxed))
