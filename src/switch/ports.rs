@@ -294,7 +294,10 @@ impl UdpWire {
                                 sink.receive_batch(port, &mut batch.frames());
                                 // A short batch drained the queue: wait for the next datagram
                                 // now rather than spend a syscall to hear "would block"
-                                // (epoll reports any datagram queued after the drain).
+                                // (epoll reports any datagram queued after the drain). One
+                                // exception, accepted: a batch cut short by a socket error (an
+                                // ICMP error for a datagram sent to a peer that just went away)
+                                // leaves the datagrams queued behind it until the next arrives.
                                 if received < mmsg::BATCH {
                                     guard.clear_ready();
                                     break;
