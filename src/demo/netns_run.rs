@@ -674,6 +674,7 @@ fn captured_truth(topology: &Topology, capture: &VmCapture) -> TrafficTruth {
     TrafficTruth {
         pairs: pairs.into_iter().map(|(p, _)| p).collect(),
         per_window,
+        port_windows: capture.port_windows(),
         frames: capture.frames(),
     }
 }

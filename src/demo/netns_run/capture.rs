@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::controller::VmPair;
+use crate::demo::emulated::PortWindows;
 use crate::switch::ports::FrameSink;
 use crate::wire::HeaderSummary;
 
@@ -28,6 +29,8 @@ pub struct VmCapture {
     /// The window frames are counted in now (0-based); the run moves it after each window.
     window: AtomicUsize,
     counts: Mutex<BTreeMap<VmPair, BTreeMap<usize, Counts>>>,
+    /// Per (pair, TCP/UDP port as source or destination), the windows it was seen in.
+    port_windows: Mutex<PortWindows>,
     frames: AtomicU64,
     /// Frames that were no IPv4 (nothing of the workload; counted to be seen).
     other: AtomicU64,
@@ -44,6 +47,7 @@ impl VmCapture {
         Arc::new(VmCapture {
             window: AtomicUsize::new(0),
             counts: Mutex::new(BTreeMap::new()),
+            port_windows: Mutex::new(PortWindows::new()),
             frames: AtomicU64::new(0),
             other: AtomicU64::new(0),
             kernel_drops: AtomicU64::new(0),
@@ -83,23 +87,40 @@ impl VmCapture {
             .clone()
     }
 
+    /// Per pair and port, the windows the VMs received frames from or to that port in.
+    pub fn port_windows(&self) -> PortWindows {
+        self.port_windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn count(&self, frame: &[u8]) {
         let at = self.epoch.elapsed().as_nanos() as u64;
         self.last_frame_ns.fetch_max(at, Ordering::Relaxed);
         self.frames.fetch_add(1, Ordering::Relaxed);
-        let Some(ipv4) = HeaderSummary::parse(frame).ok().and_then(|s| s.ipv4) else {
+        let headers = HeaderSummary::parse(frame).ok();
+        let Some((ipv4, transport)) = headers.and_then(|h| Some((h.ipv4?, h.transport))) else {
             self.other.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let pair = VmPair::new(ipv4.src_addr, ipv4.dst_addr);
         let window = self.window.load(Ordering::SeqCst);
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = counts
-            .entry(VmPair::new(ipv4.src_addr, ipv4.dst_addr))
-            .or_default()
-            .entry(window)
-            .or_default();
-        entry.0 += 1;
-        entry.1 += frame.len() as u64;
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = counts.entry(pair).or_default().entry(window).or_default();
+            entry.0 += 1;
+            entry.1 += frame.len() as u64;
+        }
+        if let Some(t) = transport {
+            let mut ports = self
+                .port_windows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for port in [t.src_port, t.dst_port] {
+                ports.entry((pair, port)).or_default().insert(window);
+            }
+        }
     }
 }
 
