@@ -1,7 +1,8 @@
 //! The virtual switch's forwarding core: one port per VM plus the uplink, forwarding by
 //! destination IPv4 address, exact counts of same-server pairs, 1-in-N sampling at every
-//! port's ingress and the copy of same-server frames and mirrored pairs' frames. Synchronous and lock-free inside:
-//! callers hold the one lock around it (`super::Shared`), never across an await.
+//! port's ingress and the copy of same-server frames and mirrored pairs' frames. Synchronous
+//! and lock-free inside: callers hold the one lock around it (`super::Shared`), never across an
+//! await.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;

@@ -7,7 +7,8 @@
 //! # The flows of a server's bridge
 //!
 //! Ports have fixed OpenFlow numbers: the uplink [`UPLINK_OFPORT`], the DPI mirror output
-//! [`MIRROR_OFPORT`], the copy of same-server frames [`LOCAL_COPY_OFPORT`], and the server's VMs from [`FIRST_VM_OFPORT`] on, in topology order. The
+//! [`MIRROR_OFPORT`], the copy of same-server frames [`LOCAL_COPY_OFPORT`], and the server's
+//! VMs from [`FIRST_VM_OFPORT`] on, in topology order. The
 //! bridge is not a learning switch (`fail_mode=secure`, no NORMAL action): a learning switch
 //! never learns remote VMs' MACs behind the uplink, and frames to the fabric carry the gateway's
 //! MAC, which is nobody's on the bridge. The rules:

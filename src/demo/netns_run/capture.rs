@@ -4,8 +4,9 @@
 //! switch of its path, so it is what the exact counts must equal.
 //!
 //! Also the frame sink of the servers' DPI interfaces (the mirror's and the same-server
-//! copies'), which hands their frames to the OVS agents with the time they arrived. Both only count and pass frames on; the sockets are the
-//! switch module's interface ports, opened by the run.
+//! copies'), which hands their frames to the OVS agents with the time they arrived. Both only
+//! count and pass frames on; the sockets are the switch module's interface ports, opened by the
+//! run.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
