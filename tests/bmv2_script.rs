@@ -102,6 +102,18 @@ fn the_script_runs_the_netns_demo_with_the_switches_as_an_external_command() {
     for p in measured {
         assert_eq!(p["exact_matches"], true, "{p:#?}");
     }
+    // DPI labeled what was mirrored, among the same-server conversations h120's DNS lookups
+    // (one datagram each way, all in the first window) and h123's backup stream.
+    support::labels::assert_mirrored_conversations_labeled(&report, 3);
+    let labels = report["labels"].as_array().unwrap();
+    for (client, server) in [("web1", "dns1"), ("client1", "dns1"), ("backup1", "db2")] {
+        assert!(
+            labels
+                .iter()
+                .any(|l| l["client"] == client && l["server"] == server),
+            "{client} → {server} is a conversation of the workload: {labels:#?}"
+        );
+    }
     // The switches were processes of the given command, on the lab's veths, with bmv2's
     // options.
     for name in ["s110", "s111", "s112", "s113", "s114"] {

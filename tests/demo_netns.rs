@@ -111,7 +111,7 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
 
     // The replay went through whole: every datagram arrived, nothing unexpected reached a
-    // server, and the VMs received nothing but IPv4.
+    // server, the VMs received nothing but IPv4, and the capture lost none of it.
     let stats = report.netns.as_ref().expect("netns statistics");
     assert_eq!(stats.prefix, prefix);
     assert!(stats.conversations > 100, "{stats:?}");
@@ -119,9 +119,10 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
         (
             stats.lost_datagrams,
             stats.unexpected,
-            stats.non_ipv4_frames
+            stats.non_ipv4_frames,
+            stats.capture_drops
         ),
-        (0, 0, 0),
+        (0, 0, 0, 0),
         "{stats:?}"
     );
     assert!(stats.sflow_datagrams > 0, "{stats:?}");
@@ -246,6 +247,12 @@ async fn the_netns_demo_measures_what_the_vms_sent() {
     for l in report.labels.iter().filter(|l| l.mirrored) {
         assert!(!l.roles_swapped, "{l:#?}");
     }
+    // Every same-server conversation is labeled (DNS lookups and the backup stream included),
+    // and most of the mirrored cross-server ones.
+    support::labels::assert_mirrored_conversations_labeled(
+        &serde_json::to_value(&report).unwrap(),
+        3,
+    );
     // Which conversations get mirrored depends on sampling; across the run DPI must have named
     // most of the workload's application protocols.
     let recognized: BTreeSet<&str> = report

@@ -569,7 +569,7 @@ async fn uplink_ingress_is_sampled_and_counter_samples_come_every_interval() {
 }
 
 #[tokio::test]
-async fn a_mirror_set_copies_exactly_its_pairs_in_both_directions() {
+async fn a_mirror_set_copies_its_pairs_both_ways_and_same_server_frames_are_always_copied() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let h = harness(|c| c.controller = Some(listener.local_addr().unwrap())).await;
     let mut controller = Controller::accept(&listener).await;
@@ -582,22 +582,24 @@ async fn a_mirror_set_copies_exactly_its_pairs_in_both_directions() {
     let b = h.host.vm_port("b").unwrap();
     let c = h.host.vm_port("c").unwrap();
 
-    // Nothing is mirrored before the controller asks.
+    // Nothing is mirrored before the controller asks, except same-server frames.
     a.send(&frame(A, D, 0, 0));
+    let early = frame(A, B, 10, 0);
+    a.send(&early);
     controller
         .send(&ControllerMessage::Mirror {
             pairs: vec![PairAddrs { src: A, dst: D }, PairAddrs { src: C, dst: B }],
         })
         .await;
     eventually(&h.host, "the mirror set", |s| s.link.mirror_updates == 1).await;
-    let mut want = Vec::new();
+    let mut want = vec![early];
     let traffic: Vec<(Option<&vmdep::host::VmPort>, Vec<u8>, bool)> = vec![
         (Some(&a), frame(A, D, 1, 10), true),
         (None, frame(D, A, 2, 10), true), // the reverse direction, from the uplink
-        (Some(&a), frame(A, B, 3, 0), false),
-        (Some(&b), frame(B, A, 4, 0), false),
+        (Some(&a), frame(A, B, 3, 0), true), // same-server frames are always copied
+        (Some(&b), frame(B, A, 4, 0), true),
         (Some(&c), frame(C, D, 5, 0), false),
-        (Some(&c), frame(C, B, 6, 0), true), // a same-server pair
+        (Some(&c), frame(C, B, 6, 0), true), // a same-server pair of the set
         (Some(&b), frame(B, C, 7, 0), true),
         (None, frame(D, C, 8, 0), false),
     ];
@@ -630,7 +632,7 @@ async fn a_mirror_set_copies_exactly_its_pairs_in_both_directions() {
         want
     );
     assert!(got.windows(2).all(|w| w[0].at <= w[1].at));
-    assert_eq!(h.host.stats().vswitch.mirrored, 4);
+    assert_eq!(h.host.stats().vswitch.mirrored, 7);
 
     // An empty set stops mirroring.
     controller

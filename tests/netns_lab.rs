@@ -2,8 +2,9 @@
 //! network namespaces behind Open vSwitch bridges (userspace datapath), five `vmdep switch`es in
 //! process on the uplink and link veths, running vmdep.p4 with the routes the controller would
 //! install. Real kernel TCP and UDP between VMs on one server, on two servers of one switch and
-//! across the fabric; the bridges' sFlow decoded from a loopback socket; a mirror read where the
-//! DPI module would read it; and nothing of the run left afterwards.
+//! across the fabric; the bridges' sFlow decoded from a loopback socket; a mirror, and the copies
+//! of same-server frames, read where the DPI module would read them; and nothing of the run left
+//! afterwards.
 //!
 //! Needs root. Skipped without it, except under CI (CI=true), where it must run.
 
@@ -381,6 +382,8 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
     // h122 mirrors web1 <-> app1 to its DPI interface.
     let ip = |vm: &str| vm_ip(&topology, vm);
     let dpi = PacketSocket::open(&lab.server("h122").unwrap().dpi).unwrap();
+    // h120's same-server frames reach its DPI module without any mirror.
+    let local_dpi = PacketSocket::open(&lab.server("h120").unwrap().local_dpi).unwrap();
     lab.set_mirror("h122", &[VmPair::new(ip("web1"), ip("app1"))])
         .unwrap();
     assert!(matches!(
@@ -459,6 +462,20 @@ fn vms_talk_through_ovs_and_vmdep_switches_with_sflow_and_mirrors() {
         mirrored.iter().all(|p| *p == web1_app1 || *p == app1_web1),
         "only the selected VM's traffic is mirrored: {mirrored:?}"
     );
+    // h120's counting rules copied client1 <-> web1 both ways, and nothing that left or
+    // entered the server (web1 -> app1, dns1 <-> db2).
+    let copied = drain_mirror(&local_dpi);
+    let client1_web1 = (ip("client1"), ip("web1"));
+    let web1_client1 = (ip("web1"), ip("client1"));
+    assert!(copied.contains(&client1_web1), "{copied:?}");
+    assert!(copied.contains(&web1_client1), "{copied:?}");
+    assert!(
+        copied
+            .iter()
+            .all(|p| *p == client1_web1 || *p == web1_client1),
+        "only same-server frames are copied: {copied:?}"
+    );
+    drop(local_dpi);
     // Without the mirror, nothing more arrives there.
     lab.set_mirror("h122", &[]).unwrap();
     udp_exchange(&lab, "web1", "app1");

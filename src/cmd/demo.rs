@@ -364,14 +364,15 @@ fn print_report(r: &DemoReport) {
         println!(
             "netns lab {}: {} conversations over the VMs' sockets, {} datagrams lost, {} unexpected \
              connections or datagrams, {} non-IPv4 frames, {} sFlow datagrams, {} mirrored frames \
-             dropped; the lab is removed.",
+             dropped, {} captured frames dropped; the lab is removed.",
             n.prefix,
             n.conversations,
             n.lost_datagrams,
             n.unexpected,
             n.non_ipv4_frames,
             n.sflow_datagrams,
-            n.mirror_drops
+            n.mirror_drops,
+            n.capture_drops
         );
     }
     for f in &r.files {

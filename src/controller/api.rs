@@ -308,7 +308,7 @@ async fn graph(
             source: "memory",
             from_ms: Some(from),
             to_ms: Some(to),
-            graph: s.view.graph().snapshot_between(from, to),
+            graph: s.view.with_graph(|g| g.snapshot_between(from, to)),
         }));
     }
     if range.from.is_none() && range.to.is_none() {
@@ -316,7 +316,7 @@ async fn graph(
             source: "memory",
             from_ms: None,
             to_ms: None,
-            graph: s.view.graph().snapshot(),
+            graph: s.view.with_graph(|g| g.snapshot()),
         }));
     }
     let (from, to) = range.bounds()?;
@@ -337,7 +337,7 @@ async fn graph(
         source: "memory",
         from_ms: Some(from),
         to_ms: Some(to),
-        graph: s.view.graph().snapshot_between(from, to),
+        graph: s.view.with_graph(|g| g.snapshot_between(from, to)),
     }))
 }
 
@@ -379,7 +379,7 @@ async fn window_graph(s: &ApiState, index: u64) -> Result<GraphAnswer, Failure> 
         source: "memory",
         from_ms: Some(from),
         to_ms: Some(to),
-        graph: s.view.graph().snapshot_between(from, to),
+        graph: s.view.with_graph(|g| g.snapshot_between(from, to)),
     })
 }
 
@@ -433,31 +433,32 @@ struct PairsAnswer {
 
 async fn pairs(State(s): State<ApiState>) -> Json<PairsAnswer> {
     let placements = s.view.placements();
-    let graph = s.view.graph();
-    let pairs = graph
-        .edges()
-        .map(|e| {
-            let counted_on = placements.get(&e.pair).cloned();
-            let status = match (&counted_on, &e.exact) {
-                (Some(_), _) => PairStatus::Measured,
-                (None, Some(x)) if x.measured_by.starts_with("server:") => {
-                    PairStatus::ServerCounted
+    let pairs = s.view.with_graph(|graph| {
+        graph
+            .edges()
+            .map(|e| {
+                let counted_on = placements.get(&e.pair).cloned();
+                let status = match (&counted_on, &e.exact) {
+                    (Some(_), _) => PairStatus::Measured,
+                    (None, Some(x)) if x.measured_by.starts_with("server:") => {
+                        PairStatus::ServerCounted
+                    }
+                    (None, Some(_)) => PairStatus::Released,
+                    (None, None) => PairStatus::Sampled,
+                };
+                PairView {
+                    pair: e.pair,
+                    src_vm: e.src_vm.clone(),
+                    dst_vm: e.dst_vm.clone(),
+                    status,
+                    counted_on,
+                    estimate: e.estimate,
+                    exact: e.exact.clone(),
+                    last_seen_ms: e.last_seen_ms,
                 }
-                (None, Some(_)) => PairStatus::Released,
-                (None, None) => PairStatus::Sampled,
-            };
-            PairView {
-                pair: e.pair,
-                src_vm: e.src_vm.clone(),
-                dst_vm: e.dst_vm.clone(),
-                status,
-                counted_on,
-                estimate: e.estimate,
-                exact: e.exact.clone(),
-                last_seen_ms: e.last_seen_ms,
-            }
-        })
-        .collect();
+            })
+            .collect()
+    });
     Json(PairsAnswer {
         window: s.view.last_window().map(|w| w.index),
         pairs,
@@ -507,8 +508,7 @@ struct PairLabels {
 }
 
 async fn labels(State(s): State<ApiState>) -> Json<Vec<PairLabels>> {
-    let graph = s.view.graph();
-    Json(
+    Json(s.view.with_graph(|graph| {
         graph
             .edges()
             .filter(|e| !e.labels.is_empty())
@@ -518,8 +518,8 @@ async fn labels(State(s): State<ApiState>) -> Json<Vec<PairLabels>> {
                 dst_vm: e.dst_vm.clone(),
                 labels: e.labels.clone(),
             })
-            .collect(),
-    )
+            .collect()
+    }))
 }
 
 #[derive(Serialize)]

@@ -9,7 +9,7 @@
 //!
 //! It uses the controller's own modules and the host link's label type only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io;
 use std::net::Ipv4Addr;
@@ -123,6 +123,103 @@ pub struct DependencyEdge {
     /// The latest observation that showed traffic (samples, a counter that grew, labels), or
     /// the first observation.
     pub last_seen_ms: u64,
+    /// The traffic in the time range a snapshot was asked for (a window of the time slider),
+    /// where `exact` and `estimate` are the latest: absent from the whole graph, and absent
+    /// when the range holds neither a counter reading nor an estimate of the pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_range: Option<RangeTraffic>,
+}
+
+/// A pair's traffic in a range of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeTraffic {
+    pub packets: u64,
+    pub bytes: u64,
+    /// True: what the counters counted between their last reading before the range and their
+    /// last reading in it. False: the sampled estimates of the windows that ended in the range.
+    pub exact: bool,
+}
+
+/// Per pair, the observations a range's traffic is computed from, latest last.
+#[derive(Debug, Clone, Default)]
+struct PairTimeline {
+    points: VecDeque<TimelinePoint>,
+    /// Older points were dropped: a range before the first point kept has no baseline.
+    truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TimelinePoint {
+    /// The pair's exact totals after a counter reading.
+    Exact {
+        at_ms: u64,
+        packets: u64,
+        bytes: u64,
+    },
+    /// One window's sampled estimate.
+    Estimate {
+        at_ms: u64,
+        packets: u64,
+        bytes: u64,
+    },
+}
+
+/// Points kept per pair: a reading and an estimate per window for the controller's recent
+/// windows (the time slider's reach), with room to spare.
+const TIMELINE_POINTS: usize = 2 * crate::controller::service::RECENT_WINDOWS + 8;
+
+impl PairTimeline {
+    fn push(&mut self, point: TimelinePoint) {
+        if self.points.len() == TIMELINE_POINTS {
+            self.points.pop_front();
+            self.truncated = true;
+        }
+        self.points.push_back(point);
+    }
+
+    /// The traffic in `[from_ms, to_ms]`: exact if a counter was read in it, else the sum of
+    /// the estimates made in it.
+    fn traffic_between(&self, from_ms: u64, to_ms: u64) -> Option<RangeTraffic> {
+        let exact_at = |pick: &dyn Fn(u64) -> bool| {
+            self.points.iter().rev().find_map(|p| match *p {
+                TimelinePoint::Exact {
+                    at_ms,
+                    packets,
+                    bytes,
+                } if pick(at_ms) => Some((packets, bytes)),
+                _ => None,
+            })
+        };
+        if let Some((packets, bytes)) = exact_at(&|at| (from_ms..=to_ms).contains(&at)) {
+            let before = match exact_at(&|at| at < from_ms) {
+                Some(totals) => totals,
+                // No reading before the range: the totals started in it, unless the readings
+                // before it were dropped.
+                None if self.truncated => return None,
+                None => (0, 0),
+            };
+            return Some(RangeTraffic {
+                packets: packets.saturating_sub(before.0),
+                bytes: bytes.saturating_sub(before.1),
+                exact: true,
+            });
+        }
+        let estimates = self.points.iter().filter_map(|p| match *p {
+            TimelinePoint::Estimate {
+                at_ms,
+                packets,
+                bytes,
+            } if (from_ms..=to_ms).contains(&at_ms) => Some((packets, bytes)),
+            _ => None,
+        });
+        estimates
+            .reduce(|a, b| (a.0.saturating_add(b.0), a.1.saturating_add(b.1)))
+            .map(|(packets, bytes)| RangeTraffic {
+                packets,
+                bytes,
+                exact: false,
+            })
+    }
 }
 
 impl DependencyEdge {
@@ -188,6 +285,7 @@ pub struct DependencyGraph {
     graph: StableDiGraph<VmNode, DependencyEdge>,
     nodes: BTreeMap<Ipv4Addr, NodeIndex>,
     edges: BTreeMap<VmPair, EdgeIndex>,
+    timelines: BTreeMap<VmPair, PairTimeline>,
 }
 
 impl DependencyGraph {
@@ -207,6 +305,7 @@ impl DependencyGraph {
             graph,
             nodes,
             edges: BTreeMap::new(),
+            timelines: BTreeMap::new(),
         }
     }
 
@@ -245,6 +344,7 @@ impl DependencyGraph {
                     labels: Vec::new(),
                     first_seen_ms: at_ms,
                     last_seen_ms: at_ms,
+                    in_range: None,
                 };
                 let e = self.graph.add_edge(src, dst, edge);
                 self.edges.insert(pair, e);
@@ -274,6 +374,14 @@ impl DependencyGraph {
             error_percent: samples.error_percent(),
         });
         seen(edge, window_end_ms);
+        self.timelines
+            .entry(pair)
+            .or_default()
+            .push(TimelinePoint::Estimate {
+                at_ms: window_end_ms,
+                packets: samples.packets,
+                bytes: samples.bytes,
+            });
         Ok(())
     }
 
@@ -339,10 +447,16 @@ impl DependencyGraph {
                 )
             }
         };
+        let point = TimelinePoint::Exact {
+            at_ms,
+            packets: exact.packets,
+            bytes: exact.bytes,
+        };
         edge.exact = Some(exact);
         if grew {
             seen(edge, at_ms);
         }
+        self.timelines.entry(pair).or_default().push(point);
         Ok(())
     }
 
@@ -424,6 +538,7 @@ impl DependencyGraph {
             if let Some(e) = self.edges.remove(pair) {
                 self.graph.remove_edge(e);
             }
+            self.timelines.remove(pair);
         }
         stale.len()
     }
@@ -433,9 +548,18 @@ impl DependencyGraph {
         self.snapshot_where(|_| true)
     }
 
-    /// All nodes, and the edges seen at some time in `[from_ms, to_ms]`.
+    /// All nodes, and the edges seen at some time in `[from_ms, to_ms]`, each with its traffic
+    /// in that range (`in_range`).
     pub fn snapshot_between(&self, from_ms: u64, to_ms: u64) -> GraphSnapshot {
-        self.snapshot_where(|e| e.first_seen_ms <= to_ms && e.last_seen_ms >= from_ms)
+        let mut snapshot =
+            self.snapshot_where(|e| e.first_seen_ms <= to_ms && e.last_seen_ms >= from_ms);
+        for edge in &mut snapshot.edges {
+            edge.in_range = self
+                .timelines
+                .get(&edge.pair)
+                .and_then(|t| t.traffic_between(from_ms, to_ms));
+        }
+        snapshot
     }
 
     fn snapshot_where(&self, keep: impl Fn(&DependencyEdge) -> bool) -> GraphSnapshot {

@@ -19,7 +19,9 @@ use thiserror::Error;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::graph::{AppLabel, DependencyEdge, ExactTraffic, GraphSnapshot, Rates, VmNode};
+use super::graph::{
+    AppLabel, DependencyEdge, ExactTraffic, GraphSnapshot, RangeTraffic, Rates, VmNode,
+};
 use super::service::{ControllerView, WindowRecord};
 use super::topology::Topology;
 use super::VmPair;
@@ -114,6 +116,18 @@ pub enum HistoryError {
     BadValue { column: &'static str, value: String },
     #[error("history: the time range {from_ms}..{to_ms} ends before it starts")]
     Range { from_ms: u64, to_ms: u64 },
+}
+
+/// Packets and bytes.
+type Totals = (u64, u64);
+
+/// One pair's rows in a range, for its traffic in the range.
+#[derive(Default)]
+struct RangeRows {
+    /// By run (when its controller started): the totals of its latest reading in the range.
+    exact: std::collections::BTreeMap<u64, Totals>,
+    /// The sum of the estimates made in the range.
+    estimates: Option<Totals>,
 }
 
 /// One pair in one window, as the history holds it.
@@ -509,6 +523,20 @@ impl HistoryStore {
         to_ms: u64,
     ) -> Result<GraphSnapshot, HistoryError> {
         let rows = self.pairs_between(from_ms, to_ms, usize::MAX)?;
+        let baselines = self.exact_totals_before(from_ms)?;
+        // Per pair: exact totals by run (baseline, latest in the range), estimates' sum.
+        let mut in_range: std::collections::BTreeMap<VmPair, RangeRows> =
+            std::collections::BTreeMap::new();
+        for row in &rows {
+            let RangeRows { exact, estimates } = in_range.entry(row.pair).or_default();
+            if let Some(x) = &row.exact {
+                exact.insert(row.run_started_ms, (x.packets, x.bytes));
+            }
+            if let Some(e) = &row.estimate {
+                let (p, b) = estimates.unwrap_or_default();
+                *estimates = Some((p.saturating_add(e.packets), b.saturating_add(e.bytes)));
+            }
+        }
         let mut edges: std::collections::BTreeMap<VmPair, DependencyEdge> =
             std::collections::BTreeMap::new();
         for row in rows {
@@ -521,6 +549,7 @@ impl HistoryStore {
                 labels: Vec::new(),
                 first_seen_ms: row.window_at_ms,
                 last_seen_ms: row.window_at_ms,
+                in_range: None,
             });
             edge.first_seen_ms = edge.first_seen_ms.min(row.window_at_ms);
             edge.last_seen_ms = edge.last_seen_ms.max(row.window_at_ms);
@@ -543,6 +572,32 @@ impl HistoryStore {
                 ));
             }
         }
+        for (pair, RangeRows { exact, estimates }) in in_range {
+            let Some(edge) = edges.get_mut(&pair) else {
+                continue;
+            };
+            // A run's totals start from zero: what each run counted in the range adds up.
+            edge.in_range = if exact.is_empty() {
+                estimates.map(|(packets, bytes)| RangeTraffic {
+                    packets,
+                    bytes,
+                    exact: false,
+                })
+            } else {
+                let (packets, bytes) = exact.iter().fold((0u64, 0u64), |sum, (run, last)| {
+                    let before = baselines.get(&(*run, pair)).copied().unwrap_or_default();
+                    (
+                        sum.0.saturating_add(last.0.saturating_sub(before.0)),
+                        sum.1.saturating_add(last.1.saturating_sub(before.1)),
+                    )
+                });
+                Some(RangeTraffic {
+                    packets,
+                    bytes,
+                    exact: true,
+                })
+            };
+        }
         for (pair, labels) in self.labels_between(from_ms, to_ms)? {
             if let Some(edge) = edges.get_mut(&pair) {
                 edge.labels = labels;
@@ -561,6 +616,38 @@ impl HistoryStore {
         let mut edges: Vec<DependencyEdge> = edges.into_values().collect();
         edges.sort_by(|a, b| (&a.src_vm, &a.dst_vm).cmp(&(&b.src_vm, &b.dst_vm)));
         Ok(GraphSnapshot { nodes, edges })
+    }
+
+    /// Per run and pair, the exact totals of the latest reading recorded before `before_ms`.
+    fn exact_totals_before(
+        &self,
+        before_ms: u64,
+    ) -> Result<std::collections::BTreeMap<(u64, VmPair), Totals>, HistoryError> {
+        let conn = self.conn();
+        // SQLite takes a bare column's values from the row that holds the MAX.
+        let mut query = conn.prepare(
+            "SELECT w.run_started_ms, p.src, p.dst, p.exact_packets, p.exact_bytes, MAX(p.at_ms)
+             FROM pair_measurements p JOIN windows w ON w.id = p.window_id
+             WHERE p.at_ms < ?1 AND p.exact_packets IS NOT NULL
+             GROUP BY w.run_started_ms, p.src, p.dst",
+        )?;
+        let mut rows = query.query(params![sql_int(before_ms)])?;
+        let mut totals = std::collections::BTreeMap::new();
+        while let Some(row) = rows.next()? {
+            let src: String = row.get(1)?;
+            let dst: String = row.get(2)?;
+            totals.insert(
+                (
+                    from_sql_int("run_started_ms", row.get(0)?)?,
+                    VmPair::new(parse_ip("src", &src)?, parse_ip("dst", &dst)?),
+                ),
+                (
+                    from_sql_int("exact_packets", row.get(3)?)?,
+                    from_sql_int("exact_bytes", row.get(4)?)?,
+                ),
+            );
+        }
+        Ok(totals)
     }
 
     /// Per pair, the latest version of each label (by protocol, client, server, port) in the

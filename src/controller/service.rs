@@ -499,6 +499,12 @@ impl ControllerView {
         lock(&self.shared.graph).clone()
     }
 
+    /// `read`'s answer on the dependency graph, without copying the graph (which carries its
+    /// pairs' recent timelines). `read` must be quick: the controller waits for it.
+    pub fn with_graph<T>(&self, read: impl FnOnce(&DependencyGraph) -> T) -> T {
+        read(&lock(&self.shared.graph))
+    }
+
     pub fn collector_stats(&self) -> CollectorStatsSnapshot {
         self.shared.collector_stats.snapshot()
     }

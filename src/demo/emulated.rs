@@ -655,7 +655,27 @@ pub struct TrafficTruth {
     pub pairs: Vec<workload::PairTruth>,
     /// Per pair, per window index (0-based), its frames and bytes.
     pub per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>>,
+    /// The windows in which a pair carried frames from or to a TCP/UDP port: a conversation
+    /// (client, server, port) spoke in a window when client → server frames to the port, or
+    /// server → client frames from it, were sent then.
+    pub port_windows: PortWindows,
     pub frames: u64,
+}
+
+/// Per (pair, port), the windows in which the pair's frames carried the port as source or
+/// destination.
+pub type PortWindows = BTreeMap<(VmPair, u16), BTreeSet<usize>>;
+
+/// Records `frame`'s ports in `windows` for `window` (frames without TCP/UDP ports add nothing).
+pub(super) fn note_ports(windows: &mut PortWindows, pair: VmPair, window: usize, frame: &[u8]) {
+    let ports = crate::wire::HeaderSummary::parse(frame)
+        .ok()
+        .and_then(|s| s.transport);
+    if let Some(t) = ports {
+        for port in [t.src_port, t.dst_port] {
+            windows.entry((pair, port)).or_default().insert(window);
+        }
+    }
 }
 
 impl TrafficTruth {
@@ -663,19 +683,23 @@ impl TrafficTruth {
     pub fn from_workload(topology: &Topology, workload: &Workload, window: Duration) -> Self {
         let window_of = |at: Duration| (at.as_nanos() / window.as_nanos().max(1)) as usize;
         let mut per_window: BTreeMap<VmPair, BTreeMap<usize, (u64, u64)>> = BTreeMap::new();
+        let mut port_windows = PortWindows::new();
         for f in &workload.frames {
             let pair = VmPair::new(topology.vm(f.src_vm).ipv4, topology.vm(f.dst_vm).ipv4);
+            let window = window_of(f.at);
             let e = per_window
                 .entry(pair)
                 .or_default()
-                .entry(window_of(f.at))
+                .entry(window)
                 .or_default();
             e.0 += 1;
             e.1 += f.frame.len() as u64;
+            note_ports(&mut port_windows, pair, window, &f.frame);
         }
         TrafficTruth {
             pairs: workload.truth.pairs.clone(),
             per_window,
+            port_windows,
             frames: workload.frames.len() as u64,
         }
     }
@@ -862,28 +886,19 @@ pub(super) fn build_report(
         .filter(|e| !truth_pairs.contains(&e.pair))
         .map(|e| format!("{} → {}", name(e.pair.src), name(e.pair.dst)))
         .collect();
-    // DPI sees a conversation only while its pair is measured (the controller mirrors measured
-    // pairs) or when it stays on one server: a pair first measured after its last exchange was
-    // mirrored but never heard.
-    let mirrored: BTreeSet<VmPair> = covered
-        .iter()
-        .filter(|(pair, windows)| {
-            per_window.get(pair).is_some_and(|traffic| {
-                windows
-                    .iter()
-                    .any(|w| traffic.get(w).is_some_and(|&(frames, _)| frames > 0))
-            })
-        })
-        .map(|(pair, _)| *pair)
-        .chain(
-            truth
-                .pairs
-                .iter()
-                .filter(|t| t.same_server)
-                .map(|t| VmPair::new(t.src_ipv4, t.dst_ipv4)),
-        )
-        .collect();
-    let labels = label_results(applications, graph, &mirrored);
+    let heard = ConversationsHeard {
+        covered: &covered,
+        same_server: truth
+            .pairs
+            .iter()
+            .filter(|t| t.same_server)
+            .map(|t| VmPair::new(t.src_ipv4, t.dst_ipv4))
+            .collect(),
+        port_windows: &truth.port_windows,
+    };
+    let labels = label_results(applications, graph, |app| {
+        heard.heard(app.client_ipv4, app.server_ipv4, app.server_port)
+    });
     DemoReport {
         seed: context.seed,
         workload_seconds: context.workload.as_secs_f64(),
@@ -971,10 +986,40 @@ fn chance_sampling_underestimates(packets: u64, bytes: u64, rate: u32, threshold
     sum.min(1.0)
 }
 
+/// Which conversations DPI could hear: a same-server one from its first frame, any other only
+/// in the windows its pair (or the reverse pair) was measured, for the controller mirrors
+/// measured pairs. A conversation that spoke only outside those windows was never heard,
+/// however busy its pair was otherwise.
+struct ConversationsHeard<'a> {
+    /// Per pair, the windows its counting entry (and so its mirror) covered.
+    covered: &'a BTreeMap<VmPair, BTreeSet<usize>>,
+    same_server: BTreeSet<VmPair>,
+    port_windows: &'a PortWindows,
+}
+
+impl ConversationsHeard<'_> {
+    fn heard(&self, client: Ipv4Addr, server: Ipv4Addr, port: u16) -> bool {
+        let ways = [VmPair::new(client, server), VmPair::new(server, client)];
+        if ways.iter().any(|pair| self.same_server.contains(pair)) {
+            return true;
+        }
+        let spoke_in = |window: &usize| {
+            ways.iter().any(|pair| {
+                self.port_windows
+                    .get(&(*pair, port))
+                    .is_some_and(|windows| windows.contains(window))
+            })
+        };
+        ways.iter()
+            .filter_map(|pair| self.covered.get(pair))
+            .any(|windows| windows.iter().any(spoke_in))
+    }
+}
+
 fn label_results(
     truth: &GroundTruth,
     graph: &EdgeIndex,
-    mirrored: &BTreeSet<VmPair>,
+    mirrored: impl Fn(&workload::AppTruth) -> bool,
 ) -> Vec<LabelResult> {
     truth
         .applications
@@ -1001,7 +1046,7 @@ fn label_results(
                 })
             });
             LabelResult {
-                mirrored: mirrored.contains(&pair) || mirrored.contains(&reverse),
+                mirrored: mirrored(app),
                 roles_swapped,
                 client: app.client.clone(),
                 server: app.server.clone(),
@@ -1051,5 +1096,40 @@ mod sampling_tests {
         // No traffic is no estimate at all; traffic under the threshold mostly looks so.
         assert_eq!(chance(0, 0, 16, 4000), 1.0);
         assert!(chance(100, 3000, 16, 4000) > 0.5);
+    }
+}
+
+#[cfg(test)]
+mod heard_tests {
+    use super::*;
+
+    #[test]
+    fn conversations_are_heard_only_in_the_windows_their_pair_was_mirrored() {
+        let (app, web, other) = (
+            Ipv4Addr::new(10, 0, 122, 1),
+            Ipv4Addr::new(10, 0, 121, 2),
+            Ipv4Addr::new(10, 0, 121, 3),
+        );
+        let (request, answer) = (VmPair::new(app, web), VmPair::new(web, app));
+        // app → web measured in windows 3 and 4 only.
+        let covered = BTreeMap::from([(request, BTreeSet::from([3, 4]))]);
+        let mut port_windows = PortWindows::new();
+        // NTP (port 123) spoke in window 1 only; the API (8080) in windows 1 to 4; a DNS
+        // answer (from port 53) came back web → app in window 4.
+        port_windows.insert((request, 123), BTreeSet::from([1]));
+        port_windows.insert((answer, 123), BTreeSet::from([1]));
+        port_windows.insert((request, 8080), BTreeSet::from([1, 2, 3, 4]));
+        port_windows.insert((answer, 53), BTreeSet::from([4]));
+        let heard = ConversationsHeard {
+            covered: &covered,
+            same_server: BTreeSet::from([VmPair::new(web, other)]),
+            port_windows: &port_windows,
+        };
+        assert!(!heard.heard(app, web, 123), "NTP spoke before the mirror");
+        assert!(heard.heard(app, web, 8080));
+        assert!(heard.heard(app, web, 53), "its answers crossed the mirror");
+        assert!(!heard.heard(app, web, 443), "never spoke");
+        // Same server: heard from the first frame, measured or not.
+        assert!(heard.heard(other, web, 5432));
     }
 }

@@ -14,7 +14,8 @@
 //!  │ eth0 10.0.120.1/32 │─veth─ <p>-v0 ┐                  │
 //!  └────────────────────┘     │        │ bridge <p>-b0    │        (no address on any of these)
 //!   … one per VM …            │        ├ <p>-u0 ─────────veth──── <p>-w0 ◄ vmdep switch s113 port 3
-//!                             │        └ <p>-m0 ─────────veth──── <p>-d0 ◄ h120's DPI module
+//!                             │        ├ <p>-m0 ─────────veth──── <p>-d0 ◄ h120's DPI module
+//!                             │        └ <p>-ml0 ────────veth──── <p>-dl0 ◄ (same-server frames)
 //!                             │ ovs-vswitchd, sFlow relay socket  │
 //!                             └──────────────────────────┘
 //!  links: <p>-l0a ─veth─ <p>-l0b (s110:1 ↔ s111:1), one pair per topology link, root namespace
@@ -69,6 +70,16 @@
 //! both directions; the DPI module, which reads [`ServerInterfaces::dpi`], keeps the frames of
 //! its pairs and ignores the other traffic of those VMs.
 //!
+//! Same-server pairs do not wait for a mirror: their counting rules also copy each frame they
+//! deliver to [`ServerInterfaces::local_dpi`] (through the local-copy port), from the pair's
+//! first frame on. The controller mirrors every pair a server counts, but it learns of one only
+//! from the server's next count report and sends the new set at its next window's end, after a
+//! short conversation is over: a DNS lookup (one datagram each way) or a connection's opening
+//! would never reach DPI. The copies go to a port of their own because an OVS mirror that
+//! selects a VM's port copies its same-server frames too: on one port they would arrive twice.
+//! The DPI module therefore reads same-server frames only from `local_dpi`, and cross-server
+//! frames only from `dpi`.
+//!
 //! # Removal
 //!
 //! Everything is found again by prefix, not only from this struct's records, so the same sweep
@@ -96,7 +107,7 @@ use crate::switch::ports::{PortBackend, PortSpec};
 
 use command::{cmd, run};
 use names::LabNames;
-use ovs::{BridgeVm, Ovs, FIRST_VM_OFPORT, MIRROR_OFPORT, UPLINK_OFPORT};
+use ovs::{BridgeVm, Ovs, FIRST_VM_OFPORT, LOCAL_COPY_OFPORT, MIRROR_OFPORT, UPLINK_OFPORT};
 use relay::SflowRelay;
 
 pub use cleanup::Removed;
@@ -218,6 +229,12 @@ pub struct ServerInterfaces {
     /// The other end, in the root namespace without address: the DPI module reads the mirrored
     /// frames here (AF_PACKET).
     pub dpi: String,
+    /// The bridge's end of the local-copy veth (OpenFlow port 3), in the OVS namespace: the
+    /// same-server pairs' counting rules copy every frame they deliver here.
+    pub local_copy_port: String,
+    /// The other end, in the root namespace without address: the DPI module reads the
+    /// server's same-server frames here, from each pair's first frame on.
+    pub local_dpi: String,
 }
 
 /// A VM's namespace and its bridge port.
@@ -307,6 +324,10 @@ impl NetnsLab {
             veth_pair(
                 (&server.mirror_port, Some(&self.ovs_namespace)),
                 (&server.dpi, None),
+            )?;
+            veth_pair(
+                (&server.local_copy_port, Some(&self.ovs_namespace)),
+                (&server.local_dpi, None),
             )?;
         }
         for index in 0..self.topology.vms().len() {
@@ -408,6 +429,7 @@ impl NetnsLab {
         };
         add_port(&interfaces.uplink_bridge_end, UPLINK_OFPORT);
         add_port(&interfaces.mirror_port, MIRROR_OFPORT);
+        add_port(&interfaces.local_copy_port, LOCAL_COPY_OFPORT);
         let mut bridge_vms = Vec::new();
         for &vm in self.topology.vms_of_server(server) {
             let plan = &self.vms[vm.0];
@@ -423,6 +445,10 @@ impl NetnsLab {
         // checked, because every flow depends on it.
         for (port, wanted) in std::iter::once((&interfaces.uplink_bridge_end, UPLINK_OFPORT))
             .chain(std::iter::once((&interfaces.mirror_port, MIRROR_OFPORT)))
+            .chain(std::iter::once((
+                &interfaces.local_copy_port,
+                LOCAL_COPY_OFPORT,
+            )))
             .chain(
                 self.topology
                     .vms_of_server(server)
@@ -803,6 +829,8 @@ fn plan(topology: &Topology, names: &LabNames) -> Result<Plan, LabError> {
                 uplink: names.interface(&format!("w{s}"))?,
                 mirror_port: names.interface(&format!("m{s}"))?,
                 dpi: names.interface(&format!("d{s}"))?,
+                local_copy_port: names.interface(&format!("ml{s}"))?,
+                local_dpi: names.interface(&format!("dl{s}"))?,
             })
         })
         .collect::<Result<Vec<_>, LabError>>()?;

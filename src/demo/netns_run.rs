@@ -55,7 +55,7 @@ use super::processes::{start_switch_processes, ProcessesError};
 use crate::controller::session::PipelineBundle;
 
 use agent::OvsAgent;
-use capture::{MirrorSink, VmCapture};
+use capture::{DpiInterface, MirrorSink, VmCapture};
 use replay::{Replay, ReplayClock};
 
 /// No frame for this long means nothing is in flight: longer than Linux's longest delayed ACK
@@ -86,6 +86,9 @@ pub struct NetnsStats {
     pub non_ipv4_frames: u64,
     /// Mirrored frames the DPI modules had no room for.
     pub mirror_drops: u64,
+    /// Frames the VMs' interfaces received that the capture (the truth) lost: the kernel
+    /// dropped them before the capture's sockets could read them.
+    pub capture_drops: u64,
     /// sFlow datagrams the bridges sent to the collector.
     pub sflow_datagrams: u64,
 }
@@ -463,10 +466,21 @@ async fn measure(
                 dropped: Default::default(),
             });
             mirror_sinks.push(Arc::clone(&sink));
-            let dpi = lab.server(&server.name)?.dpi.clone();
-            readers
-                .tasks
-                .push(read_interface(lab, None, &dpi, 0, sink, stop_rx.clone())?);
+            let interfaces = lab.server(&server.name)?;
+            for (interface, via) in [
+                (&interfaces.dpi, DpiInterface::Mirror),
+                (&interfaces.local_dpi, DpiInterface::LocalCopy),
+            ] {
+                let sink: Arc<dyn crate::switch::ports::FrameSink> = sink.clone();
+                readers.tasks.push(read_interface(
+                    lab,
+                    None,
+                    interface,
+                    via.port(),
+                    sink,
+                    stop_rx.clone(),
+                )?);
+            }
             agents.push(
                 OvsAgent::start(
                     Arc::clone(lab),
@@ -501,6 +515,7 @@ async fn measure(
         return Err(e);
     }
     stats.non_ipv4_frames = capture.non_ipv4_frames();
+    stats.capture_drops = capture.kernel_drops();
     stats.mirror_drops = mirror_sinks
         .iter()
         .map(|s| s.dropped.load(std::sync::atomic::Ordering::Relaxed))
@@ -659,6 +674,7 @@ fn captured_truth(topology: &Topology, capture: &VmCapture) -> TrafficTruth {
     TrafficTruth {
         pairs: pairs.into_iter().map(|(p, _)| p).collect(),
         per_window,
+        port_windows: capture.port_windows(),
         frames: capture.frames(),
     }
 }

@@ -428,6 +428,7 @@ impl DpiEngine {
             syn,
             fin: tcp.flags.contains(TcpFlags::FIN),
             rst: tcp.flags.contains(TcpFlags::RST),
+            ack: ack.then_some(tcp.ack_number),
             payload,
         };
         if flow.segment(at, &segment, &mut cx) {

@@ -130,6 +130,13 @@ pub(super) struct TcpFlow {
     handshake: [bool; 2],
     /// Whether the client sent any payload.
     client_spoke: bool,
+    /// The first acknowledgment number the client sent.
+    client_first_ack: Option<u32>,
+    /// The client acknowledged more than with its first ACK seen: it is receiving new bytes,
+    /// so this is a live connection even if the client says nothing (a download or a backup
+    /// stream joined mid-way). An old segment retransmitted after the close is acknowledged
+    /// with the same number again.
+    client_acked_more: bool,
     fin: [bool; 2],
     reset: bool,
     pub(super) last_seen: Duration,
@@ -153,6 +160,8 @@ pub(super) struct Segment<'a> {
     pub(super) syn: bool,
     pub(super) fin: bool,
     pub(super) rst: bool,
+    /// The acknowledgment number, when the ACK flag is set.
+    pub(super) ack: Option<u32>,
     pub(super) payload: &'a [u8],
 }
 
@@ -182,6 +191,8 @@ impl TcpFlow {
             resyncs_left: if joined { JOINED_RESYNCS } else { 0 },
             handshake: [false; 2],
             client_spoke: false,
+            client_first_ack: None,
+            client_acked_more: false,
             fin: [false; 2],
             reset: false,
             last_seen: at,
@@ -231,6 +242,11 @@ impl TcpFlow {
             seq = seq.wrapping_add(1);
             self.streams[d].start_at(seq);
         }
+        if let (Dir::ToServer, Some(ack)) = (seg.dir, seg.ack) {
+            let first = *self.client_first_ack.get_or_insert(ack);
+            // Sequence arithmetic: ahead by less than 2^31.
+            self.client_acked_more |= (ack.wrapping_sub(first) as i32) > 0;
+        }
         if !seg.payload.is_empty() {
             self.client_spoke |= seg.dir == Dir::ToServer;
             if !self.streams[d].abandoned {
@@ -246,12 +262,13 @@ impl TcpFlow {
     }
 
     /// The connection ends (closed or idle): one still undecided is labeled by its port, if it
-    /// was a connection at all: a completed handshake, or a client that said something. (Bytes
-    /// from the server alone are often a late retransmission after the close.)
+    /// was a connection at all: a completed handshake, a client that said something, or a
+    /// client that acknowledged new bytes. (Bytes from the server alone are often a late
+    /// retransmission after the close.)
     pub(super) fn finish(&mut self, cx: &mut Context<'_>) {
         *cx.buffered -= self.buffered();
-        if matches!(self.app, App::Undecided) && (self.handshake == [true; 2] || self.client_spoke)
-        {
+        let live = self.handshake == [true; 2] || self.client_spoke || self.client_acked_more;
+        if matches!(self.app, App::Undecided) && live {
             self.decide(Protocol::OtherTcp, false, cx);
         }
     }

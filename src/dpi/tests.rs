@@ -125,6 +125,12 @@ impl Conn {
         self.next[s] = base.wrapping_add(data.len() as u32);
     }
 
+    /// A bare ACK of everything received so far.
+    fn ack(&mut self, from_client: bool, at: Duration) {
+        let s = usize::from(!from_client);
+        self.segment(from_client, at, self.next[s], TcpFlags::ACK, &[]);
+    }
+
     /// FIN from each side, then the last ACK.
     fn close(mut self, at: Duration) -> Vec<(Duration, Vec<u8>)> {
         for from_client in [true, false] {
@@ -858,6 +864,50 @@ fn a_connection_joined_inside_a_message_is_recognized_from_the_next_one() {
     }
     let labels = run(&conn.close(ms(13))).labels();
     assert_label(&labels[0], "tcp/9102", 9102, &[], (0, 0), None);
+}
+
+#[test]
+fn a_stream_joined_while_only_its_server_sends_is_labeled_by_its_port() {
+    // A backup stream mirrored from its middle: 16 KiB chunks from the server, which the
+    // client only acknowledges.
+    let stream = || {
+        let mut conn = Conn::new((CLIENT, 40_040), (SERVER, 9102));
+        for i in 0..8 {
+            conn.send(false, ms(i * 100), &[0x42; 16 * 1024]);
+            conn.ack(true, ms(i * 100 + 1));
+        }
+        conn
+    };
+    let labels = run(&stream().close(ms(900))).labels();
+    assert_eq!(labels.len(), 1);
+    assert_label(&labels[0], "tcp/9102", 9102, &[], (0, 0), None);
+    // Still open, it waits (the client may yet say what it speaks), also past its buffer
+    // bound, and is labeled when it goes idle.
+    let config = DpiConfig {
+        max_stream_bytes: 32 * 1024,
+        idle_timeout: Duration::from_secs(10),
+        ..DpiConfig::default()
+    };
+    let mut engine = run_with(config.clone(), &stream().frames);
+    assert!(engine.labels().is_empty());
+    assert_eq!(engine.stats().streams_abandoned, 1);
+    engine.expire_idle(Duration::from_secs(20));
+    let labels = engine.labels();
+    assert_eq!(labels.len(), 1);
+    assert_label(&labels[0], "tcp/9102", 9102, &[], (0, 0), None);
+
+    // Server bytes the client acknowledges with the number it had already sent are no
+    // connection: a segment retransmitted after the close, answered from TIME_WAIT.
+    let mut late = Conn::new((CLIENT, 40_041), (SERVER, 9102));
+    for at in [1, 3] {
+        late.send(false, ms(at), &[0x42; 1400]);
+        late.ack(true, ms(at + 1));
+        // The same segment again.
+        late.next[1] = late.next[1].wrapping_sub(1400);
+    }
+    let mut engine = run_with(config, &late.frames);
+    engine.expire_idle(Duration::from_secs(20));
+    assert_eq!(engine.labels(), Vec::new());
 }
 
 #[test]

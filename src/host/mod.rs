@@ -15,8 +15,11 @@
 //!   every counter interval, several samples per datagram, from the server's `sflow_agent`
 //!   address. ifIndex 1 is the uplink, 2, 3, ... the server's VMs in the topology's order.
 //! - **Mirroring**: frames of the pairs the controller selects (in either direction, so DPI sees
-//!   the answers too) are copied to a bounded channel of [`MirroredFrame`]s, which the DPI module
-//!   reads; the labels DPI finds go back through a [`LabelPublisher`].
+//!   the answers too), and every same-server frame from a pair's first one on, are copied to a
+//!   bounded channel of [`MirroredFrame`]s, which the DPI module reads; the labels DPI finds go
+//!   back through a [`LabelPublisher`]. (The controller mirrors every pair a server counts, but
+//!   learns of it only from the server's next count report: a DNS lookup, one datagram each
+//!   way, or a connection's opening would be over before the mirror set arrived.)
 //! - **VM wires** ([`VmWire`], `--vm NAME=udp:LOCAL=PEER`): a VM's port as a UDP wire, so the
 //!   VMs can run in another process, as QEMU connects a guest's NIC with `-netdev dgram`.
 //! - **The DPI module** ([`DpiModule`]) on the mirror port, publishing labels to the host link.

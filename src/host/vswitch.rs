@@ -1,7 +1,8 @@
 //! The virtual switch's forwarding core: one port per VM plus the uplink, forwarding by
 //! destination IPv4 address, exact counts of same-server pairs, 1-in-N sampling at every
-//! port's ingress and the copy of mirrored pairs' frames. Synchronous and lock-free inside:
-//! callers hold the one lock around it (`super::Shared`), never across an await.
+//! port's ingress and the copy of same-server frames and mirrored pairs' frames. Synchronous
+//! and lock-free inside: callers hold the one lock around it (`super::Shared`), never across an
+//! await.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -336,16 +337,21 @@ impl Vswitch {
         };
         // Forwarded frames always have addresses (the decision needs them).
         if let Some(pair) = addrs {
-            if !self.mirror.is_empty()
-                && (self.mirror.contains(&pair)
-                    || self.mirror.contains(&PairAddrs {
-                        src: pair.dst,
-                        dst: pair.src,
-                    }))
+            let same_server = ingress != UPLINK && egress != UPLINK;
+            // Same-server frames are always copied: the controller mirrors every pair this
+            // server counts, but learns of one only from its count report, after a DNS
+            // lookup or a connection's opening is over.
+            if same_server
+                || !self.mirror.is_empty()
+                    && (self.mirror.contains(&pair)
+                        || self.mirror.contains(&PairAddrs {
+                            src: pair.dst,
+                            dst: pair.src,
+                        }))
             {
                 self.mirror_frame(frame);
             }
-            if ingress != UPLINK && egress != UPLINK {
+            if same_server {
                 let count = self.local_pairs.entry(pair).or_default();
                 count.packets += 1;
                 count.bytes += len;

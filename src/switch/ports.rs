@@ -169,34 +169,42 @@ pub enum PortSender {
     Channel(mpsc::Sender<Vec<u8>>),
 }
 
-impl PortSender {
-    /// Sends `frames` in order without waiting; returns how many the backend took (the rest
-    /// are the caller's to count as dropped).
-    pub fn send_batch(&self, frames: &[&[u8]]) -> usize {
-        match self {
-            PortSender::Udp(socket) => match mmsg::send_batch(socket.get_ref().as_fd(), frames) {
-                Ok(sent) => sent,
-                Err(err) => {
-                    // ICMP port-unreachable from an absent peer shows up here, once.
-                    let peer = socket.get_ref().peer_addr().ok();
-                    tracing::debug!(?peer, %err, "UDP wire send failed");
-                    0
-                }
+/// What a port's backend did with a batch of frames.
+#[derive(Debug)]
+pub struct SendOutcome {
+    /// How many of the frames, from the first, the backend took.
+    pub sent: usize,
+    /// Why none were taken, when the backend said (the kernel reports an error only for a
+    /// batch it took nothing of; fewer taken without one means a full buffer or queue).
+    pub error: Option<std::io::Error>,
+}
+
+impl From<std::io::Result<usize>> for SendOutcome {
+    fn from(result: std::io::Result<usize>) -> SendOutcome {
+        match result {
+            Ok(sent) => SendOutcome { sent, error: None },
+            Err(error) => SendOutcome {
+                sent: 0,
+                error: Some(error),
             },
-            PortSender::Interface(socket) => {
-                let socket = socket.get_ref();
-                match socket.send_batch(frames) {
-                    Ok(sent) => sent,
-                    Err(err) => {
-                        tracing::debug!(ifindex = socket.ifindex(), %err, "interface send failed");
-                        0
-                    }
-                }
-            }
-            PortSender::Channel(tx) => frames
-                .iter()
-                .take_while(|frame| tx.try_send(frame.to_vec()).is_ok())
-                .count(),
+        }
+    }
+}
+
+impl PortSender {
+    /// Sends `frames` in order without waiting; the frames the backend did not take are the
+    /// caller's to count as dropped (and to log: see [`DropLog`]).
+    pub fn send_batch(&self, frames: &[&[u8]]) -> SendOutcome {
+        match self {
+            PortSender::Udp(socket) => mmsg::send_batch(socket.get_ref().as_fd(), frames).into(),
+            PortSender::Interface(socket) => socket.get_ref().send_batch(frames).into(),
+            PortSender::Channel(tx) => SendOutcome {
+                sent: frames
+                    .iter()
+                    .take_while(|frame| tx.try_send(frame.to_vec()).is_ok())
+                    .count(),
+                error: None,
+            },
         }
     }
 }
@@ -286,7 +294,10 @@ impl UdpWire {
                                 sink.receive_batch(port, &mut batch.frames());
                                 // A short batch drained the queue: wait for the next datagram
                                 // now rather than spend a syscall to hear "would block"
-                                // (epoll reports any datagram queued after the drain).
+                                // (epoll reports any datagram queued after the drain). One
+                                // exception, accepted: a batch cut short by a socket error (an
+                                // ICMP error for a datagram sent to a peer that just went away)
+                                // leaves the datagrams queued behind it until the next arrives.
                                 if received < mmsg::BATCH {
                                     guard.clear_ready();
                                     break;
@@ -404,14 +415,45 @@ impl InterfacePort {
     }
 }
 
-/// The kernel's drops on one port (interface or UDP wire): handed to the sink as they are
-/// read, and logged at most once per [`DROP_WARNING_INTERVAL`].
-struct KernelDrops {
-    port: u32,
-    kind: &'static str,
+/// Frames one port lost, counted as they are lost and logged at most once per
+/// [`DROP_WARNING_INTERVAL`]: a port losing frames by the thousand gets one line a second, with
+/// how many since the last line and in all.
+#[derive(Debug, Default)]
+pub struct DropLog {
     total: u64,
     unreported: u64,
     last_warning: Option<std::time::Instant>,
+}
+
+impl DropLog {
+    /// `count` more frames lost.
+    pub fn add(&mut self, count: u64) {
+        self.total += count;
+        self.unreported += count;
+    }
+
+    /// The frames lost since the last report and in all, if a report is due: some were lost
+    /// and the last report is old enough, or `last` (the port is stopping).
+    pub fn report_due(&mut self, last: bool) -> Option<(u64, u64)> {
+        let due = self
+            .last_warning
+            .is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL);
+        if self.unreported == 0 || !(due || last) {
+            return None;
+        }
+        let report = (self.unreported, self.total);
+        self.unreported = 0;
+        self.last_warning = Some(std::time::Instant::now());
+        Some(report)
+    }
+}
+
+/// The kernel's drops on one port (interface or UDP wire): handed to the sink as they are
+/// read, and logged through a [`DropLog`].
+struct KernelDrops {
+    port: u32,
+    kind: &'static str,
+    log: DropLog,
 }
 
 impl KernelDrops {
@@ -419,9 +461,7 @@ impl KernelDrops {
         KernelDrops {
             port,
             kind,
-            total: 0,
-            unreported: 0,
-            last_warning: None,
+            log: DropLog::default(),
         }
     }
 
@@ -429,8 +469,7 @@ impl KernelDrops {
     fn add(&mut self, count: u64, sink: &dyn FrameSink) {
         if count > 0 {
             sink.dropped_before_receive(self.port, count);
-            self.total += count;
-            self.unreported += count;
+            self.log.add(count);
         }
     }
 
@@ -446,20 +485,15 @@ impl KernelDrops {
 
     /// Logs the unreported drops if the last warning is old enough, or if `last` (at shutdown).
     fn warn_if_due(&mut self, last: bool) {
-        let due = self
-            .last_warning
-            .is_none_or(|at| at.elapsed() >= DROP_WARNING_INTERVAL);
-        if self.unreported > 0 && (due || last) {
+        if let Some((dropped, total)) = self.log.report_due(last) {
             tracing::warn!(
                 port = self.port,
-                dropped = self.unreported,
-                total = self.total,
+                dropped,
+                total,
                 "{} port: the kernel dropped frames the receive buffer had no room for \
                  (the switch did not read them in time)",
                 self.kind
             );
-            self.unreported = 0;
-            self.last_warning = Some(std::time::Instant::now());
         }
     }
 }
@@ -517,6 +551,50 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use tokio::net::UdpSocket;
+
+    #[test]
+    fn drop_logs_report_at_most_once_per_interval_and_everything_at_the_end() {
+        let mut log = DropLog::default();
+        assert_eq!(log.report_due(true), None, "nothing lost, nothing to say");
+        log.add(3);
+        assert_eq!(log.report_due(false), Some((3, 3)));
+        log.add(2);
+        log.add(4);
+        assert_eq!(log.report_due(false), None, "within the interval");
+        assert_eq!(
+            log.report_due(true),
+            Some((6, 9)),
+            "the port stops: say it now"
+        );
+        assert_eq!(log.report_due(true), None);
+    }
+
+    #[tokio::test]
+    async fn a_wire_whose_peer_is_gone_says_why_it_cannot_send() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let gone = peer.local_addr().unwrap();
+        drop(peer);
+        let wire = UdpWire::open("127.0.0.1:0".parse().unwrap(), gone)
+            .await
+            .unwrap();
+        // The first datagram leaves; the ICMP port-unreachable it draws fails a later send.
+        let first = wire.sender.send_batch(&[b"frame"]);
+        assert_eq!((first.sent, first.error.is_none()), (1, true));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let refused = loop {
+            let outcome = wire.sender.send_batch(&[b"frame", b"frame"]);
+            if let Some(err) = outcome.error {
+                assert_eq!(outcome.sent, 0);
+                break err;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no ICMP error came back"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    }
 
     #[test]
     fn udp_wire_specs() {
@@ -608,7 +686,7 @@ mod tests {
         let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         stranger.send_to(b"stranger", local).await.unwrap();
         peer.send_to(b"frame-in", local).await.unwrap();
-        assert_eq!(sender.send_batch(&[b"frame-out"]), 1);
+        assert_eq!(sender.send_batch(&[b"frame-out"]).sent, 1);
         let mut buf = [0u8; 64];
         let (n, from) =
             tokio::time::timeout(std::time::Duration::from_secs(5), peer.recv_from(&mut buf))

@@ -293,6 +293,7 @@ impl RunningSwitch {
             task.await?;
         }
         self.server.await??;
+        self.device.report_send_failures();
         let drops = &self.device.drops;
         // A warning when anything was dropped, so the default log level (warn) shows it.
         macro_rules! summary {

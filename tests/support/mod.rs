@@ -8,6 +8,7 @@
 pub mod env;
 pub mod fabric;
 pub mod frames;
+pub mod labels;
 pub mod netns;
 pub mod p4rt;
 pub mod process;

@@ -178,8 +178,25 @@ try {
   });
   const statusState = await page.getAttribute("#status", "data-state");
   assert(statusState === "paused", `the status says paused (${statusState})`);
-  const liveNow = edgeIds(await api("graph"));
+  const liveGraph = await api("graph");
+  const liveNow = edgeIds(liveGraph);
   log(`window #${target}: ${windowShown.length} edges (live: ${liveNow.length}), "${await page.textContent("#shown")}"`);
+  // A window's edges weigh what was counted (or estimated) in that window, not the totals since
+  // the start: the map's bytes are the answer's in_range, and a pair measured before and after
+  // the window shows less in it than in all.
+  const windowBytes = new Map(windowGraph.edges.map((e) => [`${e.src_vm}->${e.dst_vm}`, e.in_range?.bytes ?? 0]));
+  const mapBytes = await page.evaluate(() => window.vmdep.map.cy.edges().map((e) => [e.id(), e.data("bytes")]));
+  for (const [id, bytes] of mapBytes) {
+    assert(bytes === windowBytes.get(id), `${id} weighs ${bytes} bytes on the map, ${windowBytes.get(id)} in window #${target}`);
+  }
+  const counted = windowGraph.edges.filter((e) => e.in_range?.exact);
+  assert(counted.length >= 2, `at least two pairs counted in window #${target} (${counted.length})`);
+  const lessThanAll = counted.filter((e) => {
+    const live = liveGraph.edges.find((l) => l.src_vm === e.src_vm && l.dst_vm === e.dst_vm);
+    return live?.exact && e.in_range.bytes < live.exact.bytes;
+  });
+  assert(lessThanAll.length >= 1, `some pair counted less in window #${target} than in all`);
+  log(`window #${target} counted: ${counted.map((e) => e.in_range.bytes).sort((a, b) => b - a).join(", ")} bytes`);
 
   // The pairs table: sorted by a numeric column, both ways.
   await page.click('[data-tab="table"]');
@@ -193,8 +210,10 @@ try {
     return ids;
   };
   const bytesOf = new Map(
-    windowGraph.edges.map((e) => [`${e.src_vm}->${e.dst_vm}`, e.exact?.bytes ?? null]),
+    windowGraph.edges.map((e) => [`${e.src_vm}->${e.dst_vm}`, e.in_range?.exact ? e.in_range.bytes : null]),
   );
+  const header = await page.textContent('#pair-table th[data-key="bytes"]');
+  assert(header === "Bytes in window", `a window's table says its bytes are the window's (${header})`);
   let order = await sortBy("bytes");
   if (order !== "ascending") order = await sortBy("bytes");
   assert(order === "ascending", `bytes sorts ascending (${order})`);

@@ -6,7 +6,7 @@
 
 import "./style.css";
 import * as api from "./api.js";
-import { DependencyMap, edgeBytes, edgeId, protocols } from "./map.js";
+import { DependencyMap, edgeBytes, edgeId, isRange, protocols } from "./map.js";
 import { TopologyView } from "./topology.js";
 import { SortableTable } from "./table.js";
 import { protocolColor } from "./colors.js";
@@ -176,7 +176,11 @@ function render() {
     $("map-empty").hidden = graph.edges.length > 0;
     renderProtocols(graph);
     renderSummary(graph);
-    pairTable.setRows(graph.edges.map(pairRow));
+    const range = isRange(graph);
+    // A window's table counts what was counted in the window; the live one, the totals.
+    $("pair-packets").textContent = range ? "Packets in window" : "Packets";
+    $("pair-bytes").textContent = range ? "Bytes in window" : "Bytes";
+    pairTable.setRows(graph.edges.map((edge) => pairRow(edge, range)));
     if (pinned) showDetails(pinned);
     document.body.dataset.edges = String(graph.edges.length);
   }
@@ -189,15 +193,16 @@ function render() {
   document.body.dataset.updates = String(state.updates);
 }
 
-function pairRow(edge) {
+function pairRow(edge, range) {
+  const exact = range ? (edge.in_range?.exact ? edge.in_range : null) : edge.exact;
   return {
     id: edgeId(edge),
     src: edge.src_vm,
     dst: edge.dst_vm,
     protocol: protocols(edge).join(", "),
     measured_by: edge.exact?.measured_by ?? null,
-    packets: edge.exact?.packets ?? null,
-    bytes: edge.exact?.bytes ?? null,
+    packets: exact?.packets ?? null,
+    bytes: exact?.bytes ?? null,
     bps: edge.exact?.rate?.bps ?? null,
     est_packets: edge.estimate?.packets ?? null,
     est_bytes: edge.estimate?.bytes ?? null,
@@ -287,14 +292,15 @@ function renderProtocols(graph) {
 
 function renderSummary(graph) {
   const exact = graph.edges.filter((e) => e.exact).length;
-  const total = graph.edges.reduce((sum, e) => sum + edgeBytes(e), 0);
+  const range = isRange(graph);
+  const total = graph.edges.reduce((sum, e) => sum + edgeBytes(e, range), 0);
   const st = state.status;
   const rows = [
     ["VMs", fmt.count(graph.nodes.length)],
     ["Dependencies", fmt.count(graph.edges.length)],
     ["Counted exactly", fmt.count(exact)],
     ["Sampled only", fmt.count(graph.edges.length - exact)],
-    ["Bytes", fmt.bytes(total)],
+    [range ? "Bytes in window" : "Bytes", fmt.bytes(total)],
     ["Switch sessions ready", st ? `${st.switches_ready} / ${st.switches}` : "–"],
     ["Servers connected", st ? `${st.servers_connected} / ${st.servers}` : "–"],
   ];
@@ -322,6 +328,10 @@ function showDetails(element) {
     const e = element.data("edge");
     const parts = [`<h3>${fmt.html(e.src_vm)} → ${fmt.html(e.dst_vm)}</h3>`, '<dl class="kv">'];
     parts.push(row("Pair", `${fmt.html(e.pair.src)} → ${fmt.html(e.pair.dst)}`));
+    if (e.in_range) {
+      const how = e.in_range.exact ? "counted" : "estimated from samples";
+      parts.push(row("In this window", `${fmt.count(e.in_range.packets)} packets, ${fmt.bytes(e.in_range.bytes)} (${how})`));
+    }
     if (e.exact) {
       parts.push(row("Measured by", measuredBy(e.exact.measured_by)));
       parts.push(row("Packets", fmt.count(e.exact.packets)));

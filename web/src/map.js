@@ -18,8 +18,16 @@ export function protocols(edge) {
   return [...new Set(edge.labels.map((l) => l.protocol))];
 }
 
-/// Exact bytes when a counter measured the pair, else the sampled estimate's.
-export function edgeBytes(edge) {
+/// An answer for a range of time (a window): its edges carry their traffic in that range.
+export function isRange(graph) {
+  return graph.to_ms != null;
+}
+
+/// The bytes an edge stands for. The whole graph: exact bytes when a counter measured the
+/// pair, else the sampled estimate's. A range: the bytes counted (or estimated) in it; none
+/// when the pair was only seen through labels there.
+export function edgeBytes(edge, range) {
+  if (range) return edge.in_range?.bytes ?? 0;
   return edge.exact?.bytes ?? edge.estimate?.bytes ?? 0;
 }
 
@@ -144,7 +152,9 @@ export class DependencyMap {
     const cy = this.cy;
     const servers = [...new Set(graph.nodes.map((n) => n.server))].sort();
     const nodeKey = graph.nodes.map((n) => `${n.server}/${n.name}`).join(",");
-    const maxBytes = Math.max(1, ...graph.edges.map(edgeBytes));
+    const range = isRange(graph);
+    const bytesOf = (edge) => edgeBytes(edge, range);
+    const maxBytes = Math.max(1, ...graph.edges.map(bytesOf));
     let relayout = false;
     cy.batch(() => {
       if (nodeKey !== this.nodeKey) {
@@ -172,9 +182,9 @@ export class DependencyMap {
           target: `vm:${edge.dst_vm}`,
           label: protos.join(", "),
           color: protos.length ? protocolColor(protos[0]) : UNLABELED,
-          bytes: edgeBytes(edge),
+          bytes: bytesOf(edge),
           // Logarithmic: pairs span several orders of magnitude.
-          width: 1.5 + 7 * (Math.log1p(edgeBytes(edge)) / Math.log1p(maxBytes)),
+          width: 1.5 + 7 * (Math.log1p(bytesOf(edge)) / Math.log1p(maxBytes)),
           edge,
         };
         const existing = cy.getElementById(data.id);

@@ -381,3 +381,79 @@ fn a_port_only_label_gives_way_to_the_recognized_protocol_of_the_same_conversati
         .unwrap();
     assert_eq!(g.edge(p).unwrap().labels, vec![other_port, tls]);
 }
+
+#[test]
+fn a_range_carries_the_traffic_counted_or_sampled_in_it() {
+    let mut g = DependencyGraph::new(&reference());
+    let p = pair((120, 1), (122, 1));
+    let in_range = |g: &DependencyGraph, from: u64, to: u64| {
+        g.snapshot_between(from, to)
+            .edges
+            .into_iter()
+            .find(|e| e.pair == p)
+            .and_then(|e| e.in_range)
+    };
+    // Window 1 (T0, T0+1s]: sampled only. Window 2: the counter's first reading. Window 3:
+    // a second reading. Window 4: the pair moved to another switch, whose counter starts anew.
+    g.observe_estimate(p, sampled(p, 3), T0 + 1_000).unwrap();
+    g.observe_exact(p, 10, 1_000, "s113", T0 + 2_000).unwrap();
+    g.observe_estimate(p, sampled(p, 2), T0 + 2_000).unwrap();
+    g.observe_exact(p, 25, 2_500, "s113", T0 + 3_000).unwrap();
+    g.observe_exact(p, 4, 400, "s114", T0 + 4_000).unwrap();
+    let window = |n: u64| (T0 + (n - 1) * 1_000 + 1, T0 + n * 1_000);
+
+    let (from, to) = window(1);
+    assert_eq!(
+        in_range(&g, from, to),
+        Some(RangeTraffic {
+            packets: 300,
+            bytes: 300_000,
+            exact: false
+        }),
+        "only the estimate: 3 samples at 1 in 100 of 1000-byte frames"
+    );
+    let exact = |packets, bytes| {
+        Some(RangeTraffic {
+            packets,
+            bytes,
+            exact: true,
+        })
+    };
+    // A reading wins over the window's estimate; each window gets what was counted in it.
+    assert_eq!(in_range(&g, window(2).0, window(2).1), exact(10, 1_000));
+    assert_eq!(in_range(&g, window(3).0, window(3).1), exact(15, 1_500));
+    assert_eq!(in_range(&g, window(4).0, window(4).1), exact(4, 400));
+    assert_eq!(in_range(&g, window(2).0, window(4).1), exact(29, 2_900));
+    // The live graph carries totals only; a range without observations of the pair, nothing.
+    assert_eq!(g.snapshot().edges[0].in_range, None);
+    assert_eq!(in_range(&g, T0 + 5_000, T0 + 9_000), None);
+    assert_eq!(g.edge(p).unwrap().exact.as_ref().unwrap().bytes, 2_900);
+}
+
+#[test]
+fn a_range_older_than_the_kept_timeline_has_no_traffic_figure() {
+    let mut g = DependencyGraph::new(&reference());
+    let p = pair((120, 1), (122, 1));
+    let readings = TIMELINE_POINTS as u64 + 10;
+    for n in 1..=readings {
+        g.observe_exact(p, n, n * 100, "s113", T0 + n * 1_000)
+            .unwrap();
+    }
+    let traffic = |n: u64| {
+        g.snapshot_between(T0 + (n - 1) * 1_000 + 1, T0 + n * 1_000)
+            .edges
+            .into_iter()
+            .find_map(|e| e.in_range)
+    };
+    // The first readings were dropped: no baseline before the oldest kept one.
+    assert_eq!(traffic(11), None);
+    assert_eq!(
+        traffic(12),
+        Some(RangeTraffic {
+            packets: 1,
+            bytes: 100,
+            exact: true
+        })
+    );
+    assert_eq!(traffic(readings).map(|t| t.packets), Some(1));
+}

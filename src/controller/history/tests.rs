@@ -180,3 +180,35 @@ fn a_reversed_range_is_refused() {
         Err(HistoryError::Range { .. })
     ));
 }
+
+#[test]
+fn a_range_carries_what_each_run_counted_in_it_and_the_estimates_made_in_it() {
+    let t = topology();
+    let store = HistoryStore::open_in_memory(None).unwrap();
+    store
+        .record_window(&window(&t, 1, 10_000, 5), 9_000)
+        .unwrap();
+    store
+        .record_window(&window(&t, 2, 11_000, 9), 9_000)
+        .unwrap();
+    // The controller restarted: its totals start from zero again.
+    store
+        .record_window(&window(&t, 1, 21_000, 4), 20_000)
+        .unwrap();
+    let in_range = |from, to, src_vm: &str| {
+        let graph = store.graph_between(&t, from, to).unwrap();
+        let edge = graph.edges.into_iter().find(|e| e.src_vm == src_vm);
+        edge.and_then(|e| e.in_range)
+            .map(|r| (r.packets, r.bytes, r.exact))
+    };
+    assert_eq!(in_range(10_000, 10_000, "web1"), Some((5, 500, true)));
+    assert_eq!(in_range(11_000, 11_000, "web1"), Some((4, 400, true)));
+    assert_eq!(in_range(21_000, 21_000, "web1"), Some((4, 400, true)));
+    assert_eq!(in_range(10_500, 21_000, "web1"), Some((8, 800, true)));
+    // client1 -> web1 was only sampled: its windows' estimates add up.
+    assert_eq!(
+        in_range(11_000, 11_000, "client1"),
+        Some((256, 256_000, false))
+    );
+    assert_eq!(in_range(0, 30_000, "client1"), Some((768, 768_000, false)));
+}

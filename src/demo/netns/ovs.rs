@@ -7,16 +7,19 @@
 //! # The flows of a server's bridge
 //!
 //! Ports have fixed OpenFlow numbers: the uplink [`UPLINK_OFPORT`], the DPI mirror output
-//! [`MIRROR_OFPORT`], and the server's VMs from [`FIRST_VM_OFPORT`] on, in topology order. The
+//! [`MIRROR_OFPORT`], the copy of same-server frames [`LOCAL_COPY_OFPORT`], and the server's
+//! VMs from [`FIRST_VM_OFPORT`] on, in topology order. The
 //! bridge is not a learning switch (`fail_mode=secure`, no NORMAL action): a learning switch
 //! never learns remote VMs' MACs behind the uplink, and frames to the fabric carry the gateway's
 //! MAC, which is nobody's on the bridge. The rules:
 //!
-//! - priority 400: anything entering on the mirror port is dropped (that port only sends);
+//! - priority 400: anything entering on the mirror port or the local-copy port is dropped
+//!   (those ports only send);
 //! - priority 310: one rule per ordered pair of the server's VMs, for IPv4 from the one's port
-//!   and addresses to the other's MAC and address, delivering it: the rule's counters are the
-//!   pair's exact same-server counts (no P4 switch sees these frames), read with
-//!   [`parse_local_pair_counts`];
+//!   and addresses to the other's MAC and address, delivering it and copying it to the
+//!   local-copy port [`LOCAL_COPY_OFPORT`] (the DPI module's view of same-server traffic): the
+//!   rule's counters are the pair's exact same-server counts (no P4 switch sees these frames),
+//!   read with [`parse_local_pair_counts`];
 //! - priority 300: a frame to a local VM's MAC goes to that VM's port, from a VM or from the
 //!   uplink (the edge switch rewrites the destination MAC to the VM's);
 //! - priority 200: a unicast IPv4 frame from a VM, with that VM's own source MAC, goes out of
@@ -39,6 +42,7 @@ use super::LabError;
 
 pub const UPLINK_OFPORT: u16 = 1;
 pub const MIRROR_OFPORT: u16 = 2;
+pub const LOCAL_COPY_OFPORT: u16 = 3;
 pub const FIRST_VM_OFPORT: u16 = 10;
 
 /// How long the daemons get to start or stop.
@@ -334,13 +338,15 @@ const PAIR_PRIORITY: u16 = 310;
 /// `ovs-ofctl replace-flows`.
 pub fn bridge_flows(vms: &[BridgeVm]) -> String {
     let mut flows = String::new();
-    let _ = writeln!(flows, "priority=400,in_port={MIRROR_OFPORT},actions=drop");
+    for port in [MIRROR_OFPORT, LOCAL_COPY_OFPORT] {
+        let _ = writeln!(flows, "priority=400,in_port={port},actions=drop");
+    }
     for src in vms {
         for dst in vms.iter().filter(|d| d.ofport != src.ofport) {
             let _ = writeln!(
                 flows,
                 "priority={PAIR_PRIORITY},ip,in_port={},dl_src={},dl_dst={},nw_src={},nw_dst={},\
-                 actions=output:{}",
+                 actions=output:{},output:{LOCAL_COPY_OFPORT}",
                 src.ofport, src.mac, dst.mac, src.ipv4, dst.ipv4, dst.ofport
             );
         }
@@ -376,7 +382,7 @@ pub struct PairRuleCount {
 
 /// The per-pair rules' counters in `ovs-ofctl dump-flows` output, e.g.
 /// ` cookie=0x0, duration=2.1s, table=0, n_packets=5, n_bytes=420, priority=310,ip,in_port=10,
-/// …,nw_src=10.0.120.1,nw_dst=10.0.120.2 actions=output:11`. Other lines are skipped; a
+/// …,nw_src=10.0.120.1,nw_dst=10.0.120.2 actions=output:11,output:3`. Other lines are skipped; a
 /// counting rule whose fields cannot be read is an error (the caller would otherwise report a
 /// pair as silent).
 pub fn parse_local_pair_counts(dump: &str) -> Result<Vec<PairRuleCount>, String> {
@@ -428,7 +434,7 @@ mod tests {
     fn pair_rule_counters_are_read_from_dump_flows() {
         let dump = "NXST_FLOW reply (xid=0x4):\n \
             cookie=0x0, duration=3.512s, table=0, n_packets=0, n_bytes=0, priority=400,in_port=2 actions=drop\n \
-            cookie=0x0, duration=3.512s, table=0, n_packets=12, n_bytes=1834, idle_age=0, priority=310,ip,in_port=10,dl_src=02:01:0a:00:78:01,dl_dst=02:01:0a:00:78:02,nw_src=10.0.120.1,nw_dst=10.0.120.2 actions=output:11\n \
+            cookie=0x0, duration=3.512s, table=0, n_packets=12, n_bytes=1834, idle_age=0, priority=310,ip,in_port=10,dl_src=02:01:0a:00:78:01,dl_dst=02:01:0a:00:78:02,nw_src=10.0.120.1,nw_dst=10.0.120.2 actions=output:11,output:3\n \
             cookie=0x0, duration=3.512s, table=0, n_packets=7, n_bytes=518, priority=300,dl_dst=02:01:0a:00:78:02 actions=output:11\n";
         assert_eq!(
             parse_local_pair_counts(dump).unwrap(),

@@ -3,7 +3,9 @@
 //! per-pair rule counters as `local_counts` (pairs that sent nothing left out, so no silent
 //! pair reaches the graph), applies each `mirror` set to the bridge with an OVS mirror, and runs
 //! the server's DPI module on the frames the mirror delivers, keeping only the frames of the
-//! mirrored pairs (an OVS mirror selects whole VM ports) and sending the labels as they change.
+//! mirrored pairs (an OVS mirror selects whole VM ports), and on every same-server frame from the
+//! first (the bridge's counting rules copy those; see the lab's "Mirrors"), sending the labels
+//! as they change.
 //! It changes the bridge only through the lab's mirror setting and knows the controller only
 //! through the host link.
 
@@ -25,7 +27,7 @@ use crate::hostlink::{
     self, AppLabel, ControllerMessage, HostMessage, LocalPairCount, PairAddrs, VERSION,
 };
 
-use super::capture::MirroredFrame;
+use super::capture::{DpiInterface, MirroredFrame};
 use super::NetnsDemoError;
 
 /// How often the rule counters are read and sent.
@@ -178,7 +180,7 @@ struct AgentState {
     local: BTreeSet<Ipv4Addr>,
     write: OwnedWriteHalf,
     engine: DpiEngine,
-    /// The pairs the bridge mirrors now, in both directions.
+    /// The cross-server pairs the bridge mirrors now, in both directions.
     mirrored: BTreeSet<(Ipv4Addr, Ipv4Addr)>,
     published: Vec<AppLabel>,
 }
@@ -239,10 +241,20 @@ impl AgentState {
         }
     }
 
-    /// DPI on a mirrored frame of a selected pair; the other traffic of the mirrored VMs is
-    /// not this module's business.
+    /// DPI on a frame of a same-server pair (from the bridge's copies, always) or of a
+    /// selected cross-server pair (from the mirror); the other traffic of the mirrored VMs is
+    /// not this module's business. The mirror's copies of same-server frames are left out:
+    /// the same frames arrive from the local copies too.
     fn inspect(&mut self, frame: MirroredFrame) {
-        if frame.pair.is_some_and(|p| self.mirrored.contains(&p)) {
+        let Some((src, dst)) = frame.pair else {
+            return;
+        };
+        let same_server = self.local.contains(&src) && self.local.contains(&dst);
+        let wanted = match frame.via {
+            DpiInterface::LocalCopy => same_server,
+            DpiInterface::Mirror => !same_server && self.mirrored.contains(&(src, dst)),
+        };
+        if wanted {
             // Malformed frames are counted in the engine's statistics.
             let _ = self.engine.observe(frame.at, &frame.frame);
         }
@@ -250,10 +262,11 @@ impl AgentState {
 
     async fn apply_mirror(&mut self, pairs: Vec<PairAddrs>) -> Result<(), String> {
         // The controller sends each server only pairs with an end on it; anything else would
-        // be refused by the lab, so it is left out rather than failing the whole set.
+        // be refused by the lab, so it is left out rather than failing the whole set. Pairs
+        // with both ends here need no mirror: the bridge copies their frames anyway.
         let pairs: Vec<VmPair> = pairs
             .into_iter()
-            .filter(|p| self.local.contains(&p.src) || self.local.contains(&p.dst))
+            .filter(|p| self.local.contains(&p.src) != self.local.contains(&p.dst))
             .map(|p| VmPair::new(p.src, p.dst))
             .collect();
         let lab = Arc::clone(&self.lab);

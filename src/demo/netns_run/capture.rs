@@ -3,9 +3,10 @@
 //! direct counter and OVS's rule counters count it). A frame counted here has passed every
 //! switch of its path, so it is what the exact counts must equal.
 //!
-//! Also the frame sink of the servers' DPI interfaces, which hands mirrored frames to the OVS
-//! agents with the time they arrived. Both only count and pass frames on; the sockets are the
-//! switch module's interface ports, opened by the run.
+//! Also the frame sink of the servers' DPI interfaces (the mirror's and the same-server
+//! copies'), which hands their frames to the OVS agents with the time they arrived. Both only
+//! count and pass frames on; the sockets are the switch module's interface ports, opened by the
+//! run.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::controller::VmPair;
+use crate::demo::emulated::PortWindows;
 use crate::switch::ports::FrameSink;
 use crate::wire::HeaderSummary;
 
@@ -28,9 +30,14 @@ pub struct VmCapture {
     /// The window frames are counted in now (0-based); the run moves it after each window.
     window: AtomicUsize,
     counts: Mutex<BTreeMap<VmPair, BTreeMap<usize, Counts>>>,
+    /// Per (pair, TCP/UDP port as source or destination), the windows it was seen in.
+    port_windows: Mutex<PortWindows>,
     frames: AtomicU64,
     /// Frames that were no IPv4 (nothing of the workload; counted to be seen).
     other: AtomicU64,
+    /// Frames a VM's interface received that its socket had no room for: missing from the
+    /// truth, so an exact count can exceed it.
+    kernel_drops: AtomicU64,
     /// Nanoseconds after `epoch` of the last frame, for "the network is quiet".
     last_frame_ns: AtomicU64,
     epoch: Instant,
@@ -41,8 +48,10 @@ impl VmCapture {
         Arc::new(VmCapture {
             window: AtomicUsize::new(0),
             counts: Mutex::new(BTreeMap::new()),
+            port_windows: Mutex::new(PortWindows::new()),
             frames: AtomicU64::new(0),
             other: AtomicU64::new(0),
+            kernel_drops: AtomicU64::new(0),
             last_frame_ns: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -60,6 +69,11 @@ impl VmCapture {
         self.other.load(Ordering::Relaxed)
     }
 
+    /// Frames the kernel dropped before the capture could read them.
+    pub fn kernel_drops(&self) -> u64 {
+        self.kernel_drops.load(Ordering::Relaxed)
+    }
+
     /// How long no VM has received a frame.
     pub fn quiet_for(&self) -> Duration {
         let last = Duration::from_nanos(self.last_frame_ns.load(Ordering::Relaxed));
@@ -74,23 +88,40 @@ impl VmCapture {
             .clone()
     }
 
+    /// Per pair and port, the windows the VMs received frames from or to that port in.
+    pub fn port_windows(&self) -> PortWindows {
+        self.port_windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn count(&self, frame: &[u8]) {
         let at = self.epoch.elapsed().as_nanos() as u64;
         self.last_frame_ns.fetch_max(at, Ordering::Relaxed);
         self.frames.fetch_add(1, Ordering::Relaxed);
-        let Some(ipv4) = HeaderSummary::parse(frame).ok().and_then(|s| s.ipv4) else {
+        let headers = HeaderSummary::parse(frame).ok();
+        let Some((ipv4, transport)) = headers.and_then(|h| Some((h.ipv4?, h.transport))) else {
             self.other.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let pair = VmPair::new(ipv4.src_addr, ipv4.dst_addr);
         let window = self.window.load(Ordering::SeqCst);
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = counts
-            .entry(VmPair::new(ipv4.src_addr, ipv4.dst_addr))
-            .or_default()
-            .entry(window)
-            .or_default();
-        entry.0 += 1;
-        entry.1 += frame.len() as u64;
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = counts.entry(pair).or_default().entry(window).or_default();
+            entry.0 += 1;
+            entry.1 += frame.len() as u64;
+        }
+        if let Some(t) = transport {
+            let mut ports = self
+                .port_windows
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for port in [t.src_port, t.dst_port] {
+                ports.entry((pair, port)).or_default().insert(window);
+            }
+        }
     }
 }
 
@@ -98,19 +129,40 @@ impl FrameSink for VmCapture {
     fn receive(&self, _vm: u32, frame: &[u8]) {
         self.count(frame);
     }
+
+    fn dropped_before_receive(&self, _vm: u32, count: u64) {
+        self.kernel_drops.fetch_add(count, Ordering::Relaxed);
+    }
 }
 
-/// A frame a server's mirror delivered to its DPI interface.
+/// Which of a server's two DPI interfaces a frame arrived on (the port number its receive loop
+/// passes to [`MirrorSink`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DpiInterface {
+    /// The OVS mirror's output: every frame of the mirrored VMs' ports.
+    Mirror = 0,
+    /// The same-server counting rules' copies: every frame between two VMs of the server.
+    LocalCopy = 1,
+}
+
+impl DpiInterface {
+    pub fn port(self) -> u32 {
+        self as u32
+    }
+}
+
+/// A frame a server's bridge delivered to one of its DPI interfaces.
 #[derive(Debug)]
 pub struct MirroredFrame {
     /// Since the run's DPI epoch (one monotonic clock for all frames).
     pub at: Duration,
+    pub via: DpiInterface,
     pub pair: Option<(Ipv4Addr, Ipv4Addr)>,
     pub frame: Vec<u8>,
 }
 
-/// Hands a DPI interface's frames to its agent; frames it has no room for are counted, and so
-/// are those the interface's socket buffer had no room for.
+/// Hands a server's DPI interfaces' frames to its agent; frames it has no room for are counted,
+/// and so are those the interfaces' socket buffers had no room for.
 #[derive(Debug)]
 pub struct MirrorSink {
     pub frames: mpsc::Sender<MirroredFrame>,
@@ -119,13 +171,19 @@ pub struct MirrorSink {
 }
 
 impl FrameSink for MirrorSink {
-    fn receive(&self, _port: u32, frame: &[u8]) {
+    fn receive(&self, port: u32, frame: &[u8]) {
         let pair = HeaderSummary::parse(frame)
             .ok()
             .and_then(|s| s.ipv4)
             .map(|ip| (ip.src_addr, ip.dst_addr));
+        let via = if port == DpiInterface::LocalCopy.port() {
+            DpiInterface::LocalCopy
+        } else {
+            DpiInterface::Mirror
+        };
         let mirrored = MirroredFrame {
             at: self.epoch.elapsed(),
+            via,
             pair,
             frame: frame.to_vec(),
         };
@@ -136,5 +194,49 @@ impl FrameSink for MirrorSink {
 
     fn dropped_before_receive(&self, _port: u32, count: u64) {
         self.dropped.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
+
+    fn udp(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+        let udp = UdpRepr {
+            src_port: 40_000,
+            dst_port: 53,
+        };
+        let mac = EthernetAddress([2, 0, 0, 0, 0, 1]);
+        FrameRepr::new(mac, mac, None, src, dst, TransportRepr::Udp(udp), payload)
+            .unwrap()
+            .to_vec()
+            .unwrap()
+    }
+
+    #[test]
+    fn frames_count_per_pair_and_window_and_kernel_drops_are_kept() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let capture = VmCapture::new();
+        let first = udp(a, b, b"one");
+        capture.receive(0, &first);
+        capture.set_window(1);
+        capture.receive(1, &udp(b, a, b"two"));
+        capture.receive(1, &udp(b, a, b"three"));
+        capture.receive(1, b"not a frame");
+        capture.dropped_before_receive(0, 3);
+        capture.dropped_before_receive(1, 2);
+
+        let counts = capture.per_window();
+        assert_eq!(counts[&VmPair::new(a, b)][&0], (1, first.len() as u64));
+        assert_eq!(counts[&VmPair::new(b, a)][&1].0, 2);
+        assert_eq!(
+            (
+                capture.frames(),
+                capture.non_ipv4_frames(),
+                capture.kernel_drops()
+            ),
+            (4, 1, 5)
+        );
     }
 }

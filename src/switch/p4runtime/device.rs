@@ -19,7 +19,7 @@ use crate::p4rt::v1::{
     stream_message_response, ForwardingPipelineConfig, IdleTimeoutNotification, PacketIn,
     PacketOut, StreamMessageResponse,
 };
-use crate::switch::ports::{FrameSink, PortSender};
+use crate::switch::ports::{DropLog, FrameSink, PortSender};
 use crate::switch::{Outputs, Switch};
 
 use super::arbitration::{Arbitration, Notification, StreamId};
@@ -123,6 +123,8 @@ pub struct Device {
     sessions: Mutex<Sessions>,
     ports: HashMap<u32, PortSender>,
     pub drops: DropCounters,
+    /// Frames each port's backend did not take, for the warnings (the total is in `drops`).
+    send_failures: Mutex<HashMap<u32, DropLog>>,
 }
 
 /// Locks a mutex even if a thread panicked while holding it: the state is still the last one
@@ -157,6 +159,7 @@ impl Device {
             }),
             ports,
             drops: DropCounters::default(),
+            send_failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -219,17 +222,43 @@ impl Device {
             let count = frames.len() as u64;
             match self.ports.get(&port) {
                 Some(sender) => {
-                    let sent = sender.send_batch(&frames) as u64;
-                    if sent < count {
+                    let outcome = sender.send_batch(&frames);
+                    let failed = count - outcome.sent as u64;
+                    if failed > 0 {
                         self.drops
                             .port_send_failed
-                            .fetch_add(count - sent, Ordering::Relaxed);
+                            .fetch_add(failed, Ordering::Relaxed);
+                        self.log_send_failure(port, failed, outcome.error);
                     }
                 }
                 None => {
                     tracing::debug!(port, count, "frames to a port with no backend dropped");
                     self.drops.unknown_port.fetch_add(count, Ordering::Relaxed);
                 }
+            }
+        }
+    }
+
+    /// Counts `failed` frames `port` did not send, warning (at most once a second per port) with
+    /// the backend's reason when it gave one.
+    fn log_send_failure(&self, port: u32, failed: u64, error: Option<std::io::Error>) {
+        let mut logs = lock(&self.send_failures);
+        let log = logs.entry(port).or_default();
+        log.add(failed);
+        if let Some((dropped, total)) = log.report_due(false) {
+            let reason = error.map_or_else(
+                || "its send buffer or queue was full".to_string(),
+                |err| err.to_string(),
+            );
+            tracing::warn!(port, dropped, total, %reason, "port could not send frames; dropped");
+        }
+    }
+
+    /// Logs the send failures not yet reported (when the switch stops).
+    pub fn report_send_failures(&self) {
+        for (port, log) in lock(&self.send_failures).iter_mut() {
+            if let Some((dropped, total)) = log.report_due(true) {
+                tracing::warn!(port, dropped, total, "port could not send frames; dropped");
             }
         }
     }
