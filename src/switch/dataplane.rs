@@ -26,8 +26,9 @@ use std::time::Instant;
 
 use super::hash::HashAlgo;
 use super::pipeline::{
-    csum_fold, width_mask, BinOp, CalcInput, Calculation, Expr, FieldRef, LoadError, MatchKind,
-    Node, ParserOp, Primitive, Program, SelectKeyPart, TableNext, UnOp, MAX_PARSER_STEPS,
+    csum_fold, csum_fold16, width_mask, BinOp, CalcInput, Calculation, Expr, FieldRef, LoadError,
+    MatchKind, Node, ParserOp, Primitive, Program, SelectKeyPart, TableNext, UnOp,
+    MAX_PARSER_STEPS,
 };
 use super::table::{
     check_action, check_entry, ActionCall, CounterValue, EntryKey, MatchValue, RuntimeError,
@@ -145,7 +146,7 @@ impl Phv {
         self.values.clear();
         self.values.resize(p.slot_count, 0);
         self.valid.clear();
-        self.valid.extend(p.headers.iter().map(|h| h.metadata));
+        self.valid.extend_from_slice(&p.initially_valid);
         self.origin.clear();
         self.origin.resize(p.headers.len(), NOT_EXTRACTED);
         self.changed.0.resize(p.slot_count.div_ceil(64), 0);
@@ -953,18 +954,33 @@ fn egress(
         env.stats.dropped_egress += 1;
         return;
     }
-    for ck in p.checksums.iter().filter(|c| c.update) {
+    let in_place = deparses_in_place(p, phv, frame, cursor);
+    // Updates summed from the deparsed bytes, by checksum index, wait for the deparser (then the
+    // header's bytes are its fields' values).
+    let mut from_bytes = 0u64;
+    for (i, ck) in p.checksums.iter().enumerate().filter(|(_, c)| c.update) {
         if ck
             .condition
             .as_ref()
             .is_none_or(|c| eval_inline(c, phv, &[], &[]) != 0)
         {
-            let v = calculate(p, ck.calculation, phv, env.calc_buf);
-            phv.set(ck.target, u128::from(v));
+            if in_place && ck.update_from_bytes && i < 64 && phv.valid[ck.target.header as usize] {
+                from_bytes |= 1 << i;
+            } else {
+                let v = calculate(p, ck.calculation, phv, env.calc_buf);
+                phv.set(ck.target, u128::from(v));
+            }
         }
     }
     let start = out.bytes.len();
-    if !deparse_in_place(p, phv, frame, cursor, &mut out.bytes) {
+    if in_place {
+        deparse_in_place(p, phv, frame, &mut out.bytes);
+        while from_bytes != 0 {
+            let ck = &p.checksums[from_bytes.trailing_zeros() as usize];
+            from_bytes &= from_bytes - 1;
+            update_deparsed(p, ck, phv, &mut out.bytes[start..], env.calc_buf);
+        }
+    } else {
         for &h in &p.deparse_order {
             if phv.valid[h as usize] {
                 deparse(p, h, phv, frame, &mut out.bytes);
@@ -988,17 +1004,9 @@ fn egress(
     out.frames.push((replica.port, start..out.bytes.len()));
 }
 
-/// The deparser's common case, in one copy: when the valid headers, in deparse order, are the
-/// ones the parser extracted, back to back from the frame's start up to the payload, the frame
-/// is appended whole and the fields written since extraction are patched in. Appends nothing
-/// and returns false otherwise (then `deparse` goes header by header).
-fn deparse_in_place(
-    p: &Program,
-    phv: &Phv,
-    frame: &[u8],
-    cursor: usize,
-    out: &mut Vec<u8>,
-) -> bool {
+/// Whether the deparser's common case applies: the valid headers, in deparse order, are the
+/// ones the parser extracted, back to back from the frame's start up to the payload.
+fn deparses_in_place(p: &Program, phv: &Phv, frame: &[u8], cursor: usize) -> bool {
     let mut end = 0usize;
     for &h in &p.deparse_order {
         if phv.valid[h as usize] {
@@ -1008,9 +1016,12 @@ fn deparse_in_place(
             end += p.headers[h as usize].bits as usize / 8;
         }
     }
-    if end != cursor || end > frame.len() {
-        return false;
-    }
+    end == cursor && end <= frame.len()
+}
+
+/// The deparser's common case (see `deparses_in_place`), in one copy: the frame is appended
+/// whole and the fields written since extraction are patched in.
+fn deparse_in_place(p: &Program, phv: &Phv, frame: &[u8], out: &mut Vec<u8>) {
     let mut at = out.len();
     out.extend_from_slice(frame);
     for &h in &p.deparse_order {
@@ -1021,7 +1032,32 @@ fn deparse_in_place(
         patch_written_fields(p, h, phv, &mut out[at..at + len]);
         at += len;
     }
-    true
+}
+
+/// Runs an update checksum (`update_from_bytes`, target header valid) after `deparse_in_place`:
+/// sums its header's bytes in `frame`, the frame being sent, and writes the result there and to
+/// the target field.
+fn update_deparsed(
+    p: &Program,
+    ck: &super::pipeline::Checksum,
+    phv: &mut Phv,
+    frame: &mut [u8],
+    calc_buf: &mut Vec<u8>,
+) {
+    let h = ck.target.header as usize;
+    // In place, a header's bytes in the frame sent are where it was extracted from.
+    let at = phv.origin[h] as usize;
+    let span = p.calculations[ck.calculation].span.as_ref();
+    let v = match span.and_then(|s| s.checksum(frame.get(at..)?)) {
+        Some(v) => u64::from(v),
+        None => calculate(p, ck.calculation, phv, calc_buf),
+    };
+    phv.set(ck.target, u128::from(v));
+    let layout = &p.headers[h];
+    let field = &layout.fields[(ck.target.slot - layout.first_slot) as usize];
+    if let Some(header) = frame.get_mut(at..at + layout.bits as usize / 8) {
+        write_bits(header, field.offset as usize, field.width, u128::from(v));
+    }
 }
 
 /// Appends header `h` to `out`: a header extracted from `frame` is copied from there, with the
@@ -1126,7 +1162,10 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
             .as_ref()
             .is_none_or(|c| eval_inline(c, phv, &[], &[]) != 0)
         {
-            let v = calculate(p, ck.calculation, phv, env.calc_buf);
+            let v = match checksum_from_frame(p, ck.calculation, phv, frame) {
+                Some(v) => u64::from(v),
+                None => calculate(p, ck.calculation, phv, env.calc_buf),
+            };
             if u128::from(v) & width_mask(ck.target.width) != phv.values[ck.target.slot as usize] {
                 if let Some(f) = std.checksum_error {
                     phv.values[f.slot as usize] = 1;
@@ -1138,6 +1177,19 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
         }
     }
     cursor_bits / 8
+}
+
+/// A csum16 over one header's fields summed from the bytes the header was just extracted from,
+/// which are its fields' values as long as the parser wrote none of them; `None` otherwise.
+#[inline]
+fn checksum_from_frame(p: &Program, calc: usize, phv: &Phv, frame: &[u8]) -> Option<u16> {
+    let span = p.calculations[calc].span.as_ref()?;
+    let h = span.header as usize;
+    let origin = phv.origin[h];
+    if !phv.valid[h] || phv.header_changed[h] || origin == NOT_EXTRACTED {
+        return None;
+    }
+    span.checksum(frame.get(origin as usize..)?)
 }
 
 /// The parser: returns the cursor (bits) and the error, if parsing ended in one.
@@ -1324,16 +1376,23 @@ fn run_control(
             }
             Node::Table(ti) => {
                 let t = &p.tables[ti];
-                key_buf.clear();
-                for k in &t.keys {
-                    let v = match k.source {
-                        super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
-                        super::pipeline::KeySource::Valid(h) => u128::from(phv.valid[h as usize]),
-                    };
-                    key_buf.push(k.mask.map_or(v, |m| v & m));
-                }
                 let state = &mut tables[ti];
-                let hit = state.lookup(t, key_buf);
+                let hit = match state.lookup_fields(&phv.values) {
+                    Some(hit) => hit,
+                    None => {
+                        key_buf.clear();
+                        for k in &t.keys {
+                            let v = match k.source {
+                                super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
+                                super::pipeline::KeySource::Valid(h) => {
+                                    u128::from(phv.valid[h as usize])
+                                }
+                            };
+                            key_buf.push(k.mask.map_or(v, |m| v & m));
+                        }
+                        state.lookup(t, key_buf)
+                    }
+                };
                 match hit {
                     Some(i) => {
                         let e = &mut state.entries[i];
@@ -1546,7 +1605,7 @@ fn csum16_of_inputs(inputs: &[CalcInput], phv: &Phv) -> u16 {
         from_end = from_end.wrapping_add(w);
     }
     let padding = (16 - from_end % 16) % 16;
-    !fold16(sum).rotate_left(padding)
+    !csum_fold16(sum).rotate_left(padding)
 }
 
 /// `csum16_of_inputs` when every input is included: the shifts, and the constants' share, are
@@ -1565,16 +1624,7 @@ fn csum16_all_included(c: &Calculation, phv: &Phv) -> u16 {
             sum = sum.wrapping_add(csum_fold(phv.values[slot as usize]) << shift);
         }
     }
-    !fold16(sum)
-}
-
-/// `v` modulo 0xffff as a ones' complement sum of its 16-bit words: in 1..=0xffff unless `v` is 0.
-fn fold16(v: u64) -> u16 {
-    let mut s = (v & 0xffff_ffff) + (v >> 32);
-    while s >> 16 != 0 {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
+    !csum_fold16(sum)
 }
 
 /// A leaf's value (constant, field, validity, parameter), read without a call; `None` for an
@@ -2005,6 +2055,99 @@ mod tests {
             let mut got = Vec::new();
             set.for_each_of(&slot_words(start, n), start, |i| got.push(i));
             proptest::prop_assert_eq!(got, expected);
+        }
+    }
+
+    /// A header of `widths` laid out from slot 0, and the calculation of the fields `included`
+    /// (in layout order).
+    fn header_and_csum(
+        widths: &[u32],
+        included: &[bool],
+    ) -> (super::super::pipeline::HeaderLayout, Calculation) {
+        use super::super::pipeline::{FieldRef, HeaderLayout};
+        let fields = widths.iter().map(|&w| (String::new(), w)).collect();
+        let layout = HeaderLayout::new("h".into(), false, 0, fields);
+        let inputs = widths
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| included[i])
+            .map(|(i, &width)| {
+                CalcInput::Field(FieldRef {
+                    slot: i as u32,
+                    header: 0,
+                    width,
+                })
+            })
+            .collect();
+        (
+            layout,
+            Calculation::new("c".into(), HashAlgo::Csum16, inputs),
+        )
+    }
+
+    #[test]
+    fn ipv4s_header_checksum_is_summed_from_bytes() {
+        use super::super::pipeline::CsumSpan;
+        let widths = [4, 4, 8, 16, 16, 3, 13, 8, 8, 16, 32, 32];
+        let mut included = [true; 12];
+        included[9] = false;
+        let (layout, calc) = header_and_csum(&widths, &included);
+        let span = CsumSpan::of(&calc, std::slice::from_ref(&layout)).unwrap();
+        assert_eq!(
+            (span.start, span.end, span.skipped.clone()),
+            (0, 20, vec![10])
+        );
+        let header = [
+            0x45, 0, 0, 0x20, 0, 7, 0, 0, 64, 17, 0xab, 0xcd, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let mut zeroed = header;
+        zeroed[10..12].fill(0);
+        assert_eq!(
+            span.checksum(&header),
+            Some(super::super::hash::csum16(&zeroed))
+        );
+        // A left-out field not on a 16-bit word: no span.
+        let mut included = [true; 12];
+        included[7] = false;
+        let (layout, calc) = header_and_csum(&widths, &included);
+        assert_eq!(CsumSpan::of(&calc, &[layout]), None);
+    }
+
+    proptest::proptest! {
+        /// When a calculation has a span, summing the header's bytes gives the checksum of the
+        /// input fields' values.
+        #[test]
+        fn a_csum16_summed_from_bytes_equals_the_one_from_values(
+            groups in proptest::collection::vec((0usize..7, proptest::bool::weighted(0.7)), 1..10),
+            odd_byte in proptest::bool::ANY,
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 80),
+        ) {
+            use super::super::pipeline::CsumSpan;
+            // Runs of fields filling whole 16-bit words, in or out of the calculation, and maybe
+            // a last byte in it.
+            const RUNS: [&[u32]; 7] = [&[16], &[32], &[8, 8], &[4, 4, 8], &[3, 13], &[1, 15], &[48]];
+            let (mut widths, mut included) = (Vec::new(), Vec::new());
+            for &(run, inside) in &groups {
+                widths.extend(RUNS[run]);
+                included.extend(RUNS[run].iter().map(|_| inside));
+            }
+            if odd_byte {
+                widths.push(8);
+                included.push(true);
+            }
+            proptest::prop_assume!(included.contains(&true));
+            let (layout, calc) = header_and_csum(&widths, &included);
+            let span = CsumSpan::of(&calc, std::slice::from_ref(&layout));
+            proptest::prop_assert!(span.is_some());
+            let mut phv = Phv {
+                values: vec![0; layout.fields.len()],
+                valid: vec![true],
+                changed: SlotSet(vec![0; layout.fields.len().div_ceil(64)]),
+                ..Phv::default()
+            };
+            extract(&layout, &bytes, 0, &mut phv);
+            let from_bytes = span.and_then(|s| s.checksum(&bytes));
+            proptest::prop_assert_eq!(from_bytes, Some(csum16_of_inputs(&calc.inputs, &phv)));
         }
     }
 

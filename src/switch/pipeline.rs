@@ -250,6 +250,110 @@ pub struct Calculation {
     pub csum_constants: u64,
     /// Every field input is at most 32 bits wide, so its value is its own fold (IPv4's).
     pub csum_narrow: bool,
+    /// For a csum16 over one packet header's fields (IPv4's header checksum): where they lie in
+    /// the header's bytes (set when the program is loaded, as it needs the header layouts).
+    pub span: Option<CsumSpan>,
+}
+
+/// Where a csum16's inputs lie in one packet header when they are that header's fields in
+/// layout order, from a 16-bit boundary to a byte boundary, leaving out only whole 16-bit words
+/// (the checksum field itself, say). The checksum is then that of the header's bytes without
+/// those words: it can be summed from the bytes a header was extracted from, or deparsed to,
+/// instead of field by field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsumSpan {
+    pub header: u32,
+    /// The bytes of the header (from its start) the inputs lie in, left-out words included.
+    pub start: u32,
+    pub end: u32,
+    /// The byte offsets (from the header's start) of the 16-bit words left out.
+    pub skipped: Vec<u32>,
+}
+
+impl CsumSpan {
+    /// The span of `calc`'s inputs, if it has one (see the type).
+    pub fn of(calc: &Calculation, headers: &[HeaderLayout]) -> Option<CsumSpan> {
+        if calc.algo != HashAlgo::Csum16 {
+            return None;
+        }
+        let fields = calc
+            .inputs
+            .iter()
+            .map(|i| match i {
+                CalcInput::Field(f) => Some(*f),
+                CalcInput::Const { .. } => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let header = fields.first()?.header;
+        let layout = headers.get(header as usize)?;
+        if layout.metadata || fields.iter().any(|f| f.header != header) {
+            return None;
+        }
+        let mut skipped = Vec::new();
+        let mut next: Option<u32> = None;
+        let mut start = 0;
+        for f in &fields {
+            let at = layout.fields.get((f.slot - layout.first_slot) as usize)?;
+            match next {
+                None => start = at.offset,
+                // A gap of whole 16-bit words, or nothing.
+                Some(n)
+                    if n <= at.offset
+                        && n.is_multiple_of(16)
+                        && (at.offset - n).is_multiple_of(16) =>
+                {
+                    skipped.extend((n / 8..at.offset / 8).step_by(2))
+                }
+                Some(n) if n == at.offset => {}
+                Some(_) => return None,
+            }
+            next = Some(at.offset + at.width);
+        }
+        let end = next?;
+        (start.is_multiple_of(16) && end.is_multiple_of(8)).then_some(CsumSpan {
+            header,
+            start: start / 8,
+            end: end / 8,
+            skipped,
+        })
+    }
+
+    /// The checksum of the inputs, from `header`, the header's bytes (as long as it is).
+    pub fn checksum(&self, header: &[u8]) -> Option<u16> {
+        let bytes = header.get(self.start as usize..self.end as usize)?;
+        // The same ones' complement sum as the values give (see `csum_fold`): as 2^16 is 1
+        // modulo 0xffff, the big-endian 32-bit words (the last one padded with zeros) added up
+        // as integers, less each left-out 16-bit word with the weight it had in its 32-bit word.
+        let mut words = bytes.chunks_exact(4);
+        let mut sum: u64 = words
+            .by_ref()
+            .map(|w| u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])))
+            .sum();
+        let mut last = [0u8; 4];
+        for (to, from) in last.iter_mut().zip(words.remainder()) {
+            *to = *from;
+        }
+        sum += u64::from(u32::from_be_bytes(last));
+        for &at in &self.skipped {
+            let w = header.get(at as usize..at as usize + 2)?;
+            let weight = if (at - self.start).is_multiple_of(4) {
+                16
+            } else {
+                0
+            };
+            sum -= u64::from(u16::from_be_bytes([w[0], w[1]])) << weight;
+        }
+        Some(!csum_fold16(sum))
+    }
+}
+
+/// `v` modulo 0xffff as a ones' complement sum of its 16-bit words: in 1..=0xffff unless `v` is 0.
+pub fn csum_fold16(v: u64) -> u16 {
+    let mut s = (v & 0xffff_ffff) + (v >> 32);
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
 }
 
 /// A value's 16-bit words summed in 34 bits (32-bit halves added): congruent to it modulo
@@ -310,6 +414,7 @@ impl Calculation {
             csum_fields,
             csum_constants,
             csum_narrow,
+            span: None,
         }
     }
 }
@@ -606,6 +711,9 @@ pub struct Checksum {
     pub verify: bool,
     pub update: bool,
     pub condition: Option<Expr>,
+    /// An update whose calculation has a `CsumSpan` in the target's header, which no other
+    /// update reads or writes: it may be summed from the deparsed header's bytes.
+    pub update_from_bytes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -656,6 +764,8 @@ pub struct Program {
     pub parse_states: Vec<ParseState>,
     pub parser_start: usize,
     pub deparse_order: Vec<u32>,
+    /// Per header: valid before the parser runs (metadata is, packet headers are not).
+    pub initially_valid: Vec<bool>,
     pub actions: Vec<Action>,
     pub tables: Vec<Table>,
     pub conditionals: Vec<Conditional>,
@@ -1050,12 +1160,39 @@ impl<'a> Compiler<'a> {
                     verify: k.verify,
                     update: k.update,
                     condition,
+                    update_from_bytes: false,
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<Checksum>, _>>()?;
+        let mut checksums = checksums;
+        // The header an update reads or writes: an update summed after the deparser must not
+        // depend on the order of the others.
+        let touches = |c: &Checksum, h: u32| {
+            c.target.header == h
+                || calculations[c.calculation]
+                    .inputs
+                    .iter()
+                    .any(|i| matches!(i, CalcInput::Field(f) if f.header == h))
+        };
+        for i in 0..checksums.len() {
+            let c = &checksums[i];
+            let from_bytes = c.update
+                && calculations[c.calculation]
+                    .span
+                    .as_ref()
+                    .is_some_and(|span| {
+                        span.header == c.target.header
+                            && checksums
+                                .iter()
+                                .enumerate()
+                                .all(|(j, o)| j == i || !o.update || !touches(o, span.header))
+                    });
+            checksums[i].update_from_bytes = from_bytes;
+        }
 
         let program = Program {
             slot_count: self.headers.iter().map(|h| h.fields.len()).sum(),
+            initially_valid: self.headers.iter().map(|h| h.metadata).collect(),
             headers: self.headers,
             errors,
             parser_errors,
@@ -1280,7 +1417,9 @@ impl<'a> Compiler<'a> {
                 &ctx,
             ));
         }
-        Ok(Calculation::new(x.name.clone(), algo, inputs))
+        let mut calc = Calculation::new(x.name.clone(), algo, inputs);
+        calc.span = CsumSpan::of(&calc, &self.headers);
+        Ok(calc)
     }
 
     fn action(&self, a: &json::Action) -> Result<Action, LoadError> {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
-use super::pipeline::{width_mask, MatchKind, Table};
+use super::pipeline::{width_mask, KeySource, MatchKind, Table};
 
 /// The value one key field of an entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,6 +205,44 @@ pub struct TableState {
     /// here, as P4Runtime treats the default entry like any other entry for direct resources.
     pub default_counter: CounterValue,
     pub immutable: bool,
+    /// For tables whose key is read from fields alone and packs into 64 bits: how to pack it.
+    field_key: Option<FieldKey>,
+}
+
+/// How to pack a table's key straight from the field values, as `pack` packs a key buffer, for
+/// a lookup in a 64-bit map without filling a key buffer first.
+#[derive(Debug, Clone)]
+struct FieldKey {
+    /// Per key field, in key order: its slot, the bits it keeps (static mask and width), its
+    /// width.
+    parts: Box<[(usize, u64, u32)]>,
+    /// The lpm field's position in `parts` (lpm tables).
+    lpm: Option<usize>,
+}
+
+impl FieldKey {
+    fn new(table: &Table, index: &Index) -> Option<FieldKey> {
+        let lpm = match index {
+            Index::Exact(m) if m.map.is_narrow() => None,
+            // Every length's map is as wide as the whole key.
+            Index::Lpm { field, .. } if table.keys.iter().map(|k| k.width).sum::<u32>() <= 64 => {
+                Some(*field)
+            }
+            _ => return None,
+        };
+        let parts = table
+            .keys
+            .iter()
+            .map(|k| match k.source {
+                KeySource::Field(f) => {
+                    let keep = k.mask.unwrap_or(u128::MAX) & width_mask(k.width);
+                    Some((f.slot as usize, keep as u64, k.width))
+                }
+                KeySource::Valid(_) => None,
+            })
+            .collect::<Option<_>>()?;
+        Some(FieldKey { parts, lpm })
+    }
 }
 
 /// How a lookup finds the matching entry.
@@ -308,6 +346,12 @@ fn pack(widths: &[u32], values: &[u128]) -> u128 {
             (acc << w) | v
         }
     })
+}
+
+impl KeyMapInner {
+    fn is_narrow(&self) -> bool {
+        matches!(self, KeyMapInner::Narrow(_))
+    }
 }
 
 impl KeyMap {
@@ -443,9 +487,11 @@ impl Index {
 
 impl TableState {
     pub fn new(table: &Table) -> TableState {
+        let index = Index::new(table);
         TableState {
             entries: Vec::new(),
-            index: Index::new(table),
+            field_key: FieldKey::new(table, &index),
+            index,
             default_action: table.default_action.as_ref().map(|d| ActionCall {
                 action: d.action,
                 args: d.args.clone(),
@@ -506,6 +552,43 @@ impl TableState {
                     .zip(values.iter())
                     .all(|((m, k), &v)| m.matches(k.width, v))
             }),
+        }
+    }
+
+    /// `lookup` for tables whose key packs straight from the field values (`values`, by slot,
+    /// each within its width); `None` for the other tables.
+    #[inline]
+    pub fn lookup_fields(&self, values: &[u128]) -> Option<Option<usize>> {
+        let plan = self.field_key.as_ref()?;
+        let value =
+            |&(slot, keep, _): &(usize, u64, u32)| values.get(slot).map_or(0, |&v| v as u64) & keep;
+        let mut packed = 0u64;
+        for part in &plan.parts {
+            let width = part.2;
+            packed = if width >= 64 {
+                value(part)
+            } else {
+                (packed << width) | value(part)
+            };
+        }
+        match (&self.index, plan.lpm) {
+            (
+                Index::Exact(KeyMap {
+                    map: KeyMapInner::Narrow(m),
+                    ..
+                }),
+                None,
+            ) => Some(m.get(&packed).copied()),
+            (Index::Lpm { lengths, .. }, Some(field)) => {
+                let lpm_value = u128::from(value(plan.parts.get(field)?));
+                Some(lengths.iter().filter(|l| l.may_hold(lpm_value)).find_map(
+                    |l| match &l.map.map {
+                        KeyMapInner::Narrow(m) => m.get(&(packed & l.packed_mask as u64)).copied(),
+                        _ => None,
+                    },
+                ))
+            }
+            _ => None,
         }
     }
 
@@ -1020,6 +1103,12 @@ mod tests {
                     .lookup(&table, &mut values)
                     .map(|i| state.entries[i].entry.key.clone());
                 proptest::prop_assert_eq!(&values, &before);
+                // Keys of at most 64 bits also pack straight from the fields (slot i is key i).
+                let from_fields = state
+                    .lookup_fields(&values)
+                    .map(|hit| hit.map(|i| state.entries[i].entry.key.clone()));
+                let narrow = layout.iter().map(|k| k.1).sum::<u32>() <= 64;
+                proptest::prop_assert_eq!(from_fields, narrow.then(|| got.clone()));
                 proptest::prop_assert_eq!(got, naive_lpm(&table, &model, &values));
             }
         }
@@ -1107,9 +1196,14 @@ mod tests {
             for (i, values) in [a, b].into_iter().enumerate() {
                 let at = state.lookup(&table, &mut values.clone()).unwrap();
                 assert_eq!(state.entries[at].entry.action.args, vec![i as u128]);
+                // Keys of at most 64 bits also pack straight from the fields (slot i is key i).
+                let from_fields = state.lookup_fields(&values);
+                assert_eq!(from_fields, (bits <= 64).then_some(Some(at)), "{widths:?}");
             }
-            let at = state.lookup(&table, &mut widths.iter().map(|_| 0).collect::<Vec<_>>());
-            assert_eq!(at, None);
+            let zeros: Vec<u128> = widths.iter().map(|_| 0).collect();
+            assert_eq!(state.lookup(&table, &mut zeros.clone()), None);
+            let from_fields = state.lookup_fields(&zeros);
+            assert_eq!(from_fields, (bits <= 64).then_some(None), "{widths:?}");
         }
     }
 }
