@@ -416,7 +416,7 @@ impl InterfacePort {
 }
 
 /// Frames one port lost, counted as they are lost and logged at most once per
-/// [`DROP_WARNING_INTERVAL`]: a port losing frames by the thousand gets one line a second, with
+/// `DROP_WARNING_INTERVAL`: a port losing frames by the thousand gets one line a second, with
 /// how many since the last line and in all.
 #[derive(Debug, Default)]
 pub struct DropLog {
