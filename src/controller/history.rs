@@ -90,6 +90,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (window_id, src, dst, protocol, client, server, server_port)
     );
     CREATE INDEX labels_at ON labels(at_ms);",
+    // 2: a pair's readings by time, for the last one before a range (a range's traffic).
+    "CREATE INDEX pair_measurements_pair ON pair_measurements(src, dst, at_ms);",
 ];
 
 /// The schema version this build writes.
@@ -523,8 +525,7 @@ impl HistoryStore {
         to_ms: u64,
     ) -> Result<GraphSnapshot, HistoryError> {
         let rows = self.pairs_between(from_ms, to_ms, usize::MAX)?;
-        let baselines = self.exact_totals_before(from_ms)?;
-        // Per pair: exact totals by run (baseline, latest in the range), estimates' sum.
+        // Per pair: exact totals by run (latest in the range), estimates' sum.
         let mut in_range: std::collections::BTreeMap<VmPair, RangeRows> =
             std::collections::BTreeMap::new();
         for row in &rows {
@@ -584,13 +585,14 @@ impl HistoryStore {
                     exact: false,
                 })
             } else {
-                let (packets, bytes) = exact.iter().fold((0u64, 0u64), |sum, (run, last)| {
-                    let before = baselines.get(&(*run, pair)).copied().unwrap_or_default();
-                    (
-                        sum.0.saturating_add(last.0.saturating_sub(before.0)),
-                        sum.1.saturating_add(last.1.saturating_sub(before.1)),
-                    )
-                });
+                let mut sum = (0u64, 0u64);
+                for (&run, last) in &exact {
+                    let before = self.exact_totals_before(run, pair, from_ms)?;
+                    let before = before.unwrap_or_default();
+                    sum.0 = sum.0.saturating_add(last.0.saturating_sub(before.0));
+                    sum.1 = sum.1.saturating_add(last.1.saturating_sub(before.1));
+                }
+                let (packets, bytes) = sum;
                 Some(RangeTraffic {
                     packets,
                     bytes,
@@ -618,36 +620,41 @@ impl HistoryStore {
         Ok(GraphSnapshot { nodes, edges })
     }
 
-    /// Per run and pair, the exact totals of the latest reading recorded before `before_ms`.
+    /// The exact totals of `pair`'s latest reading in run `run` recorded before `before_ms`
+    /// (one indexed lookup: the pair's rows by time).
     fn exact_totals_before(
         &self,
+        run: u64,
+        pair: VmPair,
         before_ms: u64,
-    ) -> Result<std::collections::BTreeMap<(u64, VmPair), Totals>, HistoryError> {
+    ) -> Result<Option<Totals>, HistoryError> {
         let conn = self.conn();
-        // SQLite takes a bare column's values from the row that holds the MAX.
-        let mut query = conn.prepare(
-            "SELECT w.run_started_ms, p.src, p.dst, p.exact_packets, p.exact_bytes, MAX(p.at_ms)
+        let mut query = conn.prepare_cached(
+            "SELECT p.exact_packets, p.exact_bytes
              FROM pair_measurements p JOIN windows w ON w.id = p.window_id
-             WHERE p.at_ms < ?1 AND p.exact_packets IS NOT NULL
-             GROUP BY w.run_started_ms, p.src, p.dst",
+             WHERE p.src = ?1 AND p.dst = ?2 AND p.at_ms < ?3 AND w.run_started_ms = ?4
+                AND p.exact_packets IS NOT NULL
+             ORDER BY p.at_ms DESC LIMIT 1",
         )?;
-        let mut rows = query.query(params![sql_int(before_ms)])?;
-        let mut totals = std::collections::BTreeMap::new();
-        while let Some(row) = rows.next()? {
-            let src: String = row.get(1)?;
-            let dst: String = row.get(2)?;
-            totals.insert(
-                (
-                    from_sql_int("run_started_ms", row.get(0)?)?,
-                    VmPair::new(parse_ip("src", &src)?, parse_ip("dst", &dst)?),
-                ),
-                (
-                    from_sql_int("exact_packets", row.get(3)?)?,
-                    from_sql_int("exact_bytes", row.get(4)?)?,
-                ),
-            );
-        }
-        Ok(totals)
+        let totals = query
+            .query_row(
+                params![
+                    pair.src.to_string(),
+                    pair.dst.to_string(),
+                    sql_int(before_ms),
+                    sql_int(run)
+                ],
+                |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        totals
+            .map(|(packets, bytes)| {
+                Ok((
+                    from_sql_int("exact_packets", packets)?,
+                    from_sql_int("exact_bytes", bytes)?,
+                ))
+            })
+            .transpose()
     }
 
     /// Per pair, the latest version of each label (by protocol, client, server, port) in the

@@ -666,15 +666,15 @@ pub struct TrafficTruth {
 /// destination.
 pub type PortWindows = BTreeMap<(VmPair, u16), BTreeSet<usize>>;
 
-/// Records `frame`'s ports in `windows` for `window` (frames without TCP/UDP ports add nothing).
-pub(super) fn note_ports(windows: &mut PortWindows, pair: VmPair, window: usize, frame: &[u8]) {
-    let ports = crate::wire::HeaderSummary::parse(frame)
-        .ok()
-        .and_then(|s| s.transport);
-    if let Some(t) = ports {
-        for port in [t.src_port, t.dst_port] {
-            windows.entry((pair, port)).or_default().insert(window);
-        }
+/// Records that `pair` carried frames from or to `ports`' two ports in `window`.
+pub(super) fn note_ports(
+    windows: &mut PortWindows,
+    pair: VmPair,
+    window: usize,
+    ports: &crate::wire::TransportSummary,
+) {
+    for port in [ports.src_port, ports.dst_port] {
+        windows.entry((pair, port)).or_default().insert(window);
     }
 }
 
@@ -694,7 +694,11 @@ impl TrafficTruth {
                 .or_default();
             e.0 += 1;
             e.1 += f.frame.len() as u64;
-            note_ports(&mut port_windows, pair, window, &f.frame);
+            // Frames without TCP/UDP ports belong to no conversation.
+            let headers = crate::wire::HeaderSummary::parse(&f.frame).ok();
+            if let Some(ports) = headers.and_then(|h| h.transport) {
+                note_ports(&mut port_windows, pair, window, &ports);
+            }
         }
         TrafficTruth {
             pairs: workload.truth.pairs.clone(),

@@ -1137,7 +1137,7 @@ impl<'a> Compiler<'a> {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
-        let checksums = doc
+        let mut checksums = doc
             .checksums
             .iter()
             .map(|k| {
@@ -1164,7 +1164,6 @@ impl<'a> Compiler<'a> {
                 })
             })
             .collect::<Result<Vec<Checksum>, _>>()?;
-        let mut checksums = checksums;
         // The header an update reads or writes: an update summed after the deparser must not
         // depend on the order of the others.
         let touches = |c: &Checksum, h: u32| {

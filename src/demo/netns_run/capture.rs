@@ -17,21 +17,27 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::controller::VmPair;
-use crate::demo::emulated::PortWindows;
+use crate::demo::emulated::{note_ports, PortWindows};
 use crate::switch::ports::FrameSink;
 use crate::wire::HeaderSummary;
 
 /// Frames and bytes.
 pub type Counts = (u64, u64);
 
+/// Per pair and window, frames and bytes; per pair and port, the windows frames carried it.
+#[derive(Debug, Default)]
+struct Tally {
+    counts: BTreeMap<VmPair, BTreeMap<usize, Counts>>,
+    port_windows: PortWindows,
+}
+
 /// The capture of every VM's interface, shared by their receive loops.
 #[derive(Debug)]
 pub struct VmCapture {
     /// The window frames are counted in now (0-based); the run moves it after each window.
     window: AtomicUsize,
-    counts: Mutex<BTreeMap<VmPair, BTreeMap<usize, Counts>>>,
-    /// Per (pair, TCP/UDP port as source or destination), the windows it was seen in.
-    port_windows: Mutex<PortWindows>,
+    /// What the frames counted so far add up to, under one lock taken once per frame.
+    tally: Mutex<Tally>,
     frames: AtomicU64,
     /// Frames that were no IPv4 (nothing of the workload; counted to be seen).
     other: AtomicU64,
@@ -47,8 +53,7 @@ impl VmCapture {
     pub fn new() -> Arc<VmCapture> {
         Arc::new(VmCapture {
             window: AtomicUsize::new(0),
-            counts: Mutex::new(BTreeMap::new()),
-            port_windows: Mutex::new(PortWindows::new()),
+            tally: Mutex::new(Tally::default()),
             frames: AtomicU64::new(0),
             other: AtomicU64::new(0),
             kernel_drops: AtomicU64::new(0),
@@ -82,18 +87,16 @@ impl VmCapture {
 
     /// Per pair, per window, what the VMs received.
     pub fn per_window(&self) -> BTreeMap<VmPair, BTreeMap<usize, Counts>> {
-        self.counts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.tally().counts.clone()
     }
 
     /// Per pair and port, the windows the VMs received frames from or to that port in.
     pub fn port_windows(&self) -> PortWindows {
-        self.port_windows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.tally().port_windows.clone()
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn count(&self, frame: &[u8]) {
@@ -107,20 +110,17 @@ impl VmCapture {
         };
         let pair = VmPair::new(ipv4.src_addr, ipv4.dst_addr);
         let window = self.window.load(Ordering::SeqCst);
-        {
-            let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = counts.entry(pair).or_default().entry(window).or_default();
-            entry.0 += 1;
-            entry.1 += frame.len() as u64;
-        }
-        if let Some(t) = transport {
-            let mut ports = self
-                .port_windows
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            for port in [t.src_port, t.dst_port] {
-                ports.entry((pair, port)).or_default().insert(window);
-            }
+        let mut tally = self.tally();
+        let entry = tally
+            .counts
+            .entry(pair)
+            .or_default()
+            .entry(window)
+            .or_default();
+        entry.0 += 1;
+        entry.1 += frame.len() as u64;
+        if let Some(ports) = transport {
+            note_ports(&mut tally.port_windows, pair, window, &ports);
         }
     }
 }
