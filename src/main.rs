@@ -102,6 +102,24 @@ struct SwitchArgs {
     /// bmv2 log level (trace, debug, info, warn, error, off); overrides --log.
     #[arg(short = 'L', long)]
     log_level: Option<String>,
+    /// Log to standard output, as bmv2 does (level: -L, default info).
+    #[arg(long, conflicts_with = "log_file")]
+    log_console: bool,
+    /// Log to this file, appended to (level: -L, default info).
+    #[arg(long, value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Write each port's frames to DIR/NAME_in.pcap (received) and DIR/NAME_out.pcap (sent),
+    /// NAME being the interface's name (`port<N>` for a UDP wire); DIR defaults to `.`.
+    #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = ".")]
+    pcap: Option<PathBuf>,
+    /// Accepted for bmv2's command line (the p4lang tutorials pass it); vmdep has no nanomsg
+    /// event log.
+    #[arg(long, value_name = "ADDR")]
+    nanolog: Option<String>,
+    /// Accepted for bmv2's command line (the p4lang tutorials pass it); vmdep has no bmv2
+    /// debugger.
+    #[arg(long)]
+    debugger: bool,
     /// Start without a program; the controller sets one with SetForwardingPipelineConfig.
     #[arg(long, conflicts_with = "json")]
     no_p4: bool,
@@ -144,6 +162,10 @@ fn log_filter(cli: &Cli) -> EnvFilter {
             log_level: Some(level),
             ..
         }) => EnvFilter::new(format!("vmdep={level}")),
+        // bmv2 logs only when asked to, and then much: vmdep's switch, its events from info on.
+        Command::Switch(args) if args.log_console || args.log_file.is_some() => {
+            EnvFilter::new("vmdep=info")
+        }
         _ => EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             EnvFilter::new(cli.log.as_deref().unwrap_or(match cli.command {
                 // Long-running services report each window; one-shot commands stay quiet.
@@ -166,6 +188,7 @@ fn switch_options(args: SwitchArgs) -> anyhow::Result<SwitchOptions> {
     options.cpu_port = trailing.cpu_port.or(args.target.cpu_port);
     options.ports = args.interfaces;
     options.json = if args.no_p4 { None } else { args.json };
+    options.pcap_dir = args.pcap;
     Ok(options)
 }
 
@@ -174,6 +197,12 @@ async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
         eprintln!(
             "vmdep switch: --thrift-port {port} accepted; vmdep serves no Thrift, only P4Runtime"
         );
+    }
+    if let Some(addr) = &args.nanolog {
+        eprintln!("vmdep switch: --nanolog {addr} accepted; vmdep has no nanomsg event log");
+    }
+    if args.debugger {
+        eprintln!("vmdep switch: --debugger accepted; vmdep has no bmv2 debugger");
     }
     let options = switch_options(args)?;
     // Handlers first: a signal sent as soon as the addresses below are printed must stop the
@@ -202,10 +231,24 @@ async fn run_switch(args: SwitchArgs) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(&cli))
-        .with_writer(std::io::stderr)
-        .init();
+    let logs = tracing_subscriber::fmt().with_env_filter(log_filter(&cli));
+    match &cli.command {
+        Command::Switch(args) if args.log_console => logs.with_writer(std::io::stdout).init(),
+        Command::Switch(SwitchArgs {
+            log_file: Some(path),
+            ..
+        }) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open the log file {}", path.display()))?;
+            logs.with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file))
+                .init()
+        }
+        _ => logs.with_writer(std::io::stderr).init(),
+    }
     match cli.command {
         Command::Compile { file, out_dir } => compile(&file, &out_dir),
         Command::Switch(args) => tokio::runtime::Runtime::new()

@@ -6,12 +6,13 @@
 //! - [`dataplane`] holds the switch state (table entries, counters, registers, clone sessions,
 //!   statistics), processes frames and offers the runtime API the P4Runtime server sits on;
 //! - [`p4runtime`] is that server (P4Runtime 1.4 over gRPC), [`ports`] the port backends (UDP
-//!   wires, Linux interfaces, in-process channels) and [`runner`] starts and stops the whole
-//!   switch.
+//!   wires, Linux interfaces, in-process channels), [`capture`] their pcap files (`--pcap`) and
+//!   [`runner`] starts and stops the whole switch.
 //!
 //! This module loads pipelines, it never builds them (no use of the compiler), and it knows
 //! nothing of the controller.
 
+pub mod capture;
 pub mod dataplane;
 pub mod hash;
 pub mod json;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::p4rt::v1::p4_runtime_server::P4RuntimeServer;
 
+use super::capture::{CaptureError, PortCaptures};
 use super::p4runtime::device::Device;
 use super::p4runtime::P4RuntimeService;
 use super::ports::{self, ChannelPort, FrameSink, InterfacePort, PortBackend, PortSpec, UdpWire};
@@ -33,6 +34,9 @@ pub struct SwitchOptions {
     pub json: Option<PathBuf>,
     /// How often entries are checked for idle timeouts.
     pub idle_scan_interval: Duration,
+    /// bmv2's `--pcap DIR`: each port's frames in and out, in `DIR/NAME_in.pcap` and
+    /// `DIR/NAME_out.pcap` (see [`PortCaptures`]).
+    pub pcap_dir: Option<PathBuf>,
 }
 
 impl SwitchOptions {
@@ -45,6 +49,7 @@ impl SwitchOptions {
             channel_ports: Vec::new(),
             json: None,
             idle_scan_interval: Duration::from_millis(100),
+            pcap_dir: None,
         }
     }
 }
@@ -76,6 +81,8 @@ pub enum StartError {
     },
     #[error("cannot load {path}: {source}")]
     LoadJson { path: PathBuf, source: LoadError },
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
     #[error("cannot listen for gRPC on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -177,12 +184,20 @@ pub async fn start(options: SwitchOptions) -> Result<RunningSwitch, StartError> 
         channel_ports.insert(port, test_side);
         channel_inputs.push((port, input));
     }
-    let device = Arc::new(Device::new(
-        options.device_id,
-        options.cpu_port,
-        senders,
-        initial,
-    ));
+    let mut device = Device::new(options.device_id, options.cpu_port, senders, initial);
+    if let Some(dir) = &options.pcap_dir {
+        // bmv2 names a port's files after its interface; the other kinds have none.
+        let names = options.ports.iter().map(|spec| match &spec.backend {
+            PortBackend::Interface { name } => (spec.port, name.clone()),
+            PortBackend::Udp { .. } => (spec.port, PortCaptures::unnamed(spec.port)),
+        });
+        let channels = options
+            .channel_ports
+            .iter()
+            .map(|&port| (port, PortCaptures::unnamed(port)));
+        device = device.with_captures(PortCaptures::create(dir, names.chain(channels))?);
+    }
+    let device = Arc::new(device);
     let listener = tokio::net::TcpListener::bind(options.grpc_addr)
         .await
         .map_err(|source| StartError::Listen {

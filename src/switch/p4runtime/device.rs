@@ -19,6 +19,7 @@ use crate::p4rt::v1::{
     stream_message_response, ForwardingPipelineConfig, IdleTimeoutNotification, PacketIn,
     PacketOut, StreamMessageResponse,
 };
+use crate::switch::capture::PortCaptures;
 use crate::switch::ports::{DropLog, FrameSink, PortSender};
 use crate::switch::{Outputs, Switch};
 
@@ -125,6 +126,8 @@ pub struct Device {
     pub drops: DropCounters,
     /// Frames each port's backend did not take, for the warnings (the total is in `drops`).
     send_failures: Mutex<HashMap<u32, DropLog>>,
+    /// `--pcap`: the ports' capture files.
+    captures: Option<PortCaptures>,
 }
 
 /// Locks a mutex even if a thread panicked while holding it: the state is still the last one
@@ -160,7 +163,14 @@ impl Device {
             ports,
             drops: DropCounters::default(),
             send_failures: Mutex::new(HashMap::new()),
+            captures: None,
         }
+    }
+
+    /// Writes every frame the ports receive and send to `captures` too (`--pcap`).
+    pub fn with_captures(mut self, captures: PortCaptures) -> Device {
+        self.captures = Some(captures);
+        self
     }
 
     pub fn pipeline(&self) -> MutexGuard<'_, PipelineSlot> {
@@ -179,6 +189,13 @@ impl Device {
     /// Runs frames received together on `port` through the data plane under one lock, then
     /// delivers their outputs, each port's in one batch.
     fn inject_batch(&self, port: u32, frames: &mut dyn Iterator<Item = &[u8]>) {
+        // Captured as they come in, before the pipeline (or its absence) decides anything.
+        let mut capture = self.captures.as_ref().and_then(|c| c.received(port));
+        let frames = &mut frames.inspect(|frame| {
+            if let Some(batch) = capture.as_mut() {
+                batch.write(frame);
+            }
+        });
         OUTPUTS.with(|outputs| {
             let mut outputs = outputs.borrow_mut();
             outputs.clear();
@@ -220,6 +237,11 @@ impl Device {
         }
         for (port, frames) in by_port {
             let count = frames.len() as u64;
+            if let Some(mut capture) = self.captures.as_ref().and_then(|c| c.sent(port)) {
+                for frame in &frames {
+                    capture.write(frame);
+                }
+            }
             match self.ports.get(&port) {
                 Some(sender) => {
                     let outcome = sender.send_batch(&frames);
