@@ -102,10 +102,11 @@ struct SwitchArgs {
     /// bmv2 log level (trace, debug, info, warn, error, off); overrides --log.
     #[arg(short = 'L', long)]
     log_level: Option<String>,
-    /// Log to standard output, as bmv2 does (level: -L, default info).
+    /// Log to standard output, as bmv2 does (level: -L, default debug: each packet's way
+    /// through the pipeline, as bmv2's console log shows it).
     #[arg(long, conflicts_with = "log_file")]
     log_console: bool,
-    /// Log to this file, appended to (level: -L, default info).
+    /// Log to this file, appended to (level: -L, default debug, as for --log-console).
     #[arg(long, value_name = "PATH")]
     log_file: Option<PathBuf>,
     /// Write each port's frames to DIR/NAME_in.pcap (received) and DIR/NAME_out.pcap (sent),
@@ -162,9 +163,9 @@ fn log_filter(cli: &Cli) -> EnvFilter {
             log_level: Some(level),
             ..
         }) => EnvFilter::new(format!("vmdep={level}")),
-        // bmv2 logs only when asked to, and then much: vmdep's switch, its events from info on.
+        // bmv2 logs only when asked to, and then everything, each packet's way included.
         Command::Switch(args) if args.log_console || args.log_file.is_some() => {
-            EnvFilter::new("vmdep=info")
+            EnvFilter::new("vmdep=debug")
         }
         _ => EnvFilter::try_from_default_env().unwrap_or_else(|_| {
             EnvFilter::new(cli.log.as_deref().unwrap_or(match cli.command {

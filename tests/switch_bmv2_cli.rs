@@ -150,6 +150,14 @@ fn the_tutorials_command_line_runs_and_pcap_files_hold_each_ports_frames() {
         received.push(buf[..n].to_vec());
     }
     assert_stops_on_sigterm(&mut child.0, "vmdep switch", WAIT);
+    // As bmv2's console log without -L, the packet log: each frame's way.
+    // (The switch has exited: its output ends, and so does this.)
+    let rest: Vec<String> = std::iter::from_fn(|| stdout.recv_timeout(WAIT).ok()).collect();
+    let sent_lines = rest
+        .iter()
+        .filter(|line| line.contains("sent on port 2, 62 bytes"))
+        .count();
+    assert_eq!(sent_lines, 5, "{rest:#?}");
 
     let fields = ["eth.src", "eth.dst", "ip.src", "udp.srcport", "frame.len"];
     let decoded = |name: &str| tshark_fields(&pcaps.join(name), &fields);

@@ -237,7 +237,15 @@ struct Env<'a> {
     stats: &'a mut Stats,
     calc_buf: &'a mut Vec<u8>,
     frame_len: usize,
+    /// Whether the packet log is on (see [`PACKET_LOG`]).
+    trace: bool,
 }
+
+/// The target of the packet log: one debug event per step of each frame (received, parsed,
+/// each condition and table with its key and action, dropped or sent), what bmv2 writes with
+/// `--log-console -L debug`. `vmdep switch -L debug` shows it; `--log vmdep::switch::packet=debug`
+/// shows it alone. Off, it costs one check of the log level per frame.
+pub const PACKET_LOG: &str = "vmdep::switch::packet";
 
 /// A bmv2-compatible v1model switch running one compiled program.
 pub struct Switch {
@@ -708,12 +716,17 @@ impl Switch {
         phv.reset(p);
         phv.values[std.ingress_port.slot as usize] =
             u128::from(in_port) & width_mask(std.ingress_port.width);
+        let trace = tracing::enabled!(target: PACKET_LOG, tracing::Level::DEBUG);
+        if trace {
+            tracing::debug!(target: PACKET_LOG, "packet received on port {in_port}, {} bytes", frame.len());
+        }
         let mut env = Env {
             counters: &mut self.counters,
             registers: &mut self.registers,
             stats: &mut self.stats,
             calc_buf: &mut self.calc_buf,
             frame_len: frame.len(),
+            trace,
         };
         let cursor = parse_and_verify(p, frame, phv, &mut env, true);
 
@@ -730,15 +743,26 @@ impl Switch {
         );
         if flags.assert_failed {
             env.stats.dropped_assert += 1;
+            if env.trace {
+                tracing::debug!(target: PACKET_LOG, "dropped: an assertion failed in ingress");
+            }
             return;
         }
 
         if let Some((session, field_list)) = flags.clone {
+            if env.trace {
+                tracing::debug!(target: PACKET_LOG, "cloned (ingress to egress) to session {session}");
+            }
             match u32::try_from(session)
                 .ok()
                 .and_then(|s| self.clone_sessions.get(&s))
             {
-                None => env.stats.clones_no_session += 1,
+                None => {
+                    env.stats.clones_no_session += 1;
+                    if env.trace {
+                        tracing::debug!(target: PACKET_LOG, "clone dropped: no clone session {session}");
+                    }
+                }
                 Some(session) => {
                     let cut = Truncation {
                         ingress: None,
@@ -781,8 +805,14 @@ impl Switch {
                 .and_then(|g| self.multicast_groups.get(&g))
             else {
                 env.stats.dropped_no_multicast_group += 1;
+                if env.trace {
+                    tracing::debug!(target: PACKET_LOG, "dropped: no multicast group {mcast}");
+                }
                 return;
             };
+            if env.trace {
+                tracing::debug!(target: PACKET_LOG, "multicast group {mcast}: {} replicas", replicas.len());
+            }
             for r in replicas {
                 let copy = &mut self.phv2;
                 copy.copy_from(phv);
@@ -806,7 +836,13 @@ impl Switch {
         let egress_spec = phv.values[std.egress_spec.slot as usize];
         if egress_spec == DROP_PORT {
             env.stats.dropped_ingress += 1;
+            if env.trace {
+                tracing::debug!(target: PACKET_LOG, "dropped in ingress (egress_spec {DROP_PORT})");
+            }
             return;
+        }
+        if env.trace {
+            tracing::debug!(target: PACKET_LOG, "egress port is {egress_spec}");
         }
         phv.values[std.instance_type.slot as usize] = INSTANCE_NORMAL;
         // A truncate requested in ingress applies to the frame that leaves.
@@ -948,10 +984,16 @@ fn egress(
     );
     if flags.assert_failed {
         env.stats.dropped_assert += 1;
+        if env.trace {
+            tracing::debug!(target: PACKET_LOG, "dropped: an assertion failed in egress");
+        }
         return;
     }
     if phv.values[std.egress_spec.slot as usize] == DROP_PORT {
         env.stats.dropped_egress += 1;
+        if env.trace {
+            tracing::debug!(target: PACKET_LOG, "dropped in egress (port {})", replica.port);
+        }
         return;
     }
     let in_place = deparses_in_place(p, phv, frame, cursor);
@@ -1000,6 +1042,19 @@ fn egress(
         }
     }
     env.stats.frames_out += 1;
+    if env.trace {
+        tracing::debug!(
+            target: PACKET_LOG,
+            "sent on port {}, {} bytes{}",
+            replica.port,
+            out.bytes.len() - start,
+            match phv.values[std.instance_type.slot as usize] {
+                INSTANCE_INGRESS_CLONE => " (ingress clone)",
+                INSTANCE_REPLICATION => " (multicast replica)",
+                _ => "",
+            }
+        );
+    }
     env.stats.bytes_out += (out.bytes.len() - start) as u64;
     out.frames.push((replica.port, start..out.bytes.len()));
 }
@@ -1145,6 +1200,9 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
         phv.values[f.slot as usize] = (frame.len() as u128) & width_mask(f.width);
     }
     let (cursor_bits, error) = parse(p, frame, phv);
+    if env.trace && count {
+        log_parsed(p, phv, cursor_bits / 8, error);
+    }
     if let Some(code) = error {
         if count {
             env.stats.parser_errors += 1;
@@ -1172,6 +1230,9 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
                 }
                 if count {
                     env.stats.checksum_errors += 1;
+                    if env.trace {
+                        tracing::debug!(target: PACKET_LOG, "checksum {} is wrong", ck.name);
+                    }
                 }
             }
         }
@@ -1368,11 +1429,12 @@ fn run_control(
         match n {
             Node::Conditional(c) => {
                 let k = &p.conditionals[c];
-                node = if eval_inline(&k.expr, phv, &[], &[]) != 0 {
-                    k.true_next
-                } else {
-                    k.false_next
-                };
+                let holds = eval_inline(&k.expr, phv, &[], &[]) != 0;
+                if env.trace {
+                    let source = k.source.as_deref().unwrap_or("");
+                    tracing::debug!(target: PACKET_LOG, "condition {} ({source}) is {holds}", k.name);
+                }
+                node = if holds { k.true_next } else { k.false_next };
             }
             Node::Table(ti) => {
                 let t = &p.tables[ti];
@@ -1411,6 +1473,9 @@ fn run_control(
                     Some(i) => Some(&state.entries[i].entry.action),
                     None => state.default_action.as_ref(),
                 };
+                if env.trace {
+                    log_table(p, t, phv, hit, call);
+                }
                 let Some(call) = call else {
                     node = match &t.next {
                         TableNext::HitMiss { miss, .. } => *miss,
@@ -1550,6 +1615,70 @@ fn run_action(
             }
         }
     }
+}
+
+/// The packet log's line for the parser: the headers extracted, the bytes parsed, the error.
+fn log_parsed(p: &Program, phv: &Phv, bytes: usize, error: Option<u32>) {
+    let headers: Vec<&str> = p
+        .headers
+        .iter()
+        .zip(&phv.valid)
+        .filter(|(h, valid)| **valid && !h.metadata)
+        .map(|(h, _)| h.name.as_str())
+        .collect();
+    let error = match error {
+        None => String::new(),
+        Some(code) => {
+            let name = p.errors.iter().find(|(_, c)| *c == code);
+            format!(", error {}", name.map_or("(unknown)", |(n, _)| n.as_str()))
+        }
+    };
+    tracing::debug!(
+        target: PACKET_LOG,
+        "parsed {bytes} bytes, headers [{}]{error}",
+        headers.join(", ")
+    );
+}
+
+/// The packet log's line for a table: its key, and the entry's action or the default one.
+fn log_table(
+    p: &Program,
+    t: &super::pipeline::Table,
+    phv: &Phv,
+    hit: Option<usize>,
+    call: Option<&ActionCall>,
+) {
+    let key: Vec<String> = t
+        .keys
+        .iter()
+        .map(|k| {
+            let v = match k.source {
+                super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
+                super::pipeline::KeySource::Valid(h) => u128::from(phv.valid[h as usize]),
+            };
+            format!("{}={:#x}", k.name, k.mask.map_or(v, |m| v & m))
+        })
+        .collect();
+    let action = match call {
+        Some(call) => {
+            let args: Vec<String> = call.args.iter().map(|a| format!("{a:#x}")).collect();
+            let name = p.actions.get(call.action).map_or("?", |a| a.name.as_str());
+            format!("{name}({})", args.join(", "))
+        }
+        None => "none".to_string(),
+    };
+    let outcome = if hit.is_some() {
+        "hit"
+    } else {
+        "miss, default action"
+    };
+    // p4c turns a direct action call into a table without a key.
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!(" key [{}]:", key.join(", "))
+    };
+    tracing::debug!(target: PACKET_LOG, "table {}:{key} {outcome} {action}", t.name);
 }
 
 /// Runs a calculation over its inputs, bit-packed in order (fields of invalid headers skipped).

@@ -356,6 +356,15 @@ pub struct Conditional {
     pub expression: Operand,
     pub true_next: Option<String>,
     pub false_next: Option<String>,
+    #[serde(default)]
+    pub source_info: Option<SourceInfo>,
+}
+
+/// Where in the P4 source an object comes from; the switch keeps the fragment for its logs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceInfo {
+    #[serde(default)]
+    pub source_fragment: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -591,6 +591,8 @@ impl Table {
 #[derive(Debug, Clone)]
 pub struct Conditional {
     pub name: String,
+    /// The P4 source of the condition, when the JSON gives it (for the packet log).
+    pub source: Option<String>,
     pub expr: Expr,
     pub true_next: Option<Node>,
     pub false_next: Option<Node>,
@@ -1085,6 +1087,10 @@ impl<'a> Compiler<'a> {
                 let ctx = format!("conditional {}", k.name);
                 conditionals.push(Conditional {
                     name: k.name.clone(),
+                    source: k
+                        .source_info
+                        .as_ref()
+                        .and_then(|i| i.source_fragment.clone()),
                     expr: self.expr(&k.expression, &ctx, ExprScope::Control)?,
                     true_next: self.node(k.true_next.as_deref(), &ctx)?,
                     false_next: self.node(k.false_next.as_deref(), &ctx)?,
