@@ -4,9 +4,11 @@
 //! --cpu-port ...`), UDP wires standing in for the tutorials' veths. Frames go through a small
 //! program that forwards port 1 to port 2 and rewrites the source MAC; tshark, the independent
 //! reader, decodes the pcap files the switch wrote: the frames in on port 1, out on port 2, as
-//! the peers sent and received them; the other two files hold none.
+//! the peers sent and received them; the other files hold none. Also: the packet log on
+//! standard output, `--log-file`, and a clear error for a missing capture directory.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 mod support;
 
 use support::process::{assert_stops_on_sigterm, lines, Reaper};
+use support::switch_process::SwitchProcess;
 use support::tshark::tshark_fields;
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
@@ -85,74 +88,41 @@ fn the_tutorials_command_line_runs_and_pcap_files_hold_each_ports_frames() {
     let json = compile(dir.path());
     let pcaps = dir.path().join("pcaps");
     std::fs::create_dir(&pcaps).unwrap();
-    let peers: Vec<UdpSocket> = (0..2)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            s
-        })
-        .collect();
-
-    let mut switch = Command::new(env!("CARGO_BIN_EXE_vmdep"));
-    switch.arg("switch");
-    for (i, peer) in peers.iter().enumerate() {
-        switch.arg("-i").arg(format!(
-            "{}@udp:127.0.0.1:0={}",
-            i + 1,
-            peer.local_addr().unwrap()
-        ));
-    }
-    switch
-        .arg("--pcap")
-        .arg(&pcaps)
-        .args(["--nanolog", "ipc:///tmp/bm-0-log.ipc", "--device-id", "0"])
-        .arg(&json)
-        .args(["--debugger", "--log-console", "--thrift-port", "9090"])
-        .args([
-            "--",
-            "--grpc-server-addr",
-            "127.0.0.1:0",
-            "--cpu-port",
-            "255",
-        ]);
-    let mut child = Reaper(
-        switch
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start vmdep switch"),
-    );
-    let stdout = lines(child.0.stdout.take().unwrap());
-    let stderr = lines(child.0.stderr.take().unwrap());
-    let mut switch_ports: Vec<Option<SocketAddr>> = vec![None; 2];
-    while switch_ports.iter().any(Option::is_none) {
-        let line = stderr
-            .recv_timeout(WAIT)
-            .expect("vmdep switch did not print its ports");
-        if let Some(rest) = line.strip_prefix("vmdep switch: port ") {
-            let (port, addr) = rest.split_once(" on udp ").unwrap();
-            switch_ports[port.parse::<usize>().unwrap() - 1] = Some(addr.parse().unwrap());
-        }
-    }
+    // Ports 0 to 2; the program forwards 1 to 2.
+    let args: Vec<&OsStr> = vec![
+        "--pcap".as_ref(),
+        pcaps.as_os_str(),
+        "--nanolog".as_ref(),
+        "ipc:///tmp/bm-0-log.ipc".as_ref(),
+        "--device-id".as_ref(),
+        "0".as_ref(),
+        json.as_os_str(),
+        "--debugger".as_ref(),
+        "--log-console".as_ref(),
+        "--thrift-port".as_ref(),
+        "9090".as_ref(),
+        "--".as_ref(),
+        "--grpc-server-addr".as_ref(),
+        "127.0.0.1:0".as_ref(),
+        "--cpu-port".as_ref(),
+        "255".as_ref(),
+    ];
+    let switch = SwitchProcess::start_with(3, args);
     // --log-console: the logs are on standard output, as bmv2 writes them.
-    let listening = std::iter::from_fn(|| stdout.recv_timeout(WAIT).ok())
+    let listening = std::iter::from_fn(|| switch.stdout.recv_timeout(WAIT).ok())
         .find(|line| line.contains("P4Runtime server listening"));
     assert!(listening.is_some(), "no log line on standard output");
 
     let sent: Vec<Vec<u8>> = (0..5).map(udp_frame).collect();
-    let mut received = Vec::new();
-    for frame in &sent {
-        peers[0].send_to(frame, switch_ports[0].unwrap()).unwrap();
-        let mut buf = [0u8; 2048];
-        let (n, from) = peers[1].recv_from(&mut buf).expect("frame out of port 2");
-        assert_eq!(from, switch_ports[1].unwrap());
-        received.push(buf[..n].to_vec());
-    }
-    assert_stops_on_sigterm(&mut child.0, "vmdep switch", WAIT);
+    let received: Vec<Vec<u8>> = sent
+        .iter()
+        .map(|frame| {
+            switch.send(1, frame);
+            switch.receive(2)
+        })
+        .collect();
+    let rest = switch.stop();
     // As bmv2's console log without -L, the packet log: each frame's way.
-    // (The switch has exited: its output ends, and so does this.)
-    let rest: Vec<String> = std::iter::from_fn(|| stdout.recv_timeout(WAIT).ok()).collect();
     let sent_lines = rest
         .iter()
         .filter(|line| line.contains("sent on port 2, 62 bytes"))
@@ -184,8 +154,14 @@ fn the_tutorials_command_line_runs_and_pcap_files_hold_each_ports_frames() {
         decoded("port2_out.pcap"),
         expected(&received, "02:00:00:00:00:aa")
     );
-    assert!(decoded("port1_out.pcap").is_empty());
-    assert!(decoded("port2_in.pcap").is_empty());
+    for quiet in [
+        "port1_out.pcap",
+        "port2_in.pcap",
+        "port0_in.pcap",
+        "port0_out.pcap",
+    ] {
+        assert!(decoded(quiet).is_empty(), "{quiet}");
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! tests/python/requirements.txt (VMDEP_PYTHON overrides the interpreter).
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -23,97 +23,10 @@ mod support;
 
 use support::frames::{from_hex, REF2_STF_FRAMES};
 use support::p4rt::P4C_OUT;
-use support::process::{assert_stops_on_sigterm, lines, venv_python, Reaper};
+use support::process::{lines, venv_python, Reaper};
+use support::switch_process::SwitchProcess;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// `vmdep switch` started with `ports` UDP wires, each to its own peer socket here.
-struct SwitchProcess {
-    child: Reaper,
-    grpc_addr: String,
-    /// The switch's end of each wire, by port number.
-    ports: Vec<SocketAddr>,
-    /// The test's end of each wire, by port number.
-    peers: Vec<UdpSocket>,
-}
-
-impl SwitchProcess {
-    fn start(ports: usize) -> SwitchProcess {
-        let peers: Vec<UdpSocket> = (0..ports)
-            .map(|_| {
-                let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                s
-            })
-            .collect();
-        let mut switch = Command::new(env!("CARGO_BIN_EXE_vmdep"));
-        switch.args(["switch", "--device-id", "1"]);
-        for (port, peer) in peers.iter().enumerate() {
-            switch.arg("-i").arg(format!(
-                "{port}@udp:127.0.0.1:0={}",
-                peer.local_addr().unwrap()
-            ));
-        }
-        switch.args(["--", "--grpc-server-addr", "127.0.0.1:0"]);
-        let mut child = Reaper(
-            switch
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start vmdep switch"),
-        );
-        let stderr = lines(child.0.stderr.take().unwrap());
-        let mut grpc_addr = None;
-        let mut switch_ports: Vec<Option<SocketAddr>> = vec![None; ports];
-        while grpc_addr.is_none() || switch_ports.iter().any(Option::is_none) {
-            let line = stderr
-                .recv_timeout(WAIT)
-                .expect("vmdep switch did not print its addresses");
-            if let Some(addr) = line.strip_prefix("vmdep switch: P4Runtime on ") {
-                grpc_addr = Some(addr.to_string());
-            } else if let Some(rest) = line.strip_prefix("vmdep switch: port ") {
-                let (port, addr) = rest.split_once(" on udp ").unwrap();
-                switch_ports[port.parse::<usize>().unwrap()] = Some(addr.parse().unwrap());
-            }
-        }
-        // Keep draining stderr so the switch never blocks on a full pipe.
-        std::thread::spawn(move || while stderr.recv().is_ok() {});
-        SwitchProcess {
-            child,
-            grpc_addr: grpc_addr.unwrap(),
-            ports: switch_ports.into_iter().map(Option::unwrap).collect(),
-            peers,
-        }
-    }
-
-    /// Waits for the next frame out of `port` and checks it came from the switch's end.
-    fn receive(&self, port: usize) -> Vec<u8> {
-        let mut buf = [0u8; 2048];
-        let (n, from) = self.peers[port]
-            .recv_from(&mut buf)
-            .unwrap_or_else(|e| panic!("no frame on port {port}: {e}"));
-        assert_eq!(from, self.ports[port]);
-        buf[..n].to_vec()
-    }
-
-    /// Checks that nothing more leaves any port within a short while.
-    fn assert_quiet(&self) {
-        let mut buf = [0u8; 2048];
-        for (port, peer) in self.peers.iter().enumerate() {
-            peer.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            if let Ok((n, _)) = peer.recv_from(&mut buf) {
-                panic!("unexpected frame on port {port}: {:02x?}", &buf[..n]);
-            }
-        }
-    }
-
-    /// SIGTERM stops the switch gracefully.
-    fn stop(mut self) {
-        assert_stops_on_sigterm(&mut self.child.0, "vmdep switch", WAIT);
-    }
-}
 
 /// A p4runtime-shell script run against the switch: it prints lines, reads one line on stdin.
 struct Shell {

@@ -1595,6 +1595,9 @@ fn run_action(
             }
             Primitive::Exit => {
                 flags.exit = true;
+                if env.trace {
+                    tracing::debug!(target: PACKET_LOG, "  exit");
+                }
                 return;
             }
             Primitive::Truncate(len) => {
@@ -1614,7 +1617,47 @@ fn run_action(
                 }
             }
         }
+        if env.trace {
+            log_primitive(p, prim, phv);
+        }
     }
+}
+
+/// `header.field`, as the JSON names it (p4c's locals are fields of `scalars`).
+fn field_name(p: &Program, f: FieldRef) -> String {
+    let h = &p.headers[f.header as usize];
+    let field = h.fields.get((f.slot - h.first_slot) as usize);
+    format!("{}.{}", h.name, field.map_or("?", |f| f.name.as_str()))
+}
+
+/// The packet log's line for an action primitive that changed something, after it ran: the
+/// field, header or register it wrote and the value it holds now.
+fn log_primitive(p: &Program, prim: &Primitive, phv: &Phv) {
+    let header = |h: &u32| p.headers[*h as usize].name.as_str();
+    let line = match prim {
+        Primitive::Assign { dst, .. }
+        | Primitive::RegisterRead { dst, .. }
+        | Primitive::HashOffset { dst, .. } => format!(
+            "{} = {:#x}",
+            field_name(p, *dst),
+            phv.values[dst.slot as usize]
+        ),
+        Primitive::AssignHeader { dst, src } => format!("{} = {}", header(dst), header(src)),
+        Primitive::SetValid(h) => format!("{}.setValid()", header(h)),
+        Primitive::SetInvalid(h) => format!("{}.setInvalid()", header(h)),
+        Primitive::MarkToDrop => "mark_to_drop()".to_string(),
+        Primitive::Count { counter, .. } => format!("count {}", p.counters[*counter].name),
+        Primitive::RegisterWrite { register, .. } => {
+            format!("write register {}", p.registers[*register].name)
+        }
+        Primitive::Truncate(_) => "truncate".to_string(),
+        Primitive::CloneI2E { .. }
+        | Primitive::Exit
+        | Primitive::Jump(_)
+        | Primitive::JumpIfZero(..)
+        | Primitive::Assert(_) => return,
+    };
+    tracing::debug!(target: PACKET_LOG, "  {line}");
 }
 
 /// The packet log's line for the parser: the headers extracted, the bytes parsed, the error.

@@ -13,4 +13,5 @@ pub mod netns;
 pub mod p4rt;
 pub mod process;
 pub mod programs;
+pub mod switch_process;
 pub mod tshark;
