@@ -242,9 +242,10 @@ struct Env<'a> {
 }
 
 /// The target of the packet log: one debug event per step of each frame (received, parsed,
-/// each condition and table with its key and action, dropped or sent), what bmv2 writes with
-/// `--log-console -L debug`. `vmdep switch -L debug` shows it; `--log vmdep::switch::packet=debug`
-/// shows it alone. Off, it costs one check of the log level per frame.
+/// each condition and table with its key and action, what the action wrote, dropped or sent),
+/// what bmv2's console log shows. `vmdep switch -L debug` shows it; `--log
+/// vmdep::switch::packet=debug` shows it alone. Off, it costs one check of the log level per
+/// frame (kept in `Env::trace`) and a test of that flag at each step.
 pub const PACKET_LOG: &str = "vmdep::switch::packet";
 
 /// A bmv2-compatible v1model switch running one compiled program.
