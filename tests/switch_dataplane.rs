@@ -11,6 +11,10 @@ use vmdep::switch::{
     TableEntry,
 };
 
+mod support;
+
+use support::logs::debug_log_of;
+
 fn reference_json(name: &str) -> String {
     let path = format!(
         "{}/tests/fixtures/p4c-reference/p4c-out/{name}.json",
@@ -668,20 +672,6 @@ fn lookahead_select_and_no_match() {
     assert_eq!(sw.stats().packet_too_short, 1);
 }
 
-/// Appends what a tracing subscriber writes to a shared buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The packet log (`vmdep switch -L debug`), what bmv2's console log is for: each frame's way
 /// through ref1 (p4c's JSON, so conditions carry their P4 source), step by step: a routed frame,
 /// one cut inside its IPv4 header, one with a wrong checksum, one no route matches.
@@ -690,25 +680,16 @@ fn the_packet_log_tells_each_frames_way() {
     let mut sw = reference("ref1_lpm_checksum");
     let t = sw.program().table_by_name("Ing.routes").unwrap();
     sw.insert_entry(t, route(&sw, 0x0a00_0000, 8, 3)).unwrap();
-    let log = LogBuffer::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .without_time()
-        .with_ansi(false)
-        .finish();
     let good = udp_frame([10, 0, 0, 2], 9);
     let mut bad = good.clone();
     bad[24] ^= 1;
     let unrouted = udp_frame([192, 168, 0, 1], 9);
-    tracing::subscriber::with_default(subscriber, || {
+    let text = debug_log_of(|| {
         let mut out = Outputs::new();
         for frame in [&good[..], &good[..20], &bad, &unrouted] {
             sw.process(1, frame, &mut out);
         }
         assert_eq!(out.len(), 1);
     });
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
     insta::assert_snapshot!(text);
 }

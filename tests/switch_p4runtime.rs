@@ -1519,3 +1519,22 @@ async fn packet_out_enters_on_the_cpu_port_and_packet_in_reaches_the_primary() {
     assert!(quiet.is_err(), "the backup got {quiet:?}");
     running.shutdown().await.unwrap();
 }
+
+// Only the write half is used here.
+#[allow(dead_code)]
+#[path = "support/p4runtime_harness.rs"]
+mod harness;
+
+/// With the debug log on (`-L debug`), each Write update is logged in P4Info's names, with the
+/// key and action as the controller sent them, and the error when it failed (bmv2 logs its
+/// table writes too): ref2's seed writes, then one insert again.
+#[test]
+fn writes_are_logged_in_p4info_names() {
+    let service = harness::ref2_service();
+    let text = support::logs::debug_log_of(|| {
+        harness::populate(&service);
+        let again = WriteRequest::decode(harness::write_seeds()[0].as_slice()).unwrap();
+        assert!(service.handle_write(&again).is_err());
+    });
+    insta::assert_snapshot!(text);
+}

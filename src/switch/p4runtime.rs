@@ -108,10 +108,26 @@ impl P4RuntimeService {
         }
         let active = slot.active.as_mut().ok_or_else(no_pipeline)?;
         let p4rt = active.p4rt.as_mut().ok_or_else(no_p4info)?;
+        // bmv2 logs each table write; so does this, with the debug log (`-L debug`).
+        let log = tracing::enabled!(tracing::Level::DEBUG);
         let results: Vec<_> = req
             .updates
             .iter()
-            .map(|u| p4rt.write(&mut active.switch, u))
+            .map(|u| {
+                let result = p4rt.write(&mut active.switch, u);
+                if log {
+                    let update = p4rt.describe_update(u);
+                    match &result {
+                        Ok(()) => tracing::debug!("P4Runtime write: {update}"),
+                        Err(e) => tracing::debug!(
+                            "P4Runtime write: {update}: {:?}: {}",
+                            e.code,
+                            e.message
+                        ),
+                    }
+                }
+                result
+            })
             .collect();
         if results.iter().all(Result::is_ok) {
             Ok(WriteResponse {})

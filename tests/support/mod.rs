@@ -9,6 +9,7 @@ pub mod env;
 pub mod fabric;
 pub mod frames;
 pub mod labels;
+pub mod logs;
 pub mod netns;
 pub mod p4rt;
 pub mod process;

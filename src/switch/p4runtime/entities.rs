@@ -896,6 +896,93 @@ pub fn realize(config: &ForwardingPipelineConfig) -> Result<(Switch, P4rtState),
 
 impl P4rtState {
     /// Applies one update of a Write batch.
+    /// One line on an update for the switch's debug log, in P4Info's names: its type and its
+    /// entity (a table entry with its key and action, as the controller sent them).
+    pub fn describe_update(&self, update: &Update) -> String {
+        let kind = update::Type::try_from(update.r#type).map_or("?", |k| k.as_str_name());
+        let Some(e) = update.entity.as_ref().and_then(|e| e.entity.as_ref()) else {
+            return format!("{kind} (no entity)");
+        };
+        let index = |i: Option<&Index>| i.map_or("[all]".to_string(), |i| format!("[{}]", i.index));
+        use entity::Entity as E;
+        let what = match e {
+            E::TableEntry(t) => self.describe_table_entry(t),
+            E::DirectCounterEntry(d) => match &d.table_entry {
+                Some(t) => format!("direct counter of {}", self.describe_table_entry(t)),
+                None => "direct counter of no table entry".to_string(),
+            },
+            E::CounterEntry(c) => match self.map.counter(c.counter_id) {
+                Ok(m) => format!("counter {}{}", m.name, index(c.index.as_ref())),
+                Err(_) => format!("counter id {}", c.counter_id),
+            },
+            E::RegisterEntry(r) => match self.map.register(r.register_id) {
+                Ok(m) => format!("register {}{}", m.name, index(r.index.as_ref())),
+                Err(_) => format!("register id {}", r.register_id),
+            },
+            E::PacketReplicationEngineEntry(p) => match &p.r#type {
+                Some(pre::Type::CloneSessionEntry(c)) => {
+                    format!("clone session {}", c.session_id)
+                }
+                Some(pre::Type::MulticastGroupEntry(m)) => {
+                    format!("multicast group {}", m.multicast_group_id)
+                }
+                None => "replication engine entry".to_string(),
+            },
+            _ => "unsupported entity".to_string(),
+        };
+        format!("{kind} {what}")
+    }
+
+    /// `table NAME [key] priority P -> action(params)`, or `default entry` for the default.
+    fn describe_table_entry(&self, t: &TableEntry) -> String {
+        let Ok(table) = self.map.table(t.table_id) else {
+            return format!("entry of unknown table id {}", t.table_id);
+        };
+        let hex = |bytes: &[u8]| -> String {
+            let digits: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{digits}")
+        };
+        let key: Vec<String> = t
+            .r#match
+            .iter()
+            .map(|m| {
+                let field = table.fields.iter().find(|f| f.id == m.field_id);
+                let name = field.map_or("?", |f| f.name.as_str());
+                use field_match::FieldMatchType as M;
+                match &m.field_match_type {
+                    Some(M::Exact(x)) => format!("{name}={}", hex(&x.value)),
+                    Some(M::Lpm(x)) => format!("{name}={}/{}", hex(&x.value), x.prefix_len),
+                    Some(M::Ternary(x)) => {
+                        format!("{name}={}&&&{}", hex(&x.value), hex(&x.mask))
+                    }
+                    Some(M::Range(x)) => format!("{name}={}..{}", hex(&x.low), hex(&x.high)),
+                    Some(M::Optional(x)) => format!("{name}={}", hex(&x.value)),
+                    Some(M::Other(_)) | None => format!("{name}=?"),
+                }
+            })
+            .collect();
+        let entry = if t.is_default_action {
+            " default entry".to_string()
+        } else {
+            format!(" [{}]", key.join(", "))
+        };
+        let priority = if t.priority != 0 {
+            format!(" priority {}", t.priority)
+        } else {
+            String::new()
+        };
+        let action = match t.action.as_ref().and_then(|a| a.r#type.as_ref()) {
+            Some(table_action::Type::Action(a)) => {
+                let name = table.actions.get(&a.action_id).map_or("?", |m| &m.name);
+                let params: Vec<String> = a.params.iter().map(|p| hex(&p.value)).collect();
+                format!(" -> {name}({})", params.join(", "))
+            }
+            Some(_) => " -> (action profile)".to_string(),
+            None => String::new(),
+        };
+        format!("table {}{entry}{priority}{action}", table.name)
+    }
+
     pub fn write(&mut self, switch: &mut Switch, update: &Update) -> Result<(), EntityError> {
         let kind = update::Type::try_from(update.r#type)
             .ok()
