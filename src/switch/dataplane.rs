@@ -1200,7 +1200,7 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
     if let Some(f) = std.packet_length {
         phv.values[f.slot as usize] = (frame.len() as u128) & width_mask(f.width);
     }
-    let (cursor_bits, error) = parse(p, frame, phv);
+    let (cursor_bits, error) = parse(p, frame, phv, env.trace && count);
     if env.trace && count {
         log_parsed(p, phv, cursor_bits / 8, error);
     }
@@ -1255,7 +1255,8 @@ fn checksum_from_frame(p: &Program, calc: usize, phv: &Phv, frame: &[u8]) -> Opt
 }
 
 /// The parser: returns the cursor (bits) and the error, if parsing ended in one.
-fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
+/// With `trace`, each state's select key and choice go to the packet log.
+fn parse(p: &Program, frame: &[u8], phv: &mut Phv, trace: bool) -> (usize, Option<u32>) {
     let total_bits = frame.len() * 8;
     let mut cursor = 0usize;
     let mut state = Some(p.parser_start);
@@ -1350,6 +1351,9 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv) -> (usize, Option<u32>) {
             .transitions
             .iter()
             .find(|t| t.value.is_none_or(|v| key & t.mask == v));
+        if trace {
+            log_parse_state(p, st, key, chosen, cursor);
+        }
         match chosen {
             Some(t) => state = t.next,
             None => return (cursor, Some(errs.no_match)),
@@ -1659,6 +1663,35 @@ fn log_primitive(p: &Program, prim: &Primitive, phv: &Phv) {
         | Primitive::Assert(_) => return,
     };
     tracing::debug!(target: PACKET_LOG, "  {line}");
+}
+
+/// The packet log's line for a parse state: where it left the cursor, its select key (when it
+/// has one) and the state it chose.
+fn log_parse_state(
+    p: &Program,
+    st: &super::pipeline::ParseState,
+    key: u128,
+    chosen: Option<&super::pipeline::Transition>,
+    cursor_bits: usize,
+) {
+    let key = if st.key.is_empty() {
+        String::new()
+    } else {
+        format!(", key {key:#x}")
+    };
+    let next = match chosen {
+        None => "no transition matches",
+        Some(t) => t
+            .next
+            .and_then(|n| p.parse_states.get(n))
+            .map_or("accept", |n| n.name.as_str()),
+    };
+    tracing::debug!(
+        target: PACKET_LOG,
+        "parser state {}, cursor at byte {}{key}: next {next}",
+        st.name,
+        cursor_bits / 8
+    );
 }
 
 /// The packet log's line for the parser: the headers extracted, the bytes parsed, the error.
