@@ -21,6 +21,13 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vmdep::switch::{ActionCall, MatchValue, Outputs, Switch, TableEntry};
 
+// Shared with tests/switch_golden.rs; a benchmark uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/xorshift.rs"]
+mod xorshift;
+
+use xorshift::Rng;
+
 /// Frames per measured iteration (one pass over the batch).
 const BATCH: usize = 256;
 
@@ -30,21 +37,6 @@ fn reference_json(name: &str) -> String {
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap()
-}
-
-/// A small deterministic generator (xorshift64*), so every run measures the same tables.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// Ethernet + IPv4 (correct checksum) + UDP (protocol 17) or TCP (6) with a few payload bytes.

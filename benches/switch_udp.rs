@@ -31,27 +31,19 @@ use vmdep::switch::ports::{PortBackend, PortSpec};
 use vmdep::switch::runner::{self, SwitchOptions};
 use vmdep::switch::{ActionCall, MatchValue, Outputs, Switch, TableEntry};
 
+// Shared with tests/switch_golden.rs; a benchmark uses part of it.
+#[allow(dead_code)]
+#[path = "../tests/support/xorshift.rs"]
+mod xorshift;
+
+use xorshift::Rng;
+
 /// Frames the generator lets be on their way through the switch at once (well within the
 /// sockets' buffers).
 const IN_FLIGHT: u64 = 8192;
 
 /// How long the generator waits for the window to open before sending anyway.
 const STALL: Duration = Duration::from_millis(5);
-
-/// xorshift64*: reproducible workloads without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
@@ -119,7 +111,7 @@ fn workload(rising: bool) -> Workload {
             if rng.below(10) == 0 {
                 udp_frame(0x0a00_0000 | i, 0x0aff_0000 | i, payload)
             } else {
-                let (src, dst) = pairs[rng.below(pairs.len())];
+                let (src, dst) = pairs[rng.below(pairs.len() as u64) as usize];
                 udp_frame(src, dst, payload)
             }
         })

@@ -17,6 +17,10 @@ use vmdep::switch::dataplane::Replica;
 use vmdep::switch::pipeline::MatchKind;
 use vmdep::switch::{ActionCall, EntryKey, MatchValue, Outputs, Switch, TableEntry};
 
+mod support;
+
+use support::xorshift::Rng;
+
 /// Frames run through each program.
 const FRAMES: usize = 2500;
 /// The simulated switch clock starts far after the (real-clock) insertions of the setup, so
@@ -26,27 +30,6 @@ const FRAME_SPACING_NS: u64 = 1_000_000;
 const IDLE_TTL_NS: u64 = 300_000_000;
 /// Idle timeouts are scanned every this many frames.
 const SCAN_EVERY: usize = 200;
-
-/// xorshift64*: small, deterministic, no dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u64) as usize]
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-}
 
 /// 64-bit FNV-1a, for digests that stay the same across runs and platforms.
 struct Digest(u64);

@@ -16,3 +16,4 @@ pub mod process;
 pub mod programs;
 pub mod switch_process;
 pub mod tshark;
+pub mod xorshift;
