@@ -1,7 +1,8 @@
 //! The P4Runtime server's Write and Read handlers take any decodable request without panicking:
 //! mutants of valid requests (bytes overwritten, inserted, removed) and random bytes, decoded
 //! with prost and fed to a switch running ref2 (the same harness as fuzz/'s p4runtime targets).
-//! After every Write, a wildcard read of all tables and counters must still succeed.
+//! After every Write, a wildcard read of all tables and counters must still succeed. Writes run
+//! with the debug log on, which describes every update.
 
 #[path = "support/p4runtime_harness.rs"]
 mod harness;
@@ -34,7 +35,15 @@ fn edits() -> impl Strategy<Value = Vec<(u16, u8, u8)>> {
 fn write(bytes: &[u8], keep_header: bool) {
     if let Ok(mut request) = WriteRequest::decode(bytes) {
         harness::aim_write(&mut request, keep_header);
-        harness::write_then_read_all(&harness::ref2_service(), &request);
+        // With the debug log on, so that each update is also described for it (what `vmdep
+        // switch -L debug` logs), from whatever the request holds.
+        let debug_log = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(debug_log, || {
+            harness::write_then_read_all(&harness::ref2_service(), &request)
+        });
     }
 }
 

@@ -158,7 +158,7 @@ impl Drop for CaptureBatch<'_> {
 
 /// pcap's file header: magic (microsecond timestamps), version 2.4, no time zone offset, snaplen,
 /// link type; little-endian, which the magic tells readers.
-fn file_header() -> [u8; 24] {
+pub fn file_header() -> [u8; 24] {
     let mut h = [0u8; 24];
     h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     h[4..6].copy_from_slice(&2u16.to_le_bytes());
@@ -169,8 +169,8 @@ fn file_header() -> [u8; 24] {
     h
 }
 
-/// A record's header: timestamp, bytes kept, original length.
-fn record_header(seconds: u32, micros: u32, len: usize) -> [u8; 16] {
+/// A record's header: timestamp, bytes kept (up to the snaplen), original length.
+pub fn record_header(seconds: u32, micros: u32, len: usize) -> [u8; 16] {
     let original = u32::try_from(len).unwrap_or(u32::MAX);
     let mut h = [0u8; 16];
     h[0..4].copy_from_slice(&seconds.to_le_bytes());

@@ -1448,15 +1448,7 @@ fn run_control(
                     Some(hit) => hit,
                     None => {
                         key_buf.clear();
-                        for k in &t.keys {
-                            let v = match k.source {
-                                super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
-                                super::pipeline::KeySource::Valid(h) => {
-                                    u128::from(phv.valid[h as usize])
-                                }
-                            };
-                            key_buf.push(k.mask.map_or(v, |m| v & m));
-                        }
+                        key_buf.extend(t.keys.iter().map(|k| key_value(k, phv)));
                         state.lookup(t, key_buf)
                     }
                 };
@@ -1635,6 +1627,17 @@ fn field_name(p: &Program, f: FieldRef) -> String {
     format!("{}.{}", h.name, field.map_or("?", |f| f.name.as_str()))
 }
 
+/// A key field's value for the lookup: the field (or the header's validity), masked by the
+/// program's static mask if it has one.
+#[inline]
+fn key_value(k: &super::pipeline::KeyField, phv: &Phv) -> u128 {
+    let v = match k.source {
+        super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
+        super::pipeline::KeySource::Valid(h) => u128::from(phv.valid[h as usize]),
+    };
+    k.mask.map_or(v, |m| v & m)
+}
+
 /// The packet log's line for an action primitive that changed something, after it ran: the
 /// field, header or register it wrote and the value it holds now.
 fn log_primitive(p: &Program, prim: &Primitive, phv: &Phv) {
@@ -1728,13 +1731,7 @@ fn log_table(
     let key: Vec<String> = t
         .keys
         .iter()
-        .map(|k| {
-            let v = match k.source {
-                super::pipeline::KeySource::Field(f) => phv.values[f.slot as usize],
-                super::pipeline::KeySource::Valid(h) => u128::from(phv.valid[h as usize]),
-            };
-            format!("{}={:#x}", k.name, k.mask.map_or(v, |m| v & m))
-        })
+        .map(|k| format!("{}={:#x}", k.name, key_value(k, phv)))
         .collect();
     let action = match call {
         Some(call) => {

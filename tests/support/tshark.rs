@@ -6,19 +6,13 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::process::Command;
 
+use vmdep::switch::capture;
 use vmdep::wire::{EthernetAddress, FrameRepr, TransportRepr, UdpRepr};
 
-/// A pcap file (the classic format: microsecond timestamps, Ethernet link type) of the sFlow
+/// A pcap file (the classic format, with the headers the switch's `--pcap` writes) of the sFlow
 /// `datagrams`, one a second, each in an Ethernet/IPv4/UDP frame from `src` to 127.0.0.1:6343.
 pub fn sflow_pcap(src: SocketAddrV4, datagrams: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend(0xa1b2_c3d4u32.to_le_bytes());
-    out.extend(2u16.to_le_bytes());
-    out.extend(4u16.to_le_bytes());
-    out.extend(0i32.to_le_bytes()); // thiszone
-    out.extend(0u32.to_le_bytes()); // sigfigs
-    out.extend(65_535u32.to_le_bytes()); // snaplen
-    out.extend(1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    let mut out = capture::file_header().to_vec();
     for (i, datagram) in datagrams.iter().enumerate() {
         let udp = UdpRepr {
             src_port: src.port(),
@@ -36,10 +30,11 @@ pub fn sflow_pcap(src: SocketAddrV4, datagrams: &[Vec<u8>]) -> Vec<u8> {
         .unwrap()
         .to_vec()
         .unwrap();
-        out.extend((1_700_000_000 + i as u32).to_le_bytes());
-        out.extend(0u32.to_le_bytes());
-        out.extend((frame.len() as u32).to_le_bytes());
-        out.extend((frame.len() as u32).to_le_bytes());
+        out.extend(capture::record_header(
+            1_700_000_000 + i as u32,
+            0,
+            frame.len(),
+        ));
         out.extend(frame);
     }
     out

@@ -895,7 +895,6 @@ pub fn realize(config: &ForwardingPipelineConfig) -> Result<(Switch, P4rtState),
 }
 
 impl P4rtState {
-    /// Applies one update of a Write batch.
     /// One line on an update for the switch's debug log, in P4Info's names: its type and its
     /// entity (a table entry with its key and action, as the controller sent them).
     pub fn describe_update(&self, update: &Update) -> String {
@@ -983,6 +982,7 @@ impl P4rtState {
         format!("table {}{entry}{priority}{action}", table.name)
     }
 
+    /// Applies one update of a Write batch.
     pub fn write(&mut self, switch: &mut Switch, update: &Update) -> Result<(), EntityError> {
         let kind = update::Type::try_from(update.r#type)
             .ok()
