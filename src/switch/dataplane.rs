@@ -143,11 +143,20 @@ struct Phv {
 
 impl Phv {
     fn reset(&mut self, p: &Program) {
-        self.values.clear();
+        if self.values.len() != p.slot_count || self.valid.len() != p.headers.len() {
+            self.size_for(p);
+        }
+        // Sized for `p`: each part is a fill or copy of known length, without reallocation.
+        self.values.fill(0);
+        self.valid.copy_from_slice(&p.initially_valid);
+        self.origin.fill(NOT_EXTRACTED);
+        self.header_changed.fill(false);
+    }
+
+    #[cold]
+    fn size_for(&mut self, p: &Program) {
         self.values.resize(p.slot_count, 0);
-        self.valid.clear();
-        self.valid.extend_from_slice(&p.initially_valid);
-        self.origin.clear();
+        self.valid.resize(p.headers.len(), false);
         self.origin.resize(p.headers.len(), NOT_EXTRACTED);
         self.changed.0.resize(p.slot_count.div_ceil(64), 0);
         self.header_changed.resize(p.headers.len(), false);
@@ -247,6 +256,14 @@ struct Env<'a> {
 /// vmdep::switch::packet=debug` shows it alone. Off, it costs one check of the log level per
 /// frame (kept in `Env::trace`) and a test of that flag at each step.
 pub const PACKET_LOG: &str = "vmdep::switch::packet";
+
+/// One line of the packet log. Out of line and cold, so that the hot paths keep only the test of
+/// `Env::trace` and none of the formatting.
+#[cold]
+#[inline(never)]
+fn packet_log(line: std::fmt::Arguments) {
+    tracing::debug!(target: PACKET_LOG, "{line}");
+}
 
 /// A bmv2-compatible v1model switch running one compiled program.
 pub struct Switch {
@@ -712,14 +729,17 @@ impl Switch {
         let p = &self.program;
         self.stats.frames_in += 1;
         self.stats.bytes_in += frame.len() as u64;
-        let std = p.std;
+        let std = &p.std;
         let phv = &mut self.phv;
         phv.reset(p);
         phv.values[std.ingress_port.slot as usize] =
             u128::from(in_port) & width_mask(std.ingress_port.width);
         let trace = tracing::enabled!(target: PACKET_LOG, tracing::Level::DEBUG);
         if trace {
-            tracing::debug!(target: PACKET_LOG, "packet received on port {in_port}, {} bytes", frame.len());
+            packet_log(format_args!(
+                "packet received on port {in_port}, {} bytes",
+                frame.len()
+            ));
         }
         let mut env = Env {
             counters: &mut self.counters,
@@ -745,14 +765,16 @@ impl Switch {
         if flags.assert_failed {
             env.stats.dropped_assert += 1;
             if env.trace {
-                tracing::debug!(target: PACKET_LOG, "dropped: an assertion failed in ingress");
+                packet_log(format_args!("dropped: an assertion failed in ingress"));
             }
             return;
         }
 
         if let Some((session, field_list)) = flags.clone {
             if env.trace {
-                tracing::debug!(target: PACKET_LOG, "cloned (ingress to egress) to session {session}");
+                packet_log(format_args!(
+                    "cloned (ingress to egress) to session {session}"
+                ));
             }
             match u32::try_from(session)
                 .ok()
@@ -761,7 +783,7 @@ impl Switch {
                 None => {
                     env.stats.clones_no_session += 1;
                     if env.trace {
-                        tracing::debug!(target: PACKET_LOG, "clone dropped: no clone session {session}");
+                        packet_log(format_args!("clone dropped: no clone session {session}"));
                     }
                 }
                 Some(session) => {
@@ -807,12 +829,15 @@ impl Switch {
             else {
                 env.stats.dropped_no_multicast_group += 1;
                 if env.trace {
-                    tracing::debug!(target: PACKET_LOG, "dropped: no multicast group {mcast}");
+                    packet_log(format_args!("dropped: no multicast group {mcast}"));
                 }
                 return;
             };
             if env.trace {
-                tracing::debug!(target: PACKET_LOG, "multicast group {mcast}: {} replicas", replicas.len());
+                packet_log(format_args!(
+                    "multicast group {mcast}: {} replicas",
+                    replicas.len()
+                ));
             }
             for r in replicas {
                 let copy = &mut self.phv2;
@@ -838,12 +863,12 @@ impl Switch {
         if egress_spec == DROP_PORT {
             env.stats.dropped_ingress += 1;
             if env.trace {
-                tracing::debug!(target: PACKET_LOG, "dropped in ingress (egress_spec {DROP_PORT})");
+                packet_log(format_args!("dropped in ingress (egress_spec {DROP_PORT})"));
             }
             return;
         }
         if env.trace {
-            tracing::debug!(target: PACKET_LOG, "egress port is {egress_spec}");
+            packet_log(format_args!("egress port is {egress_spec}"));
         }
         phv.values[std.instance_type.slot as usize] = INSTANCE_NORMAL;
         // A truncate requested in ingress applies to the frame that leaves.
@@ -966,34 +991,37 @@ fn egress(
     out: &mut Outputs,
     cut: Truncation,
 ) {
-    let std = p.std;
+    let std = &p.std;
     phv.values[std.egress_port.slot as usize] =
         u128::from(replica.port) & width_mask(std.egress_port.width);
     if let Some(rid) = std.egress_rid {
         phv.values[rid.slot as usize] = u128::from(replica.instance) & width_mask(rid.width);
     }
     let mut flags = Flags::default();
-    run_control(
-        p,
-        p.egress.init,
-        tables,
-        phv,
-        env,
-        key_buf,
-        &mut flags,
-        now_ns,
-    );
+    // An empty egress (most programs') costs nothing.
+    if p.egress.init.is_some() {
+        run_control(
+            p,
+            p.egress.init,
+            tables,
+            phv,
+            env,
+            key_buf,
+            &mut flags,
+            now_ns,
+        );
+    }
     if flags.assert_failed {
         env.stats.dropped_assert += 1;
         if env.trace {
-            tracing::debug!(target: PACKET_LOG, "dropped: an assertion failed in egress");
+            packet_log(format_args!("dropped: an assertion failed in egress"));
         }
         return;
     }
     if phv.values[std.egress_spec.slot as usize] == DROP_PORT {
         env.stats.dropped_egress += 1;
         if env.trace {
-            tracing::debug!(target: PACKET_LOG, "dropped in egress (port {})", replica.port);
+            packet_log(format_args!("dropped in egress (port {})", replica.port));
         }
         return;
     }
@@ -1044,8 +1072,7 @@ fn egress(
     }
     env.stats.frames_out += 1;
     if env.trace {
-        tracing::debug!(
-            target: PACKET_LOG,
+        packet_log(format_args!(
             "sent on port {}, {} bytes{}",
             replica.port,
             out.bytes.len() - start,
@@ -1054,7 +1081,7 @@ fn egress(
                 INSTANCE_REPLICATION => " (multicast replica)",
                 _ => "",
             }
-        );
+        ));
     }
     env.stats.bytes_out += (out.bytes.len() - start) as u64;
     out.frames.push((replica.port, start..out.bytes.len()));
@@ -1085,7 +1112,10 @@ fn deparse_in_place(p: &Program, phv: &Phv, frame: &[u8], out: &mut Vec<u8>) {
             continue;
         }
         let len = p.headers[h as usize].bits as usize / 8;
-        patch_written_fields(p, h, phv, &mut out[at..at + len]);
+        // (Debug builds check every header against its serialized fields.)
+        if phv.header_changed[h as usize] || cfg!(debug_assertions) {
+            patch_written_fields(p, h, phv, &mut out[at..at + len]);
+        }
         at += len;
     }
 }
@@ -1196,7 +1226,7 @@ fn write_bits(buf: &mut [u8], bit: usize, width: u32, v: u128) {
 
 /// Runs the parser and checksum verification; returns the payload offset (bytes).
 fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, count: bool) -> usize {
-    let std = p.std;
+    let std = &p.std;
     if let Some(f) = std.packet_length {
         phv.values[f.slot as usize] = (frame.len() as u128) & width_mask(f.width);
     }
@@ -1232,7 +1262,7 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
                 if count {
                     env.stats.checksum_errors += 1;
                     if env.trace {
-                        tracing::debug!(target: PACKET_LOG, "checksum {} is wrong", ck.name);
+                        packet_log(format_args!("checksum {} is wrong", ck.name));
                     }
                 }
             }
@@ -1261,7 +1291,7 @@ fn parse(p: &Program, frame: &[u8], phv: &mut Phv, trace: bool) -> (usize, Optio
     let mut cursor = 0usize;
     let mut state = Some(p.parser_start);
     let mut steps = 0usize;
-    let errs = p.parser_errors;
+    let errs = &p.parser_errors;
     while let Some(si) = state {
         steps += 1;
         if steps > MAX_PARSER_STEPS {
@@ -1437,7 +1467,7 @@ fn run_control(
                 let holds = eval_inline(&k.expr, phv, &[], &[]) != 0;
                 if env.trace {
                     let source = k.source.as_deref().unwrap_or("");
-                    tracing::debug!(target: PACKET_LOG, "condition {} ({source}) is {holds}", k.name);
+                    packet_log(format_args!("condition {} ({source}) is {holds}", k.name));
                 }
                 node = if holds { k.true_next } else { k.false_next };
             }
@@ -1593,7 +1623,7 @@ fn run_action(
             Primitive::Exit => {
                 flags.exit = true;
                 if env.trace {
-                    tracing::debug!(target: PACKET_LOG, "  exit");
+                    packet_log(format_args!("  exit"));
                 }
                 return;
             }
@@ -1640,6 +1670,8 @@ fn key_value(k: &super::pipeline::KeyField, phv: &Phv) -> u128 {
 
 /// The packet log's line for an action primitive that changed something, after it ran: the
 /// field, header or register it wrote and the value it holds now.
+#[cold]
+#[inline(never)]
 fn log_primitive(p: &Program, prim: &Primitive, phv: &Phv) {
     let header = |h: &u32| p.headers[*h as usize].name.as_str();
     let line = match prim {
@@ -1670,6 +1702,8 @@ fn log_primitive(p: &Program, prim: &Primitive, phv: &Phv) {
 
 /// The packet log's line for a parse state: where it left the cursor, its select key (when it
 /// has one) and the state it chose.
+#[cold]
+#[inline(never)]
 fn log_parse_state(
     p: &Program,
     st: &super::pipeline::ParseState,
@@ -1698,6 +1732,8 @@ fn log_parse_state(
 }
 
 /// The packet log's line for the parser: the headers extracted, the bytes parsed, the error.
+#[cold]
+#[inline(never)]
 fn log_parsed(p: &Program, phv: &Phv, bytes: usize, error: Option<u32>) {
     let headers: Vec<&str> = p
         .headers
@@ -1721,6 +1757,8 @@ fn log_parsed(p: &Program, phv: &Phv, bytes: usize, error: Option<u32>) {
 }
 
 /// The packet log's line for a table: its key, and the entry's action or the default one.
+#[cold]
+#[inline(never)]
 fn log_table(
     p: &Program,
     t: &super::pipeline::Table,
