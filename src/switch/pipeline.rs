@@ -268,6 +268,9 @@ pub struct CsumSpan {
     pub end: u32,
     /// The byte offsets (from the header's start) of the 16-bit words left out.
     pub skipped: Vec<u32>,
+    /// When the span is whole 32-bit words (IPv4's 20 bytes): each word's offset from `start`
+    /// and the mask that leaves out its skipped halves; then the sum is one masked load per word.
+    pub words: Option<Vec<(u32, u32)>>,
 }
 
 impl CsumSpan {
@@ -310,17 +313,50 @@ impl CsumSpan {
             next = Some(at.offset + at.width);
         }
         let end = next?;
-        (start.is_multiple_of(16) && end.is_multiple_of(8)).then_some(CsumSpan {
+        if !(start.is_multiple_of(16) && end.is_multiple_of(8)) {
+            return None;
+        }
+        let (start, end) = (start / 8, end / 8);
+        let words = (end - start).is_multiple_of(4).then(|| {
+            (start..end)
+                .step_by(4)
+                .map(|at| {
+                    let mut mask = u32::MAX;
+                    if skipped.contains(&at) {
+                        mask &= 0x0000_ffff;
+                    }
+                    if skipped.contains(&(at + 2)) {
+                        mask &= 0xffff_0000;
+                    }
+                    (at - start, mask)
+                })
+                .collect()
+        });
+        Some(CsumSpan {
             header,
-            start: start / 8,
-            end: end / 8,
+            start,
+            end,
             skipped,
+            words,
         })
     }
 
     /// The checksum of the inputs, from `header`, the header's bytes (as long as it is).
     pub fn checksum(&self, header: &[u8]) -> Option<u16> {
         let bytes = header.get(self.start as usize..self.end as usize)?;
+        if let Some(words) = &self.words {
+            // Each word lies inside `bytes` (built so): the fallback is never taken.
+            let sum: u64 = words
+                .iter()
+                .map(|&(at, mask)| {
+                    let w = bytes
+                        .get(at as usize..at as usize + 4)
+                        .map_or(0, |w| u32::from_be_bytes(w.try_into().unwrap_or([0; 4])));
+                    u64::from(w & mask)
+                })
+                .sum();
+            return Some(!csum_fold16(sum));
+        }
         // The same ones' complement sum as the values give (see `csum_fold`): as 2^16 is 1
         // modulo 0xffff, the big-endian 32-bit words (the last one padded with zeros) added up
         // as integers, less each left-out 16-bit word with the weight it had in its 32-bit word.
@@ -655,6 +691,9 @@ pub struct ParseState {
     pub key_lookahead: u32,
     /// The select key fits in 64 bits (then it is built with 64-bit shifts).
     pub narrow_key: bool,
+    /// When every op is an extract (most states): the headers, in order, run without the
+    /// general ops' dispatch and lookahead checks.
+    pub extracts: Option<Vec<u32>>,
 }
 
 /// Whether an expression's value is always 0 or 1.
@@ -1985,7 +2024,15 @@ impl<'a> Compiler<'a> {
                 })
                 .max()
                 .unwrap_or(0);
+            let extracts = ops
+                .iter()
+                .map(|op| match op {
+                    ParserOp::Extract(h) => Some(*h),
+                    _ => None,
+                })
+                .collect();
             states.push(ParseState {
+                extracts,
                 name: s.name.clone(),
                 ops,
                 key,
