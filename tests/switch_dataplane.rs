@@ -525,6 +525,124 @@ fn the_output_checksum_is_recomputed() {
     assert_eq!(vmdep::switch::hash::csum16(&f[14..34]), 0, "checksum valid");
 }
 
+/// A program whose checksums must be computed from field values, not summed from header bytes:
+/// its parser writes an IPv4 field (so verification cannot sum the frame's bytes) and its ingress
+/// puts a tag before IPv4 (so the update cannot sum the bytes sent, which moved).
+const TAGGING_PROGRAM: &str = r#"
+#include <core.p4>
+#include <v1model.p4>
+header ethernet_t { bit<48> dst; bit<48> src; bit<16> etherType; }
+header tag_t { bit<16> id; bit<16> etherType; }
+header ipv4_t {
+    bit<4> version; bit<4> ihl; bit<8> diffserv; bit<16> totalLen; bit<16> identification;
+    bit<3> flags; bit<13> fragOffset; bit<8> ttl; bit<8> protocol; bit<16> hdrChecksum;
+    bit<32> srcAddr; bit<32> dstAddr;
+}
+struct headers_t { ethernet_t ethernet; tag_t tag; ipv4_t ipv4; }
+struct meta_t { }
+parser P(packet_in pkt, out headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) {
+    state start {
+        pkt.extract(hdr.ethernet);
+        transition select(hdr.ethernet.etherType) { 0x0800: parse_ipv4; default: accept; }
+    }
+    state parse_ipv4 {
+        pkt.extract(hdr.ipv4);
+        hdr.ipv4.ttl = hdr.ipv4.ttl;
+        transition accept;
+    }
+}
+control V(inout headers_t hdr, inout meta_t meta) {
+    apply {
+        verify_checksum(hdr.ipv4.isValid(),
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.diffserv, hdr.ipv4.totalLen,
+              hdr.ipv4.identification, hdr.ipv4.flags, hdr.ipv4.fragOffset, hdr.ipv4.ttl,
+              hdr.ipv4.protocol, hdr.ipv4.srcAddr, hdr.ipv4.dstAddr },
+            hdr.ipv4.hdrChecksum, HashAlgorithm.csum16);
+    }
+}
+control I(inout headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) {
+    apply {
+        if (sm.checksum_error == 1) {
+            mark_to_drop(sm);
+        } else {
+            hdr.tag.setValid();
+            hdr.tag.id = 7;
+            hdr.tag.etherType = hdr.ethernet.etherType;
+            hdr.ethernet.etherType = 0x8100;
+            hdr.ipv4.ttl = hdr.ipv4.ttl - 2;
+            sm.egress_spec = 1;
+        }
+    }
+}
+control E(inout headers_t hdr, inout meta_t meta, inout standard_metadata_t sm) { apply { } }
+control U(inout headers_t hdr, inout meta_t meta) {
+    apply {
+        update_checksum(hdr.ipv4.isValid(),
+            { hdr.ipv4.version, hdr.ipv4.ihl, hdr.ipv4.diffserv, hdr.ipv4.totalLen,
+              hdr.ipv4.identification, hdr.ipv4.flags, hdr.ipv4.fragOffset, hdr.ipv4.ttl,
+              hdr.ipv4.protocol, hdr.ipv4.srcAddr, hdr.ipv4.dstAddr },
+            hdr.ipv4.hdrChecksum, HashAlgorithm.csum16);
+    }
+}
+control D(packet_out pkt, in headers_t hdr) {
+    apply { pkt.emit(hdr.ethernet); pkt.emit(hdr.tag); pkt.emit(hdr.ipv4); }
+}
+V1Switch(P(), V(), I(), E(), U(), D()) main;
+"#;
+
+/// The parser extracts only the fields a program names; the others stay in the frame's bytes,
+/// and a checksum computed from field values reads them from there first: in verification
+/// (with the parser's write) and in the update (without it, the first to need them).
+#[test]
+fn checksums_from_field_values_see_the_fields_extraction_skipped() {
+    let without_parser_write = TAGGING_PROGRAM.replace("hdr.ipv4.ttl = hdr.ipv4.ttl;", "");
+    for source in [TAGGING_PROGRAM, &without_parser_write] {
+        let out = vmdep::compiler::compile(source, "tagging.p4")
+            .unwrap_or_else(|d| panic!("{}", d.render("tagging.p4", source)));
+        let mut sw = Switch::from_json_str(&out.bmv2_json).unwrap();
+        let ipv4 = sw
+            .program()
+            .headers
+            .iter()
+            .find(|h| h.name == "ipv4")
+            .unwrap();
+        // Named: ttl (written) and hdrChecksum (the target); the checksum's inputs are not.
+        let eager: Vec<u32> = ipv4
+            .lazy
+            .as_ref()
+            .unwrap()
+            .eager
+            .iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(eager, [7, 9]);
+
+        let frame = udp_frame([10, 0, 0, 2], 9);
+        let mut out = Outputs::new();
+        sw.process(0, &frame, &mut out);
+        let (port, sent) = out.iter().next().expect("forwarded: the checksum verified");
+        assert_eq!(port, 1);
+        let mut expected = frame[..12].to_vec();
+        expected.extend([0x81, 0x00, 0, 7, 0x08, 0x00]);
+        let mut ip = frame[14..34].to_vec();
+        ip[8] = 62;
+        ip[10..12].fill(0);
+        let ck = vmdep::switch::hash::csum16(&ip);
+        ip[10..12].copy_from_slice(&ck.to_be_bytes());
+        expected.extend(ip);
+        expected.extend(&frame[34..]);
+        assert_eq!(sent, &expected[..]);
+
+        // A wrong checksum is still seen as wrong.
+        let mut bad = frame.clone();
+        bad[24] ^= 1;
+        out.clear();
+        sw.process(0, &bad, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(sw.stats().checksum_errors, 1);
+    }
+}
+
 fn load_modified(name: &str, change: impl FnOnce(&mut Value)) -> Result<Switch, LoadError> {
     let mut v: Value = serde_json::from_str(&reference_json(name)).unwrap();
     change(&mut v);

@@ -1044,6 +1044,7 @@ fn egress(
             if in_place && ck.update_from_bytes && i < 64 && phv.valid[ck.target.header as usize] {
                 from_bytes |= 1 << i;
             } else {
+                extract_skipped(p, ck.calculation, phv, frame);
                 let v = calculate(p, ck.calculation, phv, env.calc_buf);
                 phv.set(ck.target, u128::from(v));
             }
@@ -1142,7 +1143,10 @@ fn update_deparsed(
     let span = p.calculations[ck.calculation].span.as_ref();
     let v = match span.and_then(|s| s.checksum(frame.get(at..)?)) {
         Some(v) => u64::from(v),
-        None => calculate(p, ck.calculation, phv, calc_buf),
+        None => {
+            extract_skipped(p, ck.calculation, phv, frame);
+            calculate(p, ck.calculation, phv, calc_buf)
+        }
     };
     phv.set(ck.target, u128::from(v));
     let layout = &p.headers[h];
@@ -1182,8 +1186,14 @@ fn patch_written_fields(p: &Program, h: u32, phv: &Phv, copy: &mut [u8]) {
         });
     }
     debug_assert!({
+        // The fields extraction skipped are in the bytes only.
+        let mut values = values.to_vec();
+        for &(i, _) in layout.lazy.iter().flat_map(|l| &l.skipped) {
+            let f = &layout.fields[i as usize];
+            values[i as usize] = read_field(copy, f.offset as usize, f.width);
+        }
         let mut serialized = Vec::new();
-        serialize(layout, values, &mut serialized);
+        serialize(layout, &values, &mut serialized);
         copy[..] == serialized[..]
     });
 }
@@ -1259,7 +1269,10 @@ fn parse_and_verify(p: &Program, frame: &[u8], phv: &mut Phv, env: &mut Env, cou
         {
             let v = match checksum_from_frame(p, ck.calculation, phv, frame) {
                 Some(v) => u64::from(v),
-                None => calculate(p, ck.calculation, phv, env.calc_buf),
+                None => {
+                    extract_skipped(p, ck.calculation, phv, frame);
+                    calculate(p, ck.calculation, phv, env.calc_buf)
+                }
             };
             if cut_to_width(u128::from(v), ck.target.width) != phv.values[ck.target.slot as usize] {
                 if let Some(f) = std.checksum_error {
@@ -1449,18 +1462,61 @@ fn extract(layout: &super::pipeline::HeaderLayout, frame: &[u8], cursor: usize, 
         &layout.windows,
         frame.get(start..start + layout.bits as usize / 8),
     ) {
-        for (w, slot) in windows.iter().zip(slots) {
-            let at = w.byte as usize;
-            // Always 8 bytes: windows lie inside the header.
-            let word = bytes
-                .get(at..at + 8)
-                .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
-            *slot = u128::from((word >> w.shift) & w.mask);
+        match &layout.lazy {
+            // Only the fields the program names (`field_use`); the others stay in the bytes.
+            Some(lazy) => {
+                for &(i, w) in &lazy.eager {
+                    if let Some(slot) = slots.get_mut(i as usize) {
+                        *slot = window_value(bytes, w);
+                    }
+                }
+            }
+            None => {
+                for (&w, slot) in windows.iter().zip(slots) {
+                    *slot = window_value(bytes, w);
+                }
+            }
         }
         return;
     }
     for (f, slot) in layout.fields.iter().zip(slots) {
         *slot = read_field(frame, cursor + f.offset as usize, f.width);
+    }
+}
+
+/// A field's value from its load in `header`, the header's bytes.
+#[inline(always)]
+fn window_value(header: &[u8], w: super::pipeline::Window) -> u128 {
+    let at = w.byte as usize;
+    // Always 8 bytes: windows lie inside the header.
+    let word = header
+        .get(at..at + 8)
+        .map_or(0, |b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+    u128::from((word >> w.shift) & w.mask)
+}
+
+/// Reads into their slots the fields extraction skipped (see `field_use`) in the headers of
+/// calculation `calc` that were extracted from `frame` and are valid: before a checksum is
+/// computed from field values rather than from a header's bytes.
+fn extract_skipped(p: &Program, calc: usize, phv: &mut Phv, frame: &[u8]) {
+    for &h in &p.calculations[calc].headers {
+        let layout = &p.headers[h as usize];
+        let (Some(lazy), true) = (&layout.lazy, phv.valid[h as usize]) else {
+            continue;
+        };
+        // Not extracted, or extracted at a bit offset: then every field was read (or is 0).
+        let origin = phv.origin[h as usize];
+        if origin == NOT_EXTRACTED {
+            continue;
+        }
+        let at = origin as usize;
+        let Some(bytes) = frame.get(at..at + layout.bits as usize / 8) else {
+            continue;
+        };
+        let first = layout.first_slot as usize;
+        for &(i, w) in &lazy.skipped {
+            phv.values[first + i as usize] = window_value(bytes, w);
+        }
     }
 }
 

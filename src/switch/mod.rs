@@ -3,6 +3,7 @@
 //! - [`json`] reads bmv2's JSON pipeline format;
 //! - [`pipeline`] compiles it once, when a pipeline is set, into indices and small expression trees
 //!   (nothing is looked up by name per packet) and refuses what this switch does not implement;
+//!   [`field_use`] then marks the header fields the program never names, which the parser skips;
 //! - [`dataplane`] holds the switch state (table entries, counters, registers, clone sessions,
 //!   statistics), processes frames and offers the runtime API the P4Runtime server sits on;
 //! - [`p4runtime`] is that server (P4Runtime 1.4 over gRPC), [`ports`] the port backends (UDP
@@ -14,6 +15,7 @@
 
 pub mod capture;
 pub mod dataplane;
+pub mod field_use;
 pub mod hash;
 pub mod json;
 pub mod p4runtime;

@@ -122,8 +122,18 @@ pub struct HeaderLayout {
     pub bits: u32,
     /// Packet headers whose every field is one 64-bit load away: the loads, by field.
     pub windows: Option<Vec<Window>>,
+    /// For a header with `windows`, when the program never names some of its fields (see
+    /// `field_use`): the loads of the fields to extract, and of those extraction skips.
+    pub lazy: Option<LazyFields>,
     /// The header's slots as bits of 64-bit words: `slot_words(first_slot, fields.len())`.
     pub slot_words: Vec<(usize, u64)>,
+}
+
+/// A header's fields split by whether extraction reads them: (field index, load) each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LazyFields {
+    pub eager: Vec<(u32, Window)>,
+    pub skipped: Vec<(u32, Window)>,
 }
 
 /// The bits of slots `start..start + n` in a set of 64-bit words, one bit per slot: (word
@@ -177,6 +187,7 @@ impl HeaderLayout {
             fields: laid,
             bits,
             windows,
+            lazy: None,
         }
     }
 }
@@ -1234,7 +1245,7 @@ impl<'a> Compiler<'a> {
             checksums[i].update_from_bytes = from_bytes;
         }
 
-        let program = Program {
+        let mut program = Program {
             slot_count: self.headers.iter().map(|h| h.fields.len()).sum(),
             initially_valid: self.headers.iter().map(|h| h.metadata).collect(),
             headers: self.headers,
@@ -1256,6 +1267,7 @@ impl<'a> Compiler<'a> {
             std,
         };
         check_acyclic(&program)?;
+        super::field_use::mark_lazy_fields(&mut program);
         Ok(program)
     }
 
