@@ -237,6 +237,8 @@ pub fn mark_lazy_fields(p: &mut Program) {
         registers: _,
         field_lists: _,
         std: _,
+        slot_owner: _,
+        packet_slots: _,
     } = &*p;
     // Calculations are read through the checksums and hashes that use them, field lists through
     // the clones that use them; controls name nodes only; the standard metadata is not a packet

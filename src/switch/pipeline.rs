@@ -830,6 +830,10 @@ pub struct Program {
     /// Field lists (for clone metadata preservation), by position; `field_list_ids` maps JSON ids.
     pub field_lists: Vec<Vec<FieldRef>>,
     pub std: StandardMetadata,
+    /// Per slot: its header and the field's index in it.
+    pub slot_owner: Vec<(u32, u32)>,
+    /// The slots of packet headers (not metadata), one bit each in 64-bit words.
+    pub packet_slots: Vec<u64>,
 }
 
 impl Program {
@@ -1245,8 +1249,23 @@ impl<'a> Compiler<'a> {
             checksums[i].update_from_bytes = from_bytes;
         }
 
+        let slot_count: usize = self.headers.iter().map(|h| h.fields.len()).sum();
+        let slot_owner: Vec<(u32, u32)> = self
+            .headers
+            .iter()
+            .enumerate()
+            .flat_map(|(h, layout)| (0..layout.fields.len() as u32).map(move |i| (h as u32, i)))
+            .collect();
+        let mut packet_slots = vec![0u64; slot_count.div_ceil(64)];
+        for (slot, &(h, _)) in slot_owner.iter().enumerate() {
+            if !self.headers[h as usize].metadata {
+                packet_slots[slot / 64] |= 1 << (slot % 64);
+            }
+        }
         let mut program = Program {
-            slot_count: self.headers.iter().map(|h| h.fields.len()).sum(),
+            slot_count,
+            slot_owner,
+            packet_slots,
             initially_valid: self.headers.iter().map(|h| h.metadata).collect(),
             headers: self.headers,
             errors,
