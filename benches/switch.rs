@@ -7,7 +7,9 @@
 //!   timeouts) with 10,000 flow entries (the table's size raised from 4,096) and 256 frames, most
 //!   of them hitting a flow;
 //! - `vmdep_1000_routes_10000_pairs`: p4/vmdep.p4 as `vmdep compile` builds it, 1,000 routes in
-//!   `ipv4_lpm`, 10,000 pairs in `vm_pair`, 256 UDP/TCP frames (mostly pairs being counted).
+//!   `ipv4_lpm`, 10,000 pairs in `vm_pair`, 256 UDP/TCP frames (mostly pairs being counted);
+//! - `vmdep_block_routes_10000_pairs`: the same with the 1,000 routes inside one /8 at 13 prefix
+//!   lengths (the lpm index's hard case).
 //!
 //! Each iteration runs a batch of frames, with one reading of the switch clock as `vmdep switch`
 //! does for the frames one receive call took; criterion reports elements (frames) per second.
@@ -324,11 +326,53 @@ fn vmdep_pipeline(c: &mut Criterion) {
     run_batch(c, "vmdep_1000_routes_10000_pairs", &mut sw, &frames, BATCH);
 }
 
+/// vmdep.p4 as above, with the routes of one data center's own address block instead: 10/8 and
+/// 999 prefixes inside it of 13 lengths (/12 to /24), as `switch_udp` has them. The lpm index
+/// then probes many lengths per lookup (it holds one hash map per prefix length).
+fn vmdep_block_routes(c: &mut Criterion) {
+    let source = include_str!("../p4/vmdep.p4");
+    let compiled = vmdep::compiler::compile(source, "vmdep.p4").unwrap();
+    let mut sw = Switch::from_json_str(&compiled.bmv2_json).unwrap();
+    let p = sw.program();
+    let lpm = p.table_by_name("MyIngress.ipv4_lpm").unwrap();
+    let next_hop = p
+        .table_action_by_name(lpm, "MyIngress.set_next_hop")
+        .unwrap();
+    let vm_pair = p.table_by_name("MyIngress.vm_pair").unwrap();
+    let count = p
+        .table_action_by_name(vm_pair, "MyIngress.count_pair")
+        .unwrap();
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut seen = std::collections::HashSet::new();
+    let mut routes = vec![(0x0a00_0000u32, 8u32)];
+    seen.insert(routes[0]);
+    while routes.len() < 1000 {
+        let len = 12 + rng.below(13) as u32;
+        let prefix = (0x0a00_0000 | (rng.next() as u32 & 0x00ff_ffff)) & (u32::MAX << (32 - len));
+        if seen.insert((prefix, len)) {
+            routes.push((prefix, len));
+        }
+    }
+    for (i, r) in routes.iter().enumerate() {
+        let port = 1 + (i as u128 % 8);
+        let args = vec![0x0200_0000_0001, 0x0200_0000_0100 + i as u128, port];
+        sw.insert_entry(lpm, lpm_entry(next_hop, args, *r)).unwrap();
+    }
+    let pairs = random_pairs(&mut rng, 10_000);
+    for &(src, dst) in &pairs {
+        sw.insert_entry(vm_pair, pair_entry(count, src, dst))
+            .unwrap();
+    }
+    let frames = pair_frames(&mut rng, &pairs, true);
+    run_batch(c, "vmdep_block_routes_10000_pairs", &mut sw, &frames, BATCH);
+}
+
 criterion_group!(
     benches,
     ref1_routing,
     ref1_1000_routes,
     ref2_10000_flows,
-    vmdep_pipeline
+    vmdep_pipeline,
+    vmdep_block_routes
 );
 criterion_main!(benches);

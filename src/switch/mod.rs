@@ -4,6 +4,8 @@
 //! - [`pipeline`] compiles it once, when a pipeline is set, into indices and small expression trees
 //!   (nothing is looked up by name per packet) and refuses what this switch does not implement;
 //!   [`field_use`] then marks the header fields the program never names, which the parser skips;
+//! - [`table`] holds a table's entries and finds the one a key matches ([`length_trie`] gives an
+//!   IPv4-like lpm table the longest matching length in one to three array reads);
 //! - [`dataplane`] holds the switch state (table entries, counters, registers, clone sessions,
 //!   statistics), processes frames and offers the runtime API the P4Runtime server sits on;
 //! - [`p4runtime`] is that server (P4Runtime 1.4 over gRPC), [`ports`] the port backends (UDP
@@ -18,6 +20,7 @@ pub mod dataplane;
 pub mod field_use;
 pub mod hash;
 pub mod json;
+pub mod length_trie;
 pub mod p4runtime;
 pub mod pipeline;
 pub mod ports;

@@ -1,6 +1,7 @@
 //! The entries of one match-action table and how a lookup picks one: exact keys through one hash
 //! map over the whole key; exact keys plus one lpm key through one hash map per prefix length in
-//! use, probed from the longest; ternary, range or optional keys through a list kept in priority
+//! use, probed from the longest (or, for a key of one lpm field of at most 32 bits, straight at
+//! the longest length covering the value, which a `LengthTrie` keeps); ternary, range or optional keys through a list kept in priority
 //! order, scanned up to the first match. Keys that fit in 64 (or 128) bits are hashed as one
 //! packed integer.
 //!
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 
 use foldhash::fast::RandomState;
 
+use super::length_trie::LengthTrie;
 use super::pipeline::{width_mask, KeySource, MatchKind, Table};
 
 /// The value one key field of an entry matches.
@@ -257,6 +259,10 @@ enum Index {
         field: usize,
         width: u32,
         lengths: Vec<PrefixLength>,
+        /// When the key is that field alone, of at most 32 bits: the longest length covering
+        /// each value, and each length's position in `lengths` (`u8::MAX`: none).
+        trie: Option<LengthTrie>,
+        by_len: Vec<u8>,
     },
     /// Ternary, range or optional keys: `entries` scanned in match order, up to the first match.
     Scan,
@@ -453,11 +459,18 @@ impl Index {
             .all(|k| matches!(k.kind, MatchKind::Exact | MatchKind::Valid | MatchKind::Lpm));
         match lpm.as_slice() {
             [] if others_exact => Index::Exact(KeyMap::new(widths)),
-            [field] if others_exact => Index::Lpm {
-                field: *field,
-                width: table.keys[*field].width,
-                lengths: Vec::new(),
-            },
+            [field] if others_exact => {
+                let width = table.keys[*field].width;
+                Index::Lpm {
+                    field: *field,
+                    width,
+                    lengths: Vec::new(),
+                    trie: (table.keys.len() == 1)
+                        .then(|| LengthTrie::new(width))
+                        .flatten(),
+                    by_len: vec![u8::MAX; width as usize + 1],
+                }
+            }
             _ => Index::Scan,
         }
     }
@@ -579,6 +592,24 @@ impl TableState {
                 }),
                 None,
             ) => Some(m.get(&packed).copied()),
+            (
+                Index::Lpm {
+                    lengths,
+                    trie: Some(trie),
+                    by_len,
+                    ..
+                },
+                Some(_),
+            ) => {
+                // The key is the lpm field alone: `packed` is its value.
+                let longest = trie
+                    .longest(packed as u32)
+                    .and_then(|len| lengths.get(usize::from(*by_len.get(len as usize)?)));
+                Some(longest.and_then(|l| match &l.map.map {
+                    KeyMapInner::Narrow(m) => m.get(&(packed & l.packed_mask as u64)).copied(),
+                    _ => None,
+                }))
+            }
             (Index::Lpm { lengths, .. }, Some(field)) => {
                 let lpm_value = u128::from(value(plan.parts.get(field)?));
                 Some(lengths.iter().filter(|l| l.may_hold(lpm_value)).find_map(
@@ -649,6 +680,8 @@ impl TableState {
                 field,
                 width,
                 lengths,
+                by_len,
+                ..
             },
             Some(len),
         ) = (&mut self.index, prefix)
@@ -669,6 +702,7 @@ impl TableState {
                     .collect();
                 let widths: Box<[u32]> = table.keys.iter().map(|k| k.width).collect();
                 lengths.insert(at, PrefixLength::new(len, *width, widths, &masks, *field));
+                index_lengths(lengths, by_len);
             }
             let lpm_value = values[*field];
             if let Some(l) = lengths.iter_mut().find(|l| l.prefix_len == len) {
@@ -684,6 +718,15 @@ impl TableState {
                     field: String::new(),
                     expected: "exact or lpm",
                 })
+            }
+        }
+        if let (Index::Lpm { trie, .. }, Some(len)) = (&mut self.index, prefix) {
+            // A trie that cannot grow (2^24 nodes) gives way to probing the lengths.
+            if trie
+                .as_mut()
+                .is_some_and(|t| !t.insert(values[0] as u32, len))
+            {
+                *trie = None;
             }
         }
         self.entries.push(stored);
@@ -718,8 +761,33 @@ impl TableState {
             if let Some(map) = self.index.map_mut(prefix) {
                 map.remove(&values);
             }
-            if let (Index::Lpm { lengths, .. }, Some(len)) = (&mut self.index, prefix) {
+            if let (
+                Index::Lpm {
+                    lengths,
+                    trie,
+                    by_len,
+                    width,
+                    ..
+                },
+                Some(len),
+            ) = (&mut self.index, prefix)
+            {
                 lengths.retain(|l| l.prefix_len != len || !l.map.is_empty());
+                index_lengths(lengths, by_len);
+                if let Some(trie) = trie {
+                    // The longest other prefix covering the removed one takes over.
+                    let value = values[0];
+                    let shorter = lengths
+                        .iter()
+                        .filter(|l| l.prefix_len < len)
+                        .find(|l| {
+                            l.map
+                                .get(&[value & prefix_mask(*width, l.prefix_len)])
+                                .is_some()
+                        })
+                        .map(|l| l.prefix_len);
+                    trie.remove(value as u32, len, shorter);
+                }
             }
             self.refilter(prefix);
         }
@@ -731,6 +799,16 @@ impl TableState {
             }
         }
         removed
+    }
+}
+
+/// Notes each length's position in `lengths` in `by_len`.
+fn index_lengths(lengths: &[PrefixLength], by_len: &mut [u8]) {
+    by_len.fill(u8::MAX);
+    for (i, l) in lengths.iter().enumerate() {
+        if let Some(slot) = by_len.get_mut(l.prefix_len as usize) {
+            *slot = u8::try_from(i).unwrap_or(u8::MAX);
+        }
     }
 }
 
@@ -1022,12 +1100,22 @@ mod tests {
 
     /// Key layouts: lpm alone, exact + lpm (packed in 64 bits), a 64-bit exact + lpm (packed in
     /// 128 bits), a 128-bit exact + lpm (too wide to pack).
-    const LAYOUTS: [&[(MatchKind, u32)]; 4] = [
+    const LAYOUTS: [&[(MatchKind, u32)]; 6] = [
         &[(MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 2), (MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 64), (MatchKind::Lpm, 8)],
         &[(MatchKind::Exact, 128), (MatchKind::Lpm, 8)],
+        // The lpm field alone, wider than one stride of the length trie.
+        &[(MatchKind::Lpm, 24)],
+        &[(MatchKind::Lpm, 32)],
     ];
+
+    /// An lpm field's value and prefix length from a byte and a length of 0..=8: wider fields
+    /// repeat the byte and scale the length, so prefixes of all lengths still overlap.
+    fn spread(width: u32, value: u128, len: u32) -> (u128, u32) {
+        let repeated = (0..width.div_ceil(8)).fold(0u128, |acc, _| (acc << 8) | value);
+        (repeated & width_mask(width), len * width / 8)
+    }
 
     /// A key of `layout` from raw numbers: exact values from a small set so they collide.
     fn key_of(layout: &[(MatchKind, u32)], exact: u128, value: u128, len: u32) -> Vec<MatchValue> {
@@ -1035,7 +1123,7 @@ mod tests {
             .iter()
             .map(|&(kind, width)| match kind {
                 MatchKind::Lpm => {
-                    let len = len.min(width);
+                    let (value, len) = spread(width, value, len);
                     MatchValue::Lpm {
                         value: value & prefix_mask(width, len),
                         prefix_len: len,
@@ -1050,7 +1138,7 @@ mod tests {
         layout
             .iter()
             .map(|&(kind, width)| match kind {
-                MatchKind::Lpm => value & width_mask(width),
+                MatchKind::Lpm => spread(width, value, 0).0,
                 _ => (exact % 3) & width_mask(width),
             })
             .collect()
