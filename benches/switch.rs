@@ -291,7 +291,9 @@ fn pair_frames(rng: &mut Rng, pairs: &[(u32, u32)], mix_tcp: bool) -> Vec<Vec<u8
         .collect()
 }
 
-fn vmdep_pipeline(c: &mut Criterion) {
+/// p4/vmdep.p4 as `vmdep compile` builds it, `routes` in `ipv4_lpm`, 10,000 counted pairs in
+/// `vm_pair`, and a batch of frames (see `pair_frames`).
+fn vmdep_switch(rng: &mut Rng, routes: &[(u32, u32)]) -> (Switch, Vec<Vec<u8>>) {
     let source = include_str!("../p4/vmdep.p4");
     let compiled = vmdep::compiler::compile(source, "vmdep.p4").unwrap();
     let mut sw = Switch::from_json_str(&compiled.bmv2_json).unwrap();
@@ -304,6 +306,21 @@ fn vmdep_pipeline(c: &mut Criterion) {
     let count = p
         .table_action_by_name(vm_pair, "MyIngress.count_pair")
         .unwrap();
+    for (i, r) in routes.iter().enumerate() {
+        let port = 1 + (i as u128 % 8);
+        let args = vec![0x0200_0000_0001, 0x0200_0000_0100 + i as u128, port];
+        sw.insert_entry(lpm, lpm_entry(next_hop, args, *r)).unwrap();
+    }
+    let pairs = random_pairs(rng, 10_000);
+    for &(src, dst) in &pairs {
+        sw.insert_entry(vm_pair, pair_entry(count, src, dst))
+            .unwrap();
+    }
+    let frames = pair_frames(rng, &pairs, true);
+    (sw, frames)
+}
+
+fn vmdep_pipeline(c: &mut Criterion) {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     // The pairs live in 10/8; make sure a route covers them, besides 999 others.
     let mut routes = random_routes(&mut rng, 999);
@@ -312,36 +329,14 @@ fn vmdep_pipeline(c: &mut Criterion) {
     while routes.len() < 1000 {
         routes.extend(random_routes(&mut rng, 1).into_iter().filter(|r| r.1 != 8));
     }
-    for (i, r) in routes.iter().enumerate() {
-        let port = 1 + (i as u128 % 8);
-        let args = vec![0x0200_0000_0001, 0x0200_0000_0100 + i as u128, port];
-        sw.insert_entry(lpm, lpm_entry(next_hop, args, *r)).unwrap();
-    }
-    let pairs = random_pairs(&mut rng, 10_000);
-    for &(src, dst) in &pairs {
-        sw.insert_entry(vm_pair, pair_entry(count, src, dst))
-            .unwrap();
-    }
-    let frames = pair_frames(&mut rng, &pairs, true);
+    let (mut sw, frames) = vmdep_switch(&mut rng, &routes);
     run_batch(c, "vmdep_1000_routes_10000_pairs", &mut sw, &frames, BATCH);
 }
 
 /// vmdep.p4 as above, with the routes of one data center's own address block instead: 10/8 and
 /// 999 prefixes inside it of 13 lengths (/12 to /24), as `switch_udp` has them. The lpm index
-/// then probes many lengths per lookup (it holds one hash map per prefix length).
+/// probed many lengths per lookup before it had a trie of lengths.
 fn vmdep_block_routes(c: &mut Criterion) {
-    let source = include_str!("../p4/vmdep.p4");
-    let compiled = vmdep::compiler::compile(source, "vmdep.p4").unwrap();
-    let mut sw = Switch::from_json_str(&compiled.bmv2_json).unwrap();
-    let p = sw.program();
-    let lpm = p.table_by_name("MyIngress.ipv4_lpm").unwrap();
-    let next_hop = p
-        .table_action_by_name(lpm, "MyIngress.set_next_hop")
-        .unwrap();
-    let vm_pair = p.table_by_name("MyIngress.vm_pair").unwrap();
-    let count = p
-        .table_action_by_name(vm_pair, "MyIngress.count_pair")
-        .unwrap();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let mut seen = std::collections::HashSet::new();
     let mut routes = vec![(0x0a00_0000u32, 8u32)];
@@ -353,17 +348,7 @@ fn vmdep_block_routes(c: &mut Criterion) {
             routes.push((prefix, len));
         }
     }
-    for (i, r) in routes.iter().enumerate() {
-        let port = 1 + (i as u128 % 8);
-        let args = vec![0x0200_0000_0001, 0x0200_0000_0100 + i as u128, port];
-        sw.insert_entry(lpm, lpm_entry(next_hop, args, *r)).unwrap();
-    }
-    let pairs = random_pairs(&mut rng, 10_000);
-    for &(src, dst) in &pairs {
-        sw.insert_entry(vm_pair, pair_entry(count, src, dst))
-            .unwrap();
-    }
-    let frames = pair_frames(&mut rng, &pairs, true);
+    let (mut sw, frames) = vmdep_switch(&mut rng, &routes);
     run_batch(c, "vmdep_block_routes_10000_pairs", &mut sw, &frames, BATCH);
 }
 

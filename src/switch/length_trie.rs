@@ -182,21 +182,27 @@ impl LengthTrie {
         }
         // Nodes on the way that now only repeat their parent slot go.
         for k in (1..=level).rev() {
-            let (parent, child) = (path[k - 1], path[k]);
             let (stride, end) = self.levels[k - 1];
             let i = (value >> (self.width - end)) as usize & ((1 << stride) - 1);
-            let parent_len = self.nodes[parent][i].len();
-            if self.nodes[child]
-                .iter()
-                .all(|s| *s == Slot::EMPTY.with_len(parent_len))
-            {
-                self.nodes[parent][i] = self.nodes[parent][i].with_child(0);
-                self.nodes[child] = Vec::new();
-                self.free.push(child);
-            } else {
+            if !self.free_if_repeating(path[k - 1], i) {
                 break;
             }
         }
+    }
+
+    /// Frees the child of slot `i` of `node` if it only repeats the slot's length (no longer
+    /// prefix under it); true if it did.
+    fn free_if_repeating(&mut self, node: usize, i: usize) -> bool {
+        let slot = self.nodes[node][i];
+        let child = slot.child();
+        let repeating = Slot::EMPTY.with_len(slot.len());
+        if child == 0 || !self.nodes[child].iter().all(|s| *s == repeating) {
+            return false;
+        }
+        self.nodes[node][i] = slot.with_child(0);
+        self.nodes[child] = Vec::new();
+        self.free.push(child);
+        true
     }
 
     /// Where slot `i` of `node` (and the slots under it) has `len`, puts `to` instead; a slot
@@ -213,15 +219,7 @@ impl LengthTrie {
             for j in 0..self.nodes[child].len() {
                 self.lower(child, j, len, to);
             }
-            // A child that now only repeats this slot goes.
-            if self.nodes[child]
-                .iter()
-                .all(|s| *s == Slot::EMPTY.with_len(to))
-            {
-                self.nodes[node][i] = self.nodes[node][i].with_child(0);
-                self.nodes[child] = Vec::new();
-                self.free.push(child);
-            }
+            self.free_if_repeating(node, i);
         }
     }
 
