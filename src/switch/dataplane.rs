@@ -239,7 +239,6 @@ impl SlotSet {
 /// What a packet's actions asked for beyond header changes.
 #[derive(Debug, Default, Clone, Copy)]
 struct Flags {
-    exit: bool,
     clone: Option<(u128, Option<usize>)>,
     truncate: Option<usize>,
     assert_failed: bool,
@@ -1740,7 +1739,6 @@ fn run_action(
                 flags.clone = Some((eval(session, phv, args, &[]), *field_list));
             }
             Primitive::Exit => {
-                flags.exit = true;
                 if env.trace {
                     packet_log(format_args!("  exit"));
                 }

@@ -238,6 +238,20 @@ mod tests {
         len == 0 || (address ^ value) >> (width - len) == 0
     }
 
+    /// The longest length below `below` of the prefixes in `present` covering `address`.
+    fn longest_covering(
+        present: &[(u32, u32)],
+        width: u32,
+        address: u32,
+        below: u32,
+    ) -> Option<u32> {
+        present
+            .iter()
+            .filter(|&&(p, l)| l < below && covers(p, l, width, address))
+            .map(|&(_, l)| l)
+            .max()
+    }
+
     proptest! {
         /// After any sequence of inserts and removes, every address gets the longest length of
         /// the prefixes present that cover it, and a trie emptied has only its root left.
@@ -261,33 +275,21 @@ mod tests {
                     }
                     (false, Some(at)) => {
                         present.swap_remove(at);
-                        let shorter = present
-                            .iter()
-                            .filter(|&&(p, l)| l < len && covers(p, l, width, value))
-                            .map(|&(_, l)| l)
-                            .max();
-                        trie.remove(value, len, shorter);
+                        trie.remove(value, len, longest_covering(&present, width, value, len));
                     }
                     _ => {}
                 }
-                // Probe near the prefixes present too, not only at random.
-                for &address in probes.iter().map(|p| cut(*p)).chain(present.iter().map(|p| p.0)).collect::<Vec<_>>().iter() {
-                    let expected = present
-                        .iter()
-                        .filter(|&&(p, l)| covers(p, l, width, address))
-                        .map(|&(_, l)| l)
-                        .max();
+                // Probe at the prefixes present too, not only at random.
+                let addresses: Vec<u32> =
+                    probes.iter().map(|p| cut(*p)).chain(present.iter().map(|p| p.0)).collect();
+                for address in addresses {
+                    let expected = longest_covering(&present, width, address, u32::MAX);
                     prop_assert_eq!(trie.longest(address), expected, "address {:#x}", address);
                 }
             }
             for (value, len) in present.clone() {
                 present.retain(|&p| p != (value, len));
-                let shorter = present
-                    .iter()
-                    .filter(|&&(p, l)| l < len && covers(p, l, width, value))
-                    .map(|&(_, l)| l)
-                    .max();
-                trie.remove(value, len, shorter);
+                trie.remove(value, len, longest_covering(&present, width, value, len));
             }
             prop_assert_eq!(trie.node_count(), 1);
             prop_assert_eq!(trie.longest(cut(probes[0])), None);

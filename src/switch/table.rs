@@ -317,6 +317,15 @@ impl PrefixLength {
         self.filter[bit / 64] & (1 << (bit % 64)) != 0
     }
 
+    /// The entry of a whole key packed into at most 64 bits, cut to this length.
+    #[inline]
+    fn get_packed(&self, packed: u64) -> Option<usize> {
+        match &self.map.map {
+            KeyMapInner::Narrow(m) => m.get(&(packed & self.packed_mask as u64)).copied(),
+            _ => None,
+        }
+    }
+
     fn note(&mut self, v: u128) {
         let bit = self.filter_bit(v);
         self.filter[bit / 64] |= 1 << (bit % 64);
@@ -605,19 +614,16 @@ impl TableState {
                 let longest = trie
                     .longest(packed as u32)
                     .and_then(|len| lengths.get(usize::from(*by_len.get(len as usize)?)));
-                Some(longest.and_then(|l| match &l.map.map {
-                    KeyMapInner::Narrow(m) => m.get(&(packed & l.packed_mask as u64)).copied(),
-                    _ => None,
-                }))
+                Some(longest.and_then(|l| l.get_packed(packed)))
             }
             (Index::Lpm { lengths, .. }, Some(field)) => {
                 let lpm_value = u128::from(value(plan.parts.get(field)?));
-                Some(lengths.iter().filter(|l| l.may_hold(lpm_value)).find_map(
-                    |l| match &l.map.map {
-                        KeyMapInner::Narrow(m) => m.get(&(packed & l.packed_mask as u64)).copied(),
-                        _ => None,
-                    },
-                ))
+                Some(
+                    lengths
+                        .iter()
+                        .filter(|l| l.may_hold(lpm_value))
+                        .find_map(|l| l.get_packed(packed)),
+                )
             }
             _ => None,
         }
